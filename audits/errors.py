@@ -1,0 +1,28 @@
+"""Errors a user can cause, each mapped to the CLI's exit code.
+
+The message is the whole user-facing text: one line naming the file, column or key and what to do.
+"""
+
+
+class PriceParityError(Exception):
+    """Base of every error whose message is meant for the user, not for a traceback."""
+
+    exit_code = 2
+
+
+class ConfigError(PriceParityError):
+    """The configuration file or a parameter is wrong."""
+
+
+class InputError(PriceParityError):
+    """A source cannot be read as configured (missing file or column, unreachable database)."""
+
+
+class WarehouseBusyError(PriceParityError):
+    """Another run holds the warehouse's writer lock for longer than we may wait."""
+
+
+class DataQualityError(PriceParityError):
+    """A batch failed validation beyond the configured tolerance; the run stops."""
+
+    exit_code = 3

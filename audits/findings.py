@@ -1,0 +1,182 @@
+"""The findings model: what an audit concluded, serialised as findings.json.
+
+This module is the contract between the audit and everything that reads it (the HTML report,
+downstream tools). It imports nothing of ours. The report renders an `AuditResult`; it never
+recomputes a statistic, so every figure a reader sees must already be here.
+
+Schema version 1 is the DESIGN.md contract. Keys beyond it (`suppressed`, `checks`, `method`,
+`history`, `data_quality.quarantine_reasons`, `data_quality.batches`) are additive: a consumer
+that only knows the contract keeps working.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+SCHEMA_VERSION = 1
+
+CheckName = Literal[
+    "price_arithmetic",
+    "price_dispersion",
+    "discount_policy",
+    "price_gap",
+    "discount_incidence",
+    "discount_depth",
+    "loyalty_penalty",
+]
+CONSISTENCY_CHECKS: tuple[str, ...] = ("price_arithmetic", "price_dispersion", "discount_policy")
+DISPARITY_CHECKS: tuple[str, ...] = ("price_gap", "discount_incidence", "discount_depth", "loyalty_penalty")
+ALL_CHECKS: tuple[str, ...] = CONSISTENCY_CHECKS + DISPARITY_CHECKS
+
+Severity = Literal["high", "medium", "low"]
+Status = Literal["new", "persisting", "resolved"]
+CheckStatus = Literal["ok", "errored", "skipped"]
+
+FLAGGED_SEVERITIES: tuple[str, ...] = ("high", "medium")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One tested comparison (disparity) or one counted rule breach (consistency)."""
+
+    check: str
+    attribute: str | None
+    group: str | None
+    reference: str | None
+    segment: dict[str, str] | None
+    metric: str
+    estimate: float | None
+    ci_low: float | None
+    ci_high: float | None
+    p_value: float | None
+    q_value: float | None
+    n_customers_group: int | None
+    n_customers_reference: int | None
+    count: int | None
+    severity: Severity
+    status: Status
+    summary: str
+    suppressed: bool = False
+
+    @property
+    def is_flagged(self) -> bool:
+        return self.severity in FLAGGED_SEVERITIES
+
+    @property
+    def key(self) -> str:
+        """Identity of the comparison across runs (not of its result)."""
+        segment = ",".join(f"{k}={v}" for k, v in sorted((self.segment or {}).items()))
+        return "|".join(
+            str(part) for part in (self.check, self.metric, self.attribute, self.group, self.reference, segment)
+        )
+
+
+@dataclass(frozen=True)
+class CheckRun:
+    """How one check of the catalogue fared in this run."""
+
+    check: str
+    status: CheckStatus
+    seconds: float
+    reason: str | None = None
+    n_tests: int = 0
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    run_id: str
+    period_start: str
+    period_end: str
+    transactions: int
+    customers: int
+    config_sha256: str
+    data_sha256: str
+    version: str
+    scope: str = "default"
+    started_at: str = ""
+    finished_at: str = ""
+
+
+@dataclass(frozen=True)
+class DataQuality:
+    passed: bool
+    expectations: list[dict[str, Any]] = field(default_factory=list)
+    quarantined_rows: int = 0
+    quarantine_reasons: list[dict[str, Any]] = field(default_factory=list)
+    batches: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class HistoryPoint:
+    """One earlier run of the same scope, with the estimates of its findings by key."""
+
+    run_id: str
+    period_end: str
+    estimates: dict[str, dict[str, float | None]]
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    run: RunInfo
+    data_quality: DataQuality
+    findings: list[Finding]
+    checks: list[CheckRun] = field(default_factory=list)
+    method: dict[str, Any] = field(default_factory=dict)
+    history: list[HistoryPoint] = field(default_factory=list)
+
+    @property
+    def flagged(self) -> list[Finding]:
+        return [f for f in self.findings if f.is_flagged and f.status != "resolved"]
+
+    def severity_counts(self) -> dict[str, int]:
+        counts = {"high": 0, "medium": 0, "low": 0}
+        for finding in self.findings:
+            if finding.status != "resolved":
+                counts[finding.severity] += 1
+        return counts
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "run": asdict(self.run),
+            "data_quality": asdict(self.data_quality),
+            "findings": [asdict(f) for f in self.findings],
+            "checks": [asdict(c) for c in self.checks],
+            "method": self.method,
+            "history": [asdict(h) for h in self.history],
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(_finite(self.to_dict()), indent=2, ensure_ascii=False, allow_nan=False)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AuditResult:
+        if data.get("schema_version") != SCHEMA_VERSION:
+            raise ValueError(f"findings.json: schema_version {data.get('schema_version')!r} is not {SCHEMA_VERSION}")
+        return cls(
+            run=RunInfo(**data["run"]),
+            data_quality=DataQuality(**data["data_quality"]),
+            findings=[Finding(**f) for f in data["findings"]],
+            checks=[CheckRun(**c) for c in data.get("checks", [])],
+            method=data.get("method", {}),
+            history=[HistoryPoint(**h) for h in data.get("history", [])],
+        )
+
+    @classmethod
+    def read(cls, path: Path) -> AuditResult:
+        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN or infinity: an undefined figure is null, never a non-standard token."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value

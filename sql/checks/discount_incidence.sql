@@ -1,0 +1,18 @@
+-- name: discount_incidence
+-- Detects groups receiving discounts less often than their reference on the same product, day
+-- and controls. Measurement: 1 when the line was discounted (paid below list price or carried a
+-- discount amount), else 0. The runner turns the within-cell difference into an adverse impact
+-- ratio (group rate / reference rate) judged against the four-fifths rule.
+-- Input: temp view `audit_dim`. Output grain: one row per line x dimension.
+with
+
+lines as (
+    select * from audit_dim
+),
+
+final as (
+    select dim_id, segment_value, cell_key, customer_id, group_value, is_discounted::double as y
+    from lines
+)
+
+select * from final
