@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -152,6 +153,15 @@ class AuditResult:
 
     def to_json(self) -> str:
         return json.dumps(_finite(self.to_dict()), indent=2, ensure_ascii=False, allow_nan=False)
+
+    def write(self, path: Path) -> Path:
+        """Write findings.json atomically: a reader sees the old file or the new one, never half."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        temporary.write_text(self.to_json(), encoding="utf-8")
+        os.replace(temporary, path)
+        return path
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AuditResult:

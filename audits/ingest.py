@@ -465,3 +465,43 @@ def _redact(text: str, dsn: str) -> str:
 
 def _one_line(err: BaseException) -> str:
     return " ".join(str(err).split())[:300]
+
+
+def data_quality_summary(con: duckdb.DuckDBPyConnection, *, batch_ids: list[int] | None = None):
+    """The data-quality section of a result: the given batches, or each source's latest batch."""
+    from audits.findings import DataQuality
+
+    if batch_ids is None:
+        batch_ids = [r[0] for r in con.execute(
+            "select max(batch_id) from ingest_batches group by source").fetchall()]
+    if not batch_ids:
+        return DataQuality(passed=True)
+    batches = con.execute(
+        """select batch_id, source, status, rows_read, rows_loaded, rows_replaced, rows_duplicate,
+                  rows_quarantined, round(seconds, 2)
+           from ingest_batches where list_contains($ids, batch_id) order by batch_id""", {"ids": batch_ids}).fetchall()
+    keys = ("batch_id", "source", "status", "rows_read", "rows_loaded", "rows_replaced", "rows_duplicate",
+            "rows_quarantined", "seconds")
+    batch_dicts = [dict(zip(keys, b, strict=True)) for b in batches]
+    expectations = [
+        {"batch": b, "source": s, "expectation": e, "column": c, "success": ok, "unexpected_count": n,
+         "element_count": total}
+        for b, s, e, c, ok, n, total in con.execute(
+            """select batch_id, source, expectation, column_name, success, unexpected_count, element_count
+               from expectation_results where list_contains($ids, batch_id) order by batch_id, expectation, column_name""",
+            {"ids": batch_ids}).fetchall()
+    ]
+    reasons = [
+        {"reason": reason, "rows": n}
+        for reason, n in con.execute(
+            """select reason, count(*) from (select unnest(string_split(reason, '; ')) as reason
+               from quarantine where list_contains($ids, batch_id)) group by reason order by 2 desc, 1""",
+            {"ids": batch_ids}).fetchall()
+    ]
+    return DataQuality(
+        passed=all(b["status"] == "loaded" for b in batch_dicts) and all(e["success"] for e in expectations),
+        expectations=expectations,
+        quarantined_rows=sum(b["rows_quarantined"] or 0 for b in batch_dicts),
+        quarantine_reasons=reasons,
+        batches=batch_dicts,
+    )

@@ -264,13 +264,11 @@ def _run_disparity(con: duckdb.DuckDBPyConnection, check: str, config: Config, c
     query = load_sql(f"checks/{check}")
     con.execute(f"create or replace temp table measurements as {query.sql}",
                 _params(query.params, config))
-    contrast = load_sql("stats/within_cell_contrast")
-    rows = con.execute(contrast.sql).fetchall()
-    names = [d[0] for d in con.description]
+    con.execute(f"create or replace temp table contrast_tests as {load_sql('stats/within_cell_tests').sql}")
+    rows = contrast_partition(con, partitions=1, partition=0)
     by_id = {d.dim_id: d for d in dimensions}
     tests = []
-    for values in rows:
-        row = dict(zip(names, values, strict=True))
+    for row in rows:
         sums = ContrastSums(
             n_clusters=int(row["n_clusters"]), sxx=row["sxx"], sxy=row["sxy"], saa=row["saa"], sab=row["sab"],
             sbb=row["sbb"], ref_sum=row["ref_sum"], ref_weight=row["ref_weight"], ref_vv=row["ref_vv"],
@@ -284,6 +282,32 @@ def _run_disparity(con: duckdb.DuckDBPyConnection, check: str, config: Config, c
             estimate=estimate, ci_low=low, ci_high=high, p_value=p,
         ))
     return tests
+
+
+SUM_FIELDS = ("n_customers_group", "n_customers_reference", "n_clusters", "sxx", "sxy", "saa", "sab", "sbb",
+              "ref_sum", "ref_weight", "ref_vv", "ref_vw", "ref_ww")
+
+
+def contrast_partition(con: duckdb.DuckDBPyConnection, *, partitions: int, partition: int) -> list[dict[str, Any]]:
+    """Phase-2 sums over one partition of customers (needs `measurements` and `contrast_tests`)."""
+    query = load_sql("stats/within_cell_contrast")
+    cursor = con.execute(query.sql, {"partitions": partitions, "partition": partition})
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
+
+
+def merge_partitions(parts: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Add up phase-2 sums computed over disjoint sets of customers."""
+    merged: dict[tuple, dict[str, Any]] = {}
+    for rows in parts:
+        for row in rows:
+            key = (row["dim_id"], row["segment_value"], row["group_value"])
+            if key not in merged:
+                merged[key] = dict(row)
+            else:
+                for name in SUM_FIELDS:
+                    merged[key][name] += row[name]
+    return [merged[k] for k in sorted(merged)]
 
 
 def _metric(check: str, sums: ContrastSums) -> tuple[float | None, float | None, float | None, float | None]:

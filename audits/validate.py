@@ -59,7 +59,8 @@ def validate_transactions(
     """Validate the accepted rows of a staged batch; one summary dict per expectation."""
     import great_expectations as gx
 
-    logging.getLogger("great_expectations").setLevel(logging.ERROR)
+    for name in ("great_expectations", "great_expectations.data_context.types.base"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     has_list_price, has_currency = con.execute(
         f"select count(list_price) > 0, count(currency) > 0 from {staged} where len(reasons) = 0"
     ).fetchone()
@@ -78,11 +79,17 @@ def validate_transactions(
         for c in ("transaction_id", "timestamp", "customer_id", "product_id", "quantity", "unit_price",
                   "list_price", "currency")
     )
-    reader = con.execute(f"select {columns} from {staged} where len(reasons) = 0").to_arrow_reader(config.chunk_rows)
+    last_row = con.execute(f"select coalesce(max(source_row), 0) from {staged}").fetchone()[0]
     totals: dict[str, dict[str, Any]] = {}
     chunks = 0
-    for record_batch in reader:
-        frame = record_batch.to_pandas()
+    for first in range(0, last_row, config.chunk_rows):
+        # Pages by row number: a bounded pandas frame at a time, and the connection stays free.
+        frame = con.execute(
+            f"select {columns} from {staged} where len(reasons) = 0 and source_row > $first and source_row <= $last",
+            {"first": first, "last": first + config.chunk_rows},
+        ).fetch_df()
+        if frame.empty:
+            continue
         result = batch_definition.get_batch(batch_parameters={"dataframe": frame}).validate(suite)
         chunks += 1
         for item in result.results:

@@ -1,46 +1,21 @@
 -- name: within_cell_contrast
--- Compares a measurement y between a tested group and its reference inside cells (product x day x
--- controls), so that product mix and legitimate price factors cannot show up as a difference.
+-- Phase 2 of 2: per-customer sums for the fixed-effects estimate of a group-minus-reference
+-- difference and its customer-clustered (CR1) variance (see audits/stats.py).
 -- Input: temp table `measurements` (dim_id, segment_value, cell_key, customer_id, group_value, y)
---        temp table `audit_dims` (dim_id, reference); a null reference means "all other customers".
--- Output grain: one row per dim_id x segment_value x tested group, holding per-customer sums for
--- the fixed-effects estimate and its customer-clustered (CR1) variance (see audits/stats.py).
+--        and temp table `contrast_tests` (the output of sql/stats/within_cell_tests.sql).
+-- Only customers with hash(customer_id) % $partitions = $partition are summed: every output sum is
+-- additive over disjoint sets of customers, so partitions computed apart add up to the whole.
+-- Output grain: one row per dim_id x segment_value x tested group.
+-- params: $partitions, $partition
 with
 
 m as (
     select * from measurements
+    where hash(customer_id) % $partitions = $partition
 ),
 
-dims as (
-    select * from audit_dims
-),
-
-cell_group as (
-    select dim_id, segment_value, cell_key, group_value, count(*) as n, sum(y) as sy
-    from m
-    group by all
-),
-
-cell_total as (
-    select dim_id, segment_value, cell_key, sum(n) as n, sum(sy) as sy
-    from cell_group
-    group by all
-),
-
--- one row per cell x tested group, with its comparison set's size and sum in that cell
 tests as (
-    select
-        g.dim_id, g.segment_value, g.cell_key, g.group_value as tested, d.reference,
-        g.n as n1, g.sy as sy1,
-        case when d.reference is null then t.n - g.n else coalesce(r.n, 0) end as n0,
-        case when d.reference is null then t.sy - g.sy else coalesce(r.sy, 0) end as sy0
-    from cell_group as g
-    join dims as d using (dim_id)
-    join cell_total as t using (dim_id, segment_value, cell_key)
-    left join cell_group as r
-        on r.dim_id = g.dim_id and r.segment_value = g.segment_value
-        and r.cell_key = g.cell_key and r.group_value = d.reference
-    where d.reference is null or g.group_value <> d.reference
+    select * from contrast_tests
 ),
 
 -- each line once per test it takes part in, demeaned within its cell (Frisch-Waugh-Lovell)
@@ -53,8 +28,7 @@ pairs as (
         m.y
     from tests as t
     join m using (dim_id, segment_value, cell_key)
-    where t.n0 > 0
-      and (m.group_value = t.tested or t.reference is null or m.group_value = t.reference)
+    where (m.group_value = t.tested or t.reference is null or m.group_value = t.reference)
 ),
 
 per_customer as (
