@@ -12,7 +12,7 @@ import datetime as dt
 import hashlib
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -49,6 +49,17 @@ METRICS: dict[str, str] = {
     "loyalty_penalty": "price_ratio",
 }
 NEEDS_LIST_PRICE = ("discount_incidence", "discount_depth", "price_dispersion", "discount_policy")
+
+
+# Phase 2 of the within-cell contrast: given a connection holding temp tables `measurements` and
+# `contrast_tests`, return the merged per-test sums. The default runs one partition in-process;
+# flows can pass one that fans partitions out to Dask workers (the sums are additive over customers).
+ContrastExecutor = Callable[[duckdb.DuckDBPyConnection], list[dict[str, Any]]]
+
+
+def in_process_contrast(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    """Phase 2 over all customers at once, in this process."""
+    return contrast_partition(con, partitions=1, partition=0)
 
 
 @dataclass(frozen=True)
@@ -88,10 +99,11 @@ def run_audit(
     scope: str = "default",
     filters: Mapping[str, str] | None = None,
     run_id: str | None = None,
+    contrast: ContrastExecutor = in_process_contrast,
 ) -> AuditResult:
     """Audit the lines in [period_start, period_end] and return the findings (status not yet compared)."""
     started_at = dt.datetime.now(dt.timezone.utc)
-    columns = build_audit_lines(con, config, period_start=period_start, period_end=period_end, filters=filters or {})
+    build_audit_lines(con, config, period_start=period_start, period_end=period_end, filters=filters or {})
     n_lines, n_customers, fingerprint = con.execute(
         "select count(*), count(distinct customer_id), "
         "coalesce(sum(hash(customer_id, product_id, day, unit_price, list_price, quantity))::varchar, '0') "
@@ -116,7 +128,7 @@ def run_audit(
                 consistency.extend(found)
                 n_tests = len(found)
             else:
-                tests = _run_disparity(con, check, config, columns)
+                tests = _run_disparity(con, check, config, contrast)
                 raw_tests.extend(tests)
                 n_tests = len(tests)
         except (duckdb.Error, ArithmeticError, ValueError) as err:
@@ -241,7 +253,9 @@ def plan_dimensions(config: Config, *, check: str) -> list[Dimension]:
     return dimensions
 
 
-def _run_disparity(con: duckdb.DuckDBPyConnection, check: str, config: Config, columns: dict[str, str]) -> list[RawTest]:
+def _run_disparity(
+    con: duckdb.DuckDBPyConnection, check: str, config: Config, contrast: ContrastExecutor
+) -> list[RawTest]:
     dimensions = plan_dimensions(config, check=check)
     if not dimensions:
         return []
@@ -265,7 +279,7 @@ def _run_disparity(con: duckdb.DuckDBPyConnection, check: str, config: Config, c
     con.execute(f"create or replace temp table measurements as {query.sql}",
                 _params(query.params, config))
     con.execute(f"create or replace temp table contrast_tests as {load_sql('stats/within_cell_tests').sql}")
-    rows = contrast_partition(con, partitions=1, partition=0)
+    rows = contrast(con)
     by_id = {d.dim_id: d for d in dimensions}
     tests = []
     for row in rows:
