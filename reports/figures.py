@@ -1,0 +1,294 @@
+"""How a finding's numbers are shown: the metric display table, and the Plotly figures of the report.
+
+Every estimate the report prints or plots goes through `METRIC_DISPLAY`, so a metric is written the
+same way in the summary, the table, the drill-down and the charts. Figures are plain dicts built with
+`plotly.graph_objects` (which validates them) and embedded as JSON by the renderer; nothing here
+computes a statistic, it only rescales for display (a ratio of 1.05 is written +5.0%).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from typing import Any, Literal
+
+import plotly.graph_objects as go
+import plotly.offline
+
+from audits.findings import Finding, HistoryPoint
+
+DisplayKind = Literal["percent_change", "ratio", "points", "raw"]
+
+# Calm palette shared with the stylesheet: flagged = muted red, medium = amber, the rest slate.
+COLOUR_HIGH = "#b42318"
+COLOUR_MEDIUM = "#b54708"
+COLOUR_NEUTRAL = "#475467"
+COLOUR_REFERENCE = "#98a2b3"
+FONT_FAMILY = 'system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif'
+
+
+@dataclass(frozen=True)
+class MetricDisplay:
+    """How one metric is written and plotted."""
+
+    kind: DisplayKind
+    axis_title: str
+    reference: float  # the value meaning "no difference": 1 for ratios, 0 for differences
+
+    def scale(self, value: float) -> float:
+        """The value in the unit the reader sees (percent change, percentage points, ratio, raw)."""
+        if self.kind == "percent_change":
+            return (value - 1.0) * 100.0
+        if self.kind == "points":
+            return value * 100.0
+        return value
+
+    def plotted(self, value: float | None) -> float | None:
+        """The value on a chart axis: ratios stay ratios (reference line at 1), points are x100."""
+        if value is None or not math.isfinite(value):
+            return None
+        return value * 100.0 if self.kind == "points" else value
+
+    def text(self, value: float | None) -> str:
+        if value is None or not math.isfinite(value):
+            return "n/a"
+        shown = self.scale(value)
+        if self.kind == "percent_change":
+            return f"{shown:+.1f}%"
+        if self.kind == "points":
+            return f"{shown:+.1f} pp"
+        if self.kind == "ratio":
+            return f"{shown:.2f}"
+        return f"{shown:g}"
+
+
+METRIC_DISPLAY: dict[str, MetricDisplay] = {
+    "price_ratio": MetricDisplay("percent_change", "price ratio, group / reference (1 = same price)", 1.0),
+    "adverse_impact_ratio": MetricDisplay("ratio", "discount-rate ratio, group / reference (1 = same rate)", 1.0),
+    "discount_pct_diff": MetricDisplay("points", "discount depth difference, percentage points (0 = same)", 0.0),
+}
+_RAW = MetricDisplay("raw", "estimate", 0.0)
+
+
+def metric_display(metric: str) -> MetricDisplay:
+    """The display of a metric; unknown metrics print the raw number (reference 1 if it is a ratio)."""
+    if metric in METRIC_DISPLAY:
+        return METRIC_DISPLAY[metric]
+    if metric.endswith("_ratio"):
+        return MetricDisplay("raw", metric.replace("_", " "), 1.0)
+    return MetricDisplay("raw", metric.replace("_", " ") or _RAW.axis_title, 0.0)
+
+
+def format_value(metric: str, value: float | None) -> str:
+    return metric_display(metric).text(value)
+
+
+def format_interval(metric: str, low: float | None, high: float | None) -> str:
+    """The 95% confidence interval as text, or '' when the finding has none."""
+    if low is None or high is None:
+        return ""
+    display = metric_display(metric)
+    return f"{display.text(low)} to {display.text(high)}"
+
+
+def format_estimate(finding: Finding) -> str:
+    """'+5.0% (95% CI +4.0% to +6.0%)'; '' for a finding without an estimate."""
+    if finding.estimate is None:
+        return ""
+    interval = format_interval(finding.metric, finding.ci_low, finding.ci_high)
+    value = format_value(finding.metric, finding.estimate)
+    return f"{value} (95% CI {interval})" if interval else value
+
+
+def segment_text(segment: dict[str, str] | None) -> str:
+    if not segment:
+        return "all customers"
+    return ", ".join(f"{k} = {v}" for k, v in sorted(segment.items()))
+
+
+def comparison_text(finding: Finding) -> str:
+    if finding.group is None:
+        return ""
+    return f"{finding.group} vs {finding.reference}" if finding.reference is not None else finding.group
+
+
+@cache
+def plotly_js() -> str:
+    """The Plotly bundle, inlined once per report (no CDN: reports must work offline)."""
+    return plotly.offline.get_plotlyjs()
+
+
+_SCRIPT_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+
+def script_json(value: Any) -> str:
+    """JSON safe inside <script type="application/json">: no '</script>', no '<!--', no JS line breaks."""
+    text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return "".join(_SCRIPT_ESCAPES.get(ch, ch) for ch in text)
+
+
+def _label(text: str) -> str:
+    """Plotly reads a few HTML tags and entities in labels; escape so data shows literally."""
+    return html.escape(text, quote=False)
+
+
+def _shorten(text: str, limit: int = 56) -> str:
+    """Axis labels stay short so the plot keeps its width; the hover text has the full label."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _is_plotted(finding: Finding) -> bool:
+    return not finding.suppressed and _finite(finding.estimate) is not None
+
+
+def _layout(display: MetricDisplay, *, height: int, left: int) -> go.Layout:
+    return go.Layout(
+        template=go.layout.Template(),
+        height=height,
+        margin={"l": left, "r": 24, "t": 16, "b": 56},
+        font={"family": FONT_FAMILY, "size": 12, "color": "#344054"},
+        paper_bgcolor="#ffffff",
+        plot_bgcolor="#ffffff",
+        showlegend=False,
+        hoverlabel={"bgcolor": "#ffffff", "font": {"family": FONT_FAMILY}},
+        shapes=[{
+            "type": "line", "xref": "x", "yref": "paper", "x0": display.plotted(display.reference),
+            "x1": display.plotted(display.reference),
+            "y0": 0, "y1": 1, "line": {"color": COLOUR_REFERENCE, "width": 1, "dash": "dash"},
+        }],
+    )
+
+
+def _colour(finding: Finding) -> str:
+    if not finding.is_flagged or finding.status == "resolved":
+        return COLOUR_NEUTRAL
+    return COLOUR_HIGH if finding.severity == "high" else COLOUR_MEDIUM
+
+
+FOREST_MAX_ROWS = 24
+
+
+def forest_rows(siblings: Sequence[Finding], *, focus: Finding, limit: int = FOREST_MAX_ROWS) -> list[Finding]:
+    """The comparisons a drill-down plots: the focus's segment across groups, its group across segments.
+
+    An intersection times many segments can give a hundred siblings, which no one reads in one chart;
+    beyond `limit` the focus comes first, then flagged findings, then the rest by q-value.
+    """
+    plotted = [f for f in siblings if _is_plotted(f)]
+    near = [f for f in plotted if f.segment == focus.segment or f.group == focus.group]
+    if len(near) <= limit:
+        return near
+    def priority(f: Finding) -> tuple[int, int, float]:
+        q = f.q_value if f.q_value is not None and math.isfinite(f.q_value) else math.inf
+        return (f.key != focus.key, not f.is_flagged, q)
+    return sorted(near, key=priority)[:limit]
+
+
+def forest_figure(
+    siblings: Sequence[Finding], *, focus: Finding, thresholds: Mapping[str, float] | None = None
+) -> dict[str, Any] | None:
+    """Estimates with 95% CIs across the groups and segments of one check and attribute.
+
+    `siblings` are the findings of the same check and attribute (the renderer groups them, and picks
+    them with `forest_rows`); suppressed ones and those without an estimate are left out. The focused
+    finding is bold.
+    For discount rates the configured four-fifths line is drawn too (from `thresholds`, as recorded).
+    """
+    rows = [f for f in siblings if _is_plotted(f)]
+    if not rows:
+        return None
+    display = metric_display(focus.metric)
+    rows.sort(key=lambda f: (segment_text(f.segment), f.group or ""), reverse=True)  # top-down reading order
+    labels = []
+    for f in rows:
+        label = _label(_shorten(f"{comparison_text(f)} · {segment_text(f.segment)}"))
+        labels.append(f"<b>{label}</b>" if f.key == focus.key else label)
+    estimates = [display.plotted(f.estimate) for f in rows]
+    hover = [
+        _label(f"{comparison_text(f)}, {segment_text(f.segment)}: {format_estimate(f)}; {f.severity}, {f.status}")
+        for f in rows
+    ]
+    trace = go.Scatter(
+        x=estimates,
+        y=list(range(len(rows))),
+        mode="markers",
+        marker={"size": 9, "color": [_colour(f) for f in rows], "symbol": "square"},
+        error_x={
+            "type": "data", "symmetric": False, "thickness": 1.5, "width": 4, "color": COLOUR_NEUTRAL,
+            "array": [_gap(display.plotted(f.ci_high), x) for f, x in zip(rows, estimates, strict=True)],
+            "arrayminus": [_gap(x, display.plotted(f.ci_low)) for f, x in zip(rows, estimates, strict=True)],
+        },
+        hovertext=hover,
+        hoverinfo="text",
+    )
+    layout = _layout(display, height=100 + 30 * len(rows), left=16)
+    layout.xaxis = {"title": {"text": display.axis_title}, "zeroline": False, "gridcolor": "#eaecf0"}
+    layout.yaxis = {"tickvals": list(range(len(rows))), "ticktext": labels, "range": [-0.7, len(rows) - 0.3],
+                    "showgrid": False, "zeroline": False, "automargin": True}
+    four_fifths = (thresholds or {}).get("adverse_impact_ratio")
+    if focus.metric == "adverse_impact_ratio" and four_fifths is not None:
+        layout.shapes = [*layout.shapes, {
+            "type": "line", "xref": "x", "yref": "paper", "x0": four_fifths, "x1": four_fifths, "y0": 0, "y1": 1,
+            "line": {"color": COLOUR_MEDIUM, "width": 1, "dash": "dot"},
+        }]
+        layout.annotations = [{
+            "x": four_fifths, "xref": "x", "y": 1, "yref": "paper", "yanchor": "bottom", "showarrow": False,
+            "text": f"four-fifths rule ({four_fifths:g})", "font": {"size": 11, "color": COLOUR_MEDIUM},
+        }]
+        layout.margin = {**layout.margin.to_plotly_json(), "t": 28}
+    return go.Figure(data=[trace], layout=layout).to_plotly_json()
+
+
+def trend_figure(finding: Finding, history: Sequence[HistoryPoint], *, period_end: str) -> dict[str, Any] | None:
+    """The finding's estimate with 95% CI in earlier runs of the same scope and in this run."""
+    points = []
+    for point in sorted(history, key=lambda h: h.period_end):
+        earlier = point.estimates.get(finding.key)
+        if earlier and _finite(earlier.get("estimate")) is not None:
+            points.append((point.period_end, point.run_id, earlier.get("estimate"),
+                           earlier.get("ci_low"), earlier.get("ci_high")))
+    if not points or not _is_plotted(finding):
+        return None
+    points.append((period_end, "this run", finding.estimate, finding.ci_low, finding.ci_high))
+    display = metric_display(finding.metric)
+    trace = go.Scatter(
+        x=[p[0] for p in points],
+        y=[display.plotted(p[2]) for p in points],
+        mode="lines+markers",
+        line={"color": COLOUR_NEUTRAL, "width": 1.5},
+        marker={"size": 8, "color": [COLOUR_NEUTRAL] * (len(points) - 1) + [_colour(finding)]},
+        error_y={
+            "type": "data", "symmetric": False, "thickness": 1.5, "width": 4, "color": COLOUR_NEUTRAL,
+            "array": [_gap(display.plotted(p[4]), display.plotted(p[2])) for p in points],
+            "arrayminus": [_gap(display.plotted(p[2]), display.plotted(p[3])) for p in points],
+        },
+        hovertext=[
+            _label(f"{p[0]} ({p[1]}): {format_value(finding.metric, p[2])}"
+                   + (f", 95% CI {format_interval(finding.metric, p[3], p[4])}" if p[3] is not None else ""))
+            for p in points
+        ],
+        hoverinfo="text",
+    )
+    layout = _layout(display, height=260, left=72)
+    layout.shapes = [{
+        "type": "line", "xref": "paper", "yref": "y", "x0": 0, "x1": 1, "y0": display.plotted(display.reference),
+        "y1": display.plotted(display.reference), "line": {"color": COLOUR_REFERENCE, "width": 1, "dash": "dash"},
+    }]
+    layout.xaxis = {"title": {"text": "end of audited period"}, "type": "category", "showgrid": False}
+    layout.yaxis = {"title": {"text": display.axis_title.split(",")[0]}, "zeroline": False, "gridcolor": "#eaecf0"}
+    return go.Figure(data=[trace], layout=layout).to_plotly_json()
+
+
+def _gap(upper: float | None, lower: float | None) -> float | None:
+    """Length of one error-bar arm (plotly wants distances, not bounds)."""
+    if _finite(upper) is None or _finite(lower) is None:
+        return None
+    return max(0.0, upper - lower)

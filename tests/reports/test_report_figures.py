@@ -1,0 +1,107 @@
+"""Metric display and figure JSON: each expected value is written out by hand."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from reports.figures import (
+    forest_figure,
+    forest_rows,
+    format_estimate,
+    format_interval,
+    format_value,
+    script_json,
+    trend_figure,
+)
+
+
+@pytest.mark.parametrize(
+    ("metric", "value", "expected"),
+    [
+        ("price_ratio", 1.05, "+5.0%"),
+        ("price_ratio", 0.968, "-3.2%"),
+        ("adverse_impact_ratio", 0.5234, "0.52"),
+        ("discount_pct_diff", -0.031, "-3.1 pp"),
+        ("discount_pct_diff", 0.02, "+2.0 pp"),
+        ("violations", 37.0, "37"),
+        ("price_ratio", None, "n/a"),
+        ("price_ratio", float("nan"), "n/a"),
+    ],
+)
+def test_format_value(metric: str, value: float | None, expected: str) -> None:
+    assert format_value(metric, value) == expected
+
+
+def test_format_estimate_with_interval(sample: SimpleNamespace) -> None:
+    assert format_estimate(sample.HIGH_GAP) == "+5.0% (95% CI +4.0% to +6.0%)"
+    assert format_estimate(sample.MEDIUM_INCIDENCE) == "0.52 (95% CI 0.45 to 0.60)"
+    assert format_interval("discount_pct_diff", -0.05, -0.012) == "-5.0 pp to -1.2 pp"
+    assert format_estimate(sample.SUPPRESSED) == ""
+
+
+def test_script_json_cannot_close_its_script_element() -> None:
+    text = script_json({"name": "</script><!-- & \u2028\u2029"})
+    assert "<" not in text and ">" not in text and "&" not in text
+    assert "\u2028" not in text and "\u2029" not in text
+    assert json.loads(text) == {"name": "</script><!-- & \u2028\u2029"}
+
+
+def test_script_json_rejects_nan() -> None:
+    with pytest.raises(ValueError):
+        script_json({"x": float("nan")})
+
+
+def test_forest_plots_siblings_with_reference_line_and_highlight(sample: SimpleNamespace) -> None:
+    figure = forest_figure([sample.HIGH_GAP, sample.LOW_GAP, sample.SUPPRESSED], focus=sample.HIGH_GAP)
+    assert figure is not None
+    (trace,) = figure["data"]
+    assert sorted(trace["x"]) == [1.004, 1.05]  # the suppressed finding is not plotted
+    assert figure["layout"]["shapes"][0]["x0"] == 1.0  # ratio: no difference at 1
+    high_index = trace["x"].index(1.05)
+    assert trace["marker"]["color"][high_index] != trace["marker"]["color"][1 - high_index]
+    assert trace["error_x"]["array"][high_index] == pytest.approx(0.01)
+    assert figure["layout"]["yaxis"]["ticktext"][high_index].startswith("<b>")
+
+
+def test_forest_of_differences_is_in_points_around_zero(sample: SimpleNamespace) -> None:
+    depth = sample.finding(check="discount_depth", metric="discount_pct_diff", estimate=-0.031, ci_low=-0.05, ci_high=-0.012)
+    figure = forest_figure([depth], focus=depth)
+    assert figure is not None
+    assert figure["data"][0]["x"] == [pytest.approx(-3.1)]
+    assert figure["layout"]["shapes"][0]["x0"] == 0.0
+
+
+def test_forest_draws_four_fifths_line_from_recorded_threshold(sample: SimpleNamespace) -> None:
+    figure = forest_figure([sample.MEDIUM_INCIDENCE], focus=sample.MEDIUM_INCIDENCE, thresholds={"adverse_impact_ratio": 0.8})
+    assert figure is not None
+    assert [s["x0"] for s in figure["layout"]["shapes"]] == [1.0, 0.8]
+
+
+def test_forest_labels_escape_markup(sample: SimpleNamespace) -> None:
+    figure = forest_figure([sample.HOSTILE], focus=sample.HOSTILE)
+    assert figure is not None
+    label = figure["layout"]["yaxis"]["ticktext"][0]
+    assert "&lt;script&gt;" in label and "<script>" not in label
+
+
+def test_trend_orders_history_then_this_run(sample: SimpleNamespace) -> None:
+    result = sample.build_result()
+    figure = trend_figure(sample.HIGH_GAP, result.history, period_end="2026-05-31")
+    assert figure is not None
+    assert figure["data"][0]["x"] == ["2026-03-31", "2026-04-30", "2026-05-31"]
+    assert figure["data"][0]["y"] == [1.02, 1.03, 1.05]
+    assert trend_figure(sample.LOW_GAP, result.history, period_end="2026-05-31") is None
+    assert trend_figure(sample.HIGH_GAP, [], period_end="2026-05-31") is None
+
+
+def test_forest_rows_cross_the_focus_and_cap(sample: SimpleNamespace) -> None:
+    focus = sample.HIGH_GAP
+    other_segment_other_group = sample.finding(group="X", segment={"category": "groceries"})
+    same_segment = [sample.finding(group=f"G{i}", segment=focus.segment, q_value=i / 100) for i in range(30)]
+    rows = sample.HIGH_GAP, sample.LOW_GAP, other_segment_other_group, sample.SUPPRESSED
+    assert forest_rows(rows, focus=focus) == [sample.HIGH_GAP, sample.LOW_GAP]
+    capped = forest_rows([*same_segment, focus], focus=focus, limit=5)
+    assert capped == [focus, *same_segment[:4]]

@@ -1,0 +1,237 @@
+"""The HTML report and index, asserted by parsing them: headings, numbers, links, escaping."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
+from urllib.parse import urlsplit
+
+import pytest
+
+from audits.findings import AuditResult
+from reports import render_index, render_report
+from reports.figures import plotly_js
+
+SECTION_HEADINGS = [
+    "Executive summary", "Findings", "Flagged findings in detail", "Data quality", "Methodology", "Run metadata",
+]
+
+
+@pytest.fixture
+def page(result: AuditResult, tmp_path: Path, parse: Callable) -> tuple[str, object]:
+    path = render_report(result, tmp_path / "run")
+    text = path.read_text(encoding="utf-8")
+    return text, parse(text)
+
+
+def rows_by_comparison(doc: object) -> dict[str, list[str]]:
+    table = doc.by_id("findings-table")
+    rows = [tr for tr in table.iter("tr") if tr.iter("td")]
+    return {" ".join(r.iter("td")[2].text.split()) + " | " + r.iter("td")[3].text.strip(): [
+        " ".join(td.text.split()) for td in r.iter("td")] for r in rows}
+
+
+def test_writes_report_atomically(result: AuditResult, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    first = render_report(result, out)
+    assert first == out / "report.html"
+    first.write_text("stale", encoding="utf-8")
+    assert render_report(result, out) == first
+    assert first.read_text(encoding="utf-8").startswith("<!doctype html>")
+    assert sorted(os.listdir(out)) == ["report.html"]  # no temporary file left behind
+
+
+def test_sections_in_order(page: tuple) -> None:
+    _, doc = page
+    assert [h.text for h in doc.iter("h2")] == SECTION_HEADINGS
+    assert doc.iter("h1")[0].text == "Audit report"
+
+
+def test_executive_summary_counts_and_sentences(page: tuple, result: AuditResult, sample: SimpleNamespace) -> None:
+    _, doc = page
+    # high 1; medium: incidence 65+, hostile, dispersion = 3; low: 4 (the resolved one is not counted)
+    assert [doc.by_id(f"count-{s}").text for s in ("high", "medium", "low")] == ["1", "3", "4"]
+    summary = doc.by_id("summary")
+    top = [" ".join(li.text.split()) for li in summary.classed("top-findings")[0].iter("li")]
+    assert top[0] == f"high {sample.HIGH_GAP.summary} Details"
+    assert len(top) == 4
+    assert sample.LOW_GAP.summary not in summary.text
+    assert "Passed: 2 of 3 expectations met; 15 rows quarantined." in " ".join(doc.by_id("dq-verdict").text.split())
+    problems = " ".join(doc.by_id("problem-checks").text.split())
+    assert "price_arithmetic errored: Binder Error: column line_total not found" in problems
+    assert "discount_policy skipped: no discount codes in the data" in problems
+
+
+def test_findings_table_numbers(page: tuple) -> None:
+    _, doc = page
+    rows = rows_by_comparison(doc)
+    assert len(rows) == 9
+    high = rows["F vs M | category = personal_care"]
+    assert high == ["Price gap", "gender", "F vs M", "category = personal_care", "+5.0% +4.0% to +6.0%",
+                    "<0.001", "<0.001", "812 / 790", "", "high", "new"]
+    assert rows["65+ vs 25-44 | all customers"][4:8] == ["0.52 0.45 to 0.60", "<0.001", "<0.001", "140 / 900"]
+    assert rows["South vs North | all customers"][4:7] == ["-3.1 pp -5.0 pp to -1.2 pp", "0.004", "0.020"]
+    dispersion = rows[" | all customers"]
+    assert dispersion[0] == "Price dispersion" and dispersion[8] == "37" and dispersion[9] == "medium"
+
+
+def test_suppressed_finding_shows_no_figures(page: tuple, sample: SimpleNamespace) -> None:
+    _, doc = page
+    row = rows_by_comparison(doc)["Sami vs all other customers | all customers"]
+    assert row[4] == "suppressed (fewer than 11 customers)"
+    assert row[5:9] == ["", "", "", ""]
+    details = doc.by_id("details")
+    assert "Sami" not in details.text
+
+
+def test_filters_offer_every_value(page: tuple, sample: SimpleNamespace) -> None:
+    _, doc = page
+    options = {s.attrs["data-filter"]: [o.attrs["value"] for o in s.iter("option")] for s in doc.iter("select")}
+    assert options["severity"] == ["", "high", "medium", "low"]
+    assert options["status"] == ["", "new", "persisting", "resolved"]
+    assert sample.HOSTILE_ATTRIBUTE in options["attribute"] and "(none)" in options["attribute"]
+    assert f"category = {sample.HOSTILE_SEGMENT}" in options["segment"]
+
+
+def test_one_drill_down_per_flagged_finding(page: tuple, result: AuditResult) -> None:
+    _, doc = page
+    drills = doc.by_id("details").iter("article")
+    assert len(drills) == len(result.flagged) == 4
+    links = {a.attrs["href"] for a in doc.by_id("findings-table").iter("a")}
+    assert links == {"#" + d.attrs["id"] for d in drills}
+    first = drills[0]
+    facts = {dt.text: dd.text for dt, dd in zip(first.iter("dt"), first.iter("dd"), strict=True)}
+    assert facts["Estimate"] == "+5.0%" and facts["95% confidence interval"] == "+4.0% to +6.0%"
+    assert facts["Customers in group"] == "812" and facts["Customers in reference"] == "790"
+
+
+def test_charts_embed_json_figures(page: tuple) -> None:
+    text, doc = page
+    charts = doc.classed("chart")
+    # price gap: forest + trend; hostile: forest; dispersion: none; 65+: forest + trend
+    assert [c.attrs["id"].rsplit("-", 1)[1] for c in charts] == ["forest", "trend", "forest", "forest", "trend"]
+    for chart in charts:
+        source = doc.by_id(chart.attrs["data-figure"])
+        assert source.tag == "script" and source.attrs["type"] == "application/json"
+        figure = json.loads(source.text)
+        assert figure["data"] and figure["layout"]
+    assert "plotly-graph-div" not in text.replace(plotly_js(), "")  # nothing from plotly's to_html
+
+
+def test_no_trend_without_history(result: AuditResult, tmp_path: Path, parse: Callable, sample) -> None:
+    doc = parse(render_report(sample.replace(result, history=[]), tmp_path).read_text(encoding="utf-8"))
+    kinds = [c.attrs["id"].rsplit("-", 1)[1] for c in doc.classed("chart")]
+    assert kinds == ["forest", "forest", "forest"]
+
+
+def test_hostile_names_render_as_text(page: tuple, sample: SimpleNamespace) -> None:
+    text, doc = page
+    for hostile in (sample.HOSTILE_GROUP, sample.HOSTILE_SEGMENT, sample.HOSTILE_ATTRIBUTE, sample.HOSTILE_SUMMARY):
+        assert hostile in doc.text, hostile  # shown literally
+    assert "<script>alert" not in text and "<img" not in text and "<b onmouseover" not in text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    assert doc.iter("img") == [] and doc.iter("b") == [] and doc.iter("i") == []
+    assert not [n for n in doc.iter() if any(name.startswith("on") for name in n.attrs)]
+    scripts = doc.iter("script")
+    executable = [s for s in scripts if "type" not in s.attrs]
+    assert len(executable) == 2  # Plotly and the report's own script, nothing injected
+    for data in (s for s in scripts if s.attrs.get("type") == "application/json"):
+        assert "<" not in data.text and ">" not in data.text
+        assert sample.HOSTILE_GROUP not in data.text  # escaped inside the JSON as well
+
+
+def test_plotly_inlined_exactly_once(page: tuple) -> None:
+    text, doc = page
+    bundle = plotly_js()
+    assert text.count(bundle[:400]) == 1
+    assert sum(1 for s in doc.iter("script") if s.text == bundle) == 1
+    assert "cdn.plot.ly" not in text.replace(bundle, "")
+
+
+def test_nothing_external(page: tuple) -> None:
+    text, doc = page
+    for node in doc.iter():
+        for name in ("src", "href", "action", "data", "poster", "srcset"):
+            value = node.attrs.get(name)
+            if value is not None:
+                parts = urlsplit(value)
+                assert not parts.scheme and not parts.netloc, f"<{node.tag} {name}={value!r}>"
+    assert doc.iter("link") == [] and doc.iter("iframe") == []
+    styles = " ".join(s.text for s in doc.iter("style"))
+    assert "@import" not in styles and not re.search(r"url\(", styles) and "@font-face" not in styles
+    csp = [m.attrs["content"] for m in doc.iter("meta") if m.attrs.get("http-equiv") == "Content-Security-Policy"]
+    assert csp and csp[0].startswith("default-src 'none'")
+
+
+def test_data_quality_section(page: tuple) -> None:
+    _, doc = page
+    assert doc.by_id("expectations-passed").text == "2"
+    assert doc.by_id("expectations-failed").text == "1"
+    assert doc.by_id("quarantined-rows").text == "15"
+    reasons = [[td.text for td in tr.iter("td")] for tr in doc.by_id("quarantine-table").iter("tr")][1:]
+    assert reasons == [["unknown currency", "12"], ["quantity not positive", "3"]]
+    failed = doc.by_id("expectations-table").iter("tbody")[0].iter("tr")[0]
+    assert [td.text for td in failed.iter("td")] == ["failed", "expect_column_values_to_be_in_set", "currency",
+                                                      "shop-0001", "12"]
+
+
+def test_methodology_states_thresholds_and_their_basis(page: tuple) -> None:
+    _, doc = page
+    method = " ".join(doc.by_id("methodology").text.split())
+    for phrase in ("within cells of the same product, the same day and the same controls",
+                   "cluster-robust by customer", "Benjamini-Hochberg", "four-fifths",
+                   "US EEOC", "FCA general insurance pricing practices (GIPP)", "Internal policy"):
+        assert phrase in method, phrase
+    thresholds = {tr.iter("code")[0].text: tr.iter("td")[1].text
+                  for tr in doc.by_id("thresholds-table").iter("tbody")[0].iter("tr")}
+    assert thresholds == {"min_price_gap": "0.01", "adverse_impact_ratio": "0.8", "min_discount_depth": "0.02",
+                          "fdr": "0.05", "min_group_customers": "11"}
+    assert "errored (Binder Error" in doc.by_id("check-price_arithmetic").text
+    assert "gender x age_band" in method and "channel" in method
+
+
+def test_run_metadata(page: tuple, result: AuditResult) -> None:
+    _, doc = page
+    meta = " ".join(doc.by_id("run").text.split())
+    assert doc.by_id("meta-transactions").text == "48,213" and doc.by_id("meta-customers").text == "6,120"
+    for value in (result.run.run_id, result.run.config_sha256, result.run.data_sha256, "2026-05-01 to 2026-05-31"):
+        assert value in meta
+
+
+def test_empty_result_renders(tmp_path: Path, parse: Callable, sample: SimpleNamespace) -> None:
+    from audits.findings import DataQuality
+    empty = sample.build_result(findings=[], checks=[], history=[], method={},
+                                data_quality=DataQuality(passed=False))
+    doc = parse(render_report(empty, tmp_path).read_text(encoding="utf-8"))
+    assert [h.text for h in doc.iter("h2")] == SECTION_HEADINGS
+    assert "No finding is flagged in this run." in doc.by_id("summary").text
+    assert doc.by_id("dq-verdict").text.split()[0] == "Failed:"
+    assert doc.classed("chart") == []
+
+
+def test_index_lists_runs_newest_first(tmp_path: Path, parse: Callable, sample: SimpleNamespace) -> None:
+    latest = sample.build_result()
+    older = sample.build_result(
+        run=sample.replace(latest.run, run_id="<b>run-2026-04</b>", period_start="2026-04-01", period_end="2026-04-30"),
+        findings=[sample.LOW_GAP],
+    )
+    path = render_index([older, latest], tmp_path / "index.html",
+                        report_links={"run-2026-05": "run-2026-05/report.html"})
+    doc = parse(path.read_text(encoding="utf-8"))
+    rows = [[" ".join(td.text.split()) for td in tr.iter("td")] for tr in doc.by_id("runs-table").iter("tr")][1:]
+    assert [r[0] for r in rows] == ["run-2026-05", "<b>run-2026-04</b>"]
+    assert rows[0][5:8] == ["1", "3", "4"] and rows[1][5:8] == ["0", "0", "1"]
+    assert rows[0][9] == "price_arithmetic (errored), discount_policy (skipped)"
+    assert [a.attrs["href"] for a in doc.iter("a")] == ["run-2026-05/report.html"]
+    assert doc.by_id("latest-high").text == "1" and doc.iter("b") == [] and doc.iter("script") == []
+
+
+@pytest.mark.parametrize("link", ["https://evil.example/r.html", "//evil.example/r.html", "/abs/report.html",
+                                  "javascript:alert(1)", ""])
+def test_index_rejects_links_that_are_not_relative(tmp_path: Path, result: AuditResult, link: str) -> None:
+    with pytest.raises(ValueError, match="run-2026-05"):
+        render_index([result], tmp_path / "index.html", report_links={"run-2026-05": link})
