@@ -38,8 +38,12 @@ CHROMIUM_ARGS = [
 @pytest.fixture(scope="session")
 def chromium():
     """Debian's chromium driven by Playwright, one for the session (Playwright cannot download its own)."""
+    from pathlib import Path
+
     from playwright.sync_api import sync_playwright
 
+    # No skip: `make test` installs chromium, so its absence is a broken set-up, not an optional test.
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: run `make system-deps` (apt-get install chromium)"
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser

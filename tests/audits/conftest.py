@@ -1,0 +1,83 @@
+"""Fixtures for the audit engine's tests: generated markets loaded straight into an in-memory warehouse.
+
+Loading goes around the ingest on purpose (its tests are elsewhere): the generator's Arrow tables are
+inserted into the canonical tables built from the real sql/schema, so a small market is ready to audit
+in well under a second.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pytest
+
+from audits.config import Config, parse_config
+from audits.findings import AuditResult, DataQuality
+from audits.runner import run_audit
+from audits.sample import TRANSACTION_COLUMN_MAP, Market
+from audits.warehouse import add_attribute_columns, apply_schema
+
+DEMO_AUDIT: dict[str, Any] = {
+    "attributes": ["gender", "age_band", "region"],
+    "intersections": [["gender", "age_band"]],
+    "segment_by": ["category"],
+    "controls": ["channel"],
+}
+
+
+def market_config(*, audit: dict[str, Any] | None = None, **sections: dict[str, Any]) -> Config:
+    """A config auditing a generated market like the demo does; sections override whole TOML tables."""
+    return parse_config({"audit": {**DEMO_AUDIT, **(audit or {})}, **sections})
+
+
+def load_market(con: duckdb.DuckDBPyConnection, market: Market) -> None:
+    """Insert a generated market into the canonical tables of an empty warehouse."""
+    load_tables(con, market.transactions, market.customers)
+
+
+def load_tables(con: duckdb.DuckDBPyConnection, transactions: pa.Table, customers: pa.Table | None) -> None:
+    """Insert source-shaped tables (the generator's column names) into the canonical tables."""
+    con.register("source_tx", transactions)
+    canonical = ", ".join(TRANSACTION_COLUMN_MAP)
+    source = ", ".join(f'"{TRANSACTION_COLUMN_MAP[c]}"' for c in TRANSACTION_COLUMN_MAP)
+    con.execute(f"insert into transactions ({canonical}, source, batch_id) "
+                f"select {source}, 'shop', 1 from source_tx")
+    con.unregister("source_tx")
+    if customers is None:
+        return
+    attributes = [n for n in customers.column_names if n not in ("client_ref", "customer_since")]
+    add_attribute_columns(con, "customers", attributes)
+    con.register("source_customers", customers)
+    names = ", ".join(f'"{a}"' for a in attributes)
+    con.execute(f"insert into customers (customer_id, customer_since, batch_id, {names}) "
+                f"select client_ref, customer_since, 1, {names} from source_customers")
+    con.unregister("source_customers")
+
+
+def audit(con: duckdb.DuckDBPyConnection, config: Config, *, start: dt.date, end: dt.date) -> AuditResult:
+    return run_audit(con, config, period_start=start, period_end=end, data_quality=DataQuality(passed=True),
+                     run_id="test")
+
+
+def audit_market(market: Market, config: Config | None = None) -> AuditResult:
+    """Audit a generated market over its whole period in a fresh in-memory warehouse."""
+    con = duckdb.connect(":memory:", config={"threads": 2})
+    try:
+        apply_schema(con)
+        load_market(con, market)
+        return audit(con, config or market_config(), start=market.spec.start, end=market.spec.end)
+    finally:
+        con.close()
+
+
+@pytest.fixture
+def memory_warehouse() -> Iterator[duckdb.DuckDBPyConnection]:
+    """An empty in-memory warehouse with the real schema."""
+    con = duckdb.connect(":memory:")
+    apply_schema(con)
+    yield con
+    con.close()

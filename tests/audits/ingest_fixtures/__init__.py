@@ -1,0 +1,1 @@
+"""Shared pieces of the ingest tests: warehouse snapshots and the killed-load harness."""

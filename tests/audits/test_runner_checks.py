@@ -1,0 +1,162 @@
+"""The runner: every check of the catalogue, every planned comparison, failures isolated, reasons stated."""
+
+from __future__ import annotations
+
+import json
+from html.parser import HTMLParser
+
+import duckdb
+import pytest
+
+from audits import disparity
+from audits.findings import ALL_CHECKS, AuditResult
+from audits.runner import NO_LIST_PRICE, plan_dimensions
+from audits.sample import NO_EFFECTS, MarketSpec, PlantedEffect, generate_market
+from audits.sqlfiles import SqlQuery, load_sql
+from audits.warehouse import apply_schema
+from tests.audits.conftest import audit, audit_market, load_market, load_tables, market_config
+
+SMALL = MarketSpec(n_customers=1_500, days=21, n_products=40, seed=4, effects=NO_EFFECTS)
+
+
+@pytest.fixture(scope="module")
+def small_market():
+    return generate_market(SMALL)
+
+
+def test_dimensions_cover_every_attribute_intersection_and_segment_column():
+    config = market_config(audit={"reference": {"gender": "M"}})
+    planned = {(d.attribute, d.reference, d.segment_column) for d in plan_dimensions(config, check="price_gap")}
+    assert planned == {
+        (a, ref, seg) for seg in (None, "category")
+        for a, ref in (("gender", "M"), ("age_band", None), ("region", None), ("gender & age_band", None))}
+    loyalty = plan_dimensions(config, check="loyalty_penalty")
+    assert [(d.attribute, d.reference, d.segment_column) for d in loyalty] == [
+        ("tenure", "new", None), ("tenure", "new", "category")]
+
+
+def test_every_group_of_every_dimension_and_segment_value_is_tested(small_market):
+    config = market_config(audit={"reference": {"gender": "M"}})
+    result = audit_market(small_market, config)
+    price = [f for f in result.findings if f.check == "price_gap"]
+    categories = {"grocery", "personal_care", "apparel", "electronics", "subscriptions"}
+    for segment in [None, *({"category": c} for c in sorted(categories))]:
+        here = {(f.attribute, f.group, f.reference) for f in price if f.segment == segment}
+        assert {("gender", "F", "M"), ("gender", "X", "M")} <= here  # the fixed reference is not tested
+        assert ("gender", "M", "M") not in here
+        assert {g for a, g, _ in here if a == "age_band"} == {"18-24", "25-34", "35-44", "45-54", "55-64", "65+"}
+        assert len({g for a, g, _ in here if a == "region"}) == 8
+        assert all(ref == "all others" for a, _, ref in here if a != "gender")
+        assert len({g for a, g, _ in here if a == "gender & age_band"}) >= 16  # small X cells may be empty
+    assert {c.check for c in result.checks if c.status == "ok"} == set(ALL_CHECKS)
+
+
+def test_small_groups_are_suppressed_without_any_figure(small_market):
+    result = audit_market(small_market, market_config(thresholds={"min_group_customers": 40}))
+    suppressed = [f for f in result.findings if f.suppressed]
+    assert suppressed, "X & 18-24 has well under 40 customers"
+    for f in suppressed:
+        assert (f.estimate, f.ci_low, f.ci_high, f.p_value, f.q_value, f.n_customers_group,
+                f.n_customers_reference, f.adjusted_estimate, f.excess_estimate) == (None,) * 9
+        assert f.severity == "low" and "fewer than 40 customers" in f.summary
+    shown = [f for f in result.findings if f.count is None and not f.suppressed and f.estimate is not None]
+    assert all(min(f.n_customers_group, f.n_customers_reference) >= 40 for f in shown)
+    assert all(f.p_value is not None and f.q_value is not None and f.q_value >= f.p_value for f in shown)
+
+
+def test_a_failing_check_is_recorded_as_errored_and_the_others_still_run(small_market, monkeypatch, tmp_path):
+    def broken_loader(relative: str) -> SqlQuery:
+        query = load_sql(relative)
+        if relative == "checks/discount_depth":
+            return SqlQuery(query.name, query.path, "select no_such_column from audit_dim", (), query.doc)
+        return query
+
+    monkeypatch.setattr(disparity, "load_sql", broken_loader)
+    result = audit_market(small_market)
+    status = {c.check: c for c in result.checks}
+    assert status["discount_depth"].status == "errored"
+    assert "no_such_column" in status["discount_depth"].reason
+    assert all(status[c].status == "ok" for c in ALL_CHECKS if c != "discount_depth")
+    assert not [f for f in result.findings if f.check == "discount_depth"]
+    assert [f for f in result.findings if f.check == "discount_incidence"]
+
+    written = json.loads(result.write(tmp_path / "findings.json").read_text())
+    assert {c["check"]: c["status"] for c in written["checks"]}["discount_depth"] == "errored"
+    assert AuditResult.from_dict(written).checks == result.checks
+
+    from reports.render import render_report
+
+    page = render_report(result, tmp_path).read_text()
+    problems = _text_of(page, "problem-checks")
+    assert "discount_depth" in problems and "errored" in problems and "no_such_column" in problems
+
+
+def test_checks_needing_a_list_price_are_skipped_with_the_reason(small_market):
+    con = duckdb.connect(":memory:")
+    apply_schema(con)
+    load_tables(con, small_market.transactions, small_market.customers)
+    con.execute("update transactions set list_price = null, discount_amount = null, line_total = null")
+    result = audit(con, market_config(), start=SMALL.start, end=SMALL.end)
+    status = {c.check: (c.status, c.reason) for c in result.checks}
+    for check in ("price_dispersion", "discount_policy", "discount_incidence", "discount_depth"):
+        assert status[check] == ("skipped", NO_LIST_PRICE)
+    assert status["price_arithmetic"][0] == "skipped" and "line_total" in status["price_arithmetic"][1]
+    assert status["price_gap"][0] == status["loyalty_penalty"][0] == "ok"
+    assert not [f for f in result.findings if f.check not in ("price_gap", "loyalty_penalty")]
+
+
+def test_intersections_explained_by_their_components_are_noted_not_flagged():
+    effects = (PlantedEffect("price_gap", "gender", "F", None, 0.05, "every woman pays 5% more"),
+               PlantedEffect("price_gap", "age_band", "65+", None, 0.04, "everyone aged 65+ pays 4% more"))
+    market = generate_market(MarketSpec(n_customers=3_000, days=30, n_products=60, seed=21, effects=effects))
+    result = audit_market(market, market_config(audit={"segment_by": []}))
+    price = {(f.attribute, f.group): f for f in result.findings if f.check == "price_gap"}
+    assert price[("gender", "F")].is_flagged and price[("age_band", "65+")].is_flagged
+    intersections = [f for (attribute, _), f in price.items() if attribute == "gender & age_band"]
+    assert not [f for f in intersections if f.is_flagged]
+    women_65 = price[("gender & age_band", "F & 65+")]
+    assert women_65.estimate > 1.05 and women_65.q_value < 1e-6  # every figure is still there
+    assert women_65.explained_by == "gender = F; age_band = 65+"
+    assert "follows from gender = F and age_band = 65+" in women_65.summary
+    for age in ("25-34", "35-44", "45-54"):
+        finding = price[("gender & age_band", f"F & {age}")]
+        assert finding.q_value < 0.05 and finding.explained_by == "gender = F"
+        assert finding.excess_ci_low < 1.01 and finding.excess_estimate < 1.01
+
+
+def test_an_intersection_treated_unfairly_on_its_own_stays_flagged():
+    effects = (PlantedEffect("price_gap", "age_band", "65+", {"gender": "M"}, 0.06, "only men aged 65+"),)
+    market = generate_market(MarketSpec(n_customers=3_000, days=30, n_products=60, seed=22, effects=effects))
+    result = audit_market(market, market_config(audit={"segment_by": []}))
+    price = {(f.attribute, f.group): f for f in result.findings if f.check == "price_gap"}
+    men_65 = price[("gender & age_band", "M & 65+")]
+    assert men_65.is_flagged and men_65.explained_by is None
+    assert men_65.excess_estimate == pytest.approx(1.06, abs=0.015) and men_65.excess_p_value < 1e-6
+    assert "beyond what its attributes predict together" in men_65.summary
+    flagged = {(f.attribute, f.group) for f in result.findings if f.is_flagged and f.count is None}
+    assert flagged <= {("gender & age_band", "M & 65+"), ("age_band", "65+"), ("gender", "M")}
+
+
+def _text_of(page: str, element_id: str) -> str:
+    """The text inside the element with this id (parsed, not pattern-matched)."""
+
+    class Finder(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.depth, self.text = 0, []
+
+        def handle_starttag(self, tag, attrs):
+            if self.depth or dict(attrs).get("id") == element_id:
+                self.depth += 1
+
+        def handle_endtag(self, tag):
+            if self.depth:
+                self.depth -= 1
+
+        def handle_data(self, data):
+            if self.depth:
+                self.text.append(data)
+
+    finder = Finder()
+    finder.feed(page)
+    return " ".join(" ".join(finder.text).split())

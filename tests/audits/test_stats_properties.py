@@ -1,0 +1,72 @@
+"""Properties of the statistics on aggregates (hypothesis), and the regression solver's edge cases."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from audits.adjusted import solve_normal_equations
+from audits.stats import Estimate, benjamini_hochberg, ratio_from_log, welch_satterthwaite_df
+
+meats = st.floats(min_value=1e-12, max_value=1e6, allow_nan=False)
+clusters = st.integers(min_value=2, max_value=100_000)
+
+
+@given(meats, clusters, meats, clusters)
+def test_welch_satterthwaite_df_lies_between_the_smaller_side_and_the_pooled_count(m1, g1, m0, g0):
+    df = welch_satterthwaite_df(m1, g1, m0, g0)
+    assert min(g1, g0) - 1 - 1e-6 <= df <= g1 + g0 - 2 + 1e-6
+
+
+@given(meats, clusters, clusters)
+def test_a_side_without_variance_leaves_the_other_sides_df(m1, g1, g0):
+    assert welch_satterthwaite_df(m1, g1, 0.0, g0) == pytest.approx(g1 - 1)
+
+
+@given(st.lists(st.floats(min_value=0, max_value=1, allow_nan=False), min_size=1, max_size=300))
+def test_benjamini_hochberg_q_values_are_monotone_bounded_and_at_least_p(p_values):
+    q_values = benjamini_hochberg(p_values)
+    assert all(p <= q + 1e-15 <= 1 + 1e-15 for p, q in zip(p_values, q_values, strict=True))
+    ordered = sorted(zip(p_values, q_values, strict=True))
+    assert all(a[1] <= b[1] + 1e-15 for a, b in zip(ordered, ordered[1:], strict=False))
+
+
+def test_an_unbounded_interval_is_infinite_rather_than_an_error():
+    ratio, low, high = ratio_from_log(Estimate(beta=0.1, se=1e4, df=1, p_value=0.99))
+    assert ratio == pytest.approx(math.exp(0.1)) and low == 0.0 and high == math.inf
+
+
+def test_solver_recovers_coefficients_of_an_exact_system():
+    # three regressors, the last two dummies of one covariate: X'X and X'y from a known design
+    rng = np.random.default_rng(0)
+    design = np.column_stack([rng.integers(0, 2, 50), rng.normal(size=50), rng.normal(size=50)])
+    beta = np.array([0.3, -1.0, 2.0])
+    y = design @ beta
+    names = ["D", "1:a", "1:b"]
+    xx = {(names[i], names[j]): float(design[:, i] @ design[:, j]) for i in range(3) for j in range(i, 3)}
+    xy = {names[i]: float(design[:, i] @ y) for i in range(3)}
+    solution = solve_normal_equations(xx, xy)
+    assert solution.beta["D"] == pytest.approx(0.3, rel=1e-10)
+
+
+def test_solver_says_none_when_the_group_indicator_is_absorbed_by_the_covariates():
+    # D equals the dummy of level a: not identified
+    xx = {("D", "D"): 4.0, ("1:a", "1:a"): 4.0, ("1:a", "D"): 4.0}
+    assert solve_normal_equations(xx, {"D": 1.0, "1:a": 1.0}) is None
+    assert solve_normal_equations({("D", "D"): 0.0}, {"D": 0.0}) is None
+
+
+def test_solver_handles_the_collinear_full_set_of_dummies():
+    # two levels whose dummies sum to the (absorbed) constant: demeaned, one is minus the other
+    xx = {("D", "D"): 2.0, ("1:a", "1:a"): 1.0, ("1:b", "1:b"): 1.0, ("1:a", "1:b"): -1.0,
+          ("1:a", "D"): 0.5, ("1:b", "D"): -0.5}
+    xy = {"D": 1.0, "1:a": 0.2, "1:b": -0.2}
+    solution = solve_normal_equations(xx, xy)
+    # the same as with level b dropped
+    reduced = np.array([[2.0, 0.5], [0.5, 1.0]])
+    expected = np.linalg.solve(reduced, np.array([1.0, 0.2]))
+    assert solution.beta["D"] == pytest.approx(expected[0], rel=1e-9)

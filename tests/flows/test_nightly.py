@@ -1,0 +1,139 @@
+"""The nightly flow: incremental ingest, two audit windows, comparison with the last run, artifact,
+retries on source I/O only, and a Failed flow run (not a quiet success) on a data-quality stop."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from audits.errors import ConfigError, DataQualityError, InputError
+from audits.findings import AuditResult
+from flows import tasks
+from flows.nightly import ARTIFACT_KEY, audit_windows, nightly_audit
+from flows.tasks import is_source_io_error
+from tests.flows.conftest import SMALL_MARKET
+
+
+def _artifact(flow_run_id) -> str:
+    """The markdown of the flow run's nightly artifact.
+
+    A raw filter request: prefect 3.8's client sends null limit/sort, which the server rejects or
+    reads as "no rows".
+    """
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        response = client.request("POST", "/artifacts/filter", json={"artifacts": {
+            "key": {"any_": [ARTIFACT_KEY]}, "flow_run_id": {"any_": [str(flow_run_id)]}}})
+    artifacts = response.json()
+    assert len(artifacts) == 1
+    return artifacts[0]["data"]
+
+
+def test_audit_windows_are_the_rolling_window_and_the_month_to_date():
+    windows = audit_windows(dt.date(2026, 3, 5), window_days=30, month_to_date=True)
+    # 30 days ending 5 March 2026 start on 4 February (February 2026 has 28 days: 25 + 5 = 30).
+    assert windows == {"rolling-30d": (dt.date(2026, 2, 4), dt.date(2026, 3, 5)),
+                       "month-to-date": (dt.date(2026, 3, 1), dt.date(2026, 3, 5))}
+    assert audit_windows(dt.date(2026, 3, 5), window_days=1, month_to_date=False) == {
+        "rolling-1d": (dt.date(2026, 3, 5), dt.date(2026, 3, 5))}
+
+
+@pytest.mark.parametrize(("err", "transient"), [
+    (InputError("source 'pg': cannot connect to PostgreSQL (timeout)"), False),  # no underlying I/O cause
+    (DataQualityError("too many bad rows"), False),
+    (ConfigError("bad key"), False),
+    (OSError("disk"), False),  # not a source error
+])
+def test_only_source_io_errors_are_retried(err, transient):
+    assert is_source_io_error(err) is transient
+
+
+def test_a_source_error_caused_by_io_is_retried():
+    for cause in (OSError("NFS stale handle"), duckdb.IOException("read failed"), TimeoutError()):
+        try:
+            raise InputError("source 'shop': cannot read") from cause
+        except InputError as err:
+            assert is_source_io_error(err)
+
+    class OperationalError(Exception):  # what the PostgreSQL driver raises for a refused connection
+        pass
+
+    try:
+        raise InputError("source 'pg': cannot connect to PostgreSQL") from OperationalError("refused")
+    except InputError as err:
+        assert is_source_io_error(err)
+
+
+def test_nightly_twice_loads_nothing_twice_and_marks_findings_persisting(prefect_harness, workspace):
+    config_path = workspace()  # no audit.window_days: the default 30-day window
+    first = nightly_audit(config_path=str(config_path))
+    second_state = nightly_audit(config_path=str(config_path), return_state=True)
+    assert second_state.is_completed()
+    second = second_state.result()
+    assert list(first) == list(second) == ["rolling-30d", "month-to-date"]
+
+    with duckdb.connect(str(config_path.parent / "warehouse.duckdb"), read_only=True) as con:
+        n_transactions, n_ids = con.execute(
+            "select count(*), count(distinct (source, transaction_id)) from transactions").fetchone()
+        batches = con.execute(
+            "select source, rows_loaded, rows_replaced from ingest_batches order by batch_id").fetchall()
+    assert n_transactions == n_ids  # nothing loaded twice
+    assert len(batches) == 4  # transactions and customers, twice
+    assert [b[1:] for b in batches[2:]] == [(0, 0), (0, 0)]  # the second night found nothing new
+
+    end = SMALL_MARKET.end
+    for scope, start in (("rolling-30d", end - dt.timedelta(days=29)), ("month-to-date", end.replace(day=1))):
+        before = AuditResult.read(Path(first[scope]).parent / "findings.json")
+        after = AuditResult.read(Path(second[scope]).parent / "findings.json")
+        assert (after.run.period_start, after.run.period_end) == (start.isoformat(), end.isoformat())
+        assert after.flagged, f"{scope}: the sample market's planted effects should be flagged"
+        assert {f.status for f in before.findings} == {"new"}
+        assert {f.status for f in after.findings} == {"persisting"}
+        assert [f.key for f in after.flagged] == [f.key for f in before.flagged]
+
+    markdown = _artifact(second_state.state_details.flow_run_id)
+    for scope, report in second.items():
+        assert f"| {scope} |" in markdown and report in markdown
+    rolling = AuditResult.read(Path(second["rolling-30d"]).parent / "findings.json")
+    counts = rolling.severity_counts()
+    assert f"| {counts['high']} | {counts['medium']} | {counts['low']} | 0 | {len(rolling.flagged)} |" in markdown
+    index = json.dumps(sorted(p.name for p in (config_path.parent / "reports").iterdir()))
+    assert index == json.dumps(["index.html", "month-to-date", "rolling-30d"])
+
+
+def test_a_data_quality_stop_fails_the_flow_run_with_the_reason(prefect_harness, bad_market_config, monkeypatch):
+    calls = []
+    real = tasks.ingest_all
+    monkeypatch.setattr(tasks, "ingest_all", lambda *a, **k: calls.append(1) or real(*a, **k))
+    state = nightly_audit(config_path=str(bad_market_config), source_retry_delay_seconds=0, return_state=True)
+    assert state.is_failed()
+    assert "DataQualityError" in state.message and "8 of 20 rows" in state.message
+    assert "max_bad_share" in state.message
+    assert len(calls) == 1  # bad data is never retried
+    assert "stopped: data quality" in _artifact(state.state_details.flow_run_id)
+    with pytest.raises(DataQualityError):
+        state.result()
+
+
+def test_source_io_failures_are_retried_with_backoff(prefect_harness, workspace, monkeypatch):
+    config_path = workspace()
+    calls = []
+    real = tasks.ingest_all
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) < 3:
+            raise InputError("source 'shop': cannot read") from OSError("stale file handle")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tasks, "ingest_all", flaky)
+    state = nightly_audit(config_path=str(config_path), month_to_date=False, source_retries=2,
+                          source_retry_delay_seconds=0, return_state=True)
+    assert state.is_completed(), state.message
+    assert len(calls) == 3
+    assert tasks.with_source_retries(3, 2.0).retry_delay_seconds == [2.0, 4.0, 8.0]
