@@ -74,6 +74,11 @@ SETTINGS: tuple[Setting, ...] = (
             "How long a run waits for another run's writer lock before failing."),
     Setting("output.dir", "path", "out/reports", "Where reports and findings.json are written (one folder per run)."),
     *(Setting(f"sources[].{k}", t, d, h, required=(k == "name")) for k, t, d, h in _SOURCE_SETTINGS),
+    Setting("sources[].lookback_hours", "float", 48.0,
+            "postgres, timestamp watermark: also re-read rows this many hours before the stored watermark, "
+            "so late and corrected rows are caught."),
+    Setting("sources[].timestamp_format", "str", None,
+            "Format of text timestamps (strptime, e.g. `%d/%m/%Y %H:%M`); default: ISO 8601."),
     *(Setting(f"customers.{k}", t, d, h) for k, t, d, h in _SOURCE_SETTINGS if k not in ("attributes", "watermark", "currency")),
     Setting("audit.attributes", "list[str]", [], "Customer or transaction attribute columns audited for disparities."),
     Setting("audit.intersections", "list[list[str]]", [], "Combinations of attributes audited together."),
@@ -101,7 +106,7 @@ SETTINGS: tuple[Setting, ...] = (
             "Known currency codes; others are quarantined."),
     Setting("validation.max_future_days", "int", 1, "Timestamps further in the future than this are quarantined."),
     Setting("validation.earliest", "str", "2000-01-01", "Timestamps before this date are quarantined."),
-    Setting("validation.chunk_rows", "int", 250_000, "Rows per Great Expectations validation chunk."),
+    Setting("validation.chunk_rows", "int", 1_000_000, "Rows per Great Expectations validation chunk."),
     Setting("schedule.nightly_cron", "str", "0 2 * * *", "Cron schedule of the nightly deployment."),
     Setting("schedule.timezone", "str", "UTC", "Time zone of the nightly schedule."),
 )
@@ -123,6 +128,8 @@ class SourceConfig:
     currency: str | None = None
     delimiter: str = ","
     encoding: str = "utf-8"
+    lookback_hours: float = 48.0
+    timestamp_format: str | None = None
 
     def source_column(self, canonical: str) -> str:
         """The source's name for a canonical column."""
@@ -356,6 +363,8 @@ def _source(raw: Any, where: str, file: str, base_dir: Path, *, name: str | None
         currency=values.get("currency"),
         delimiter=values.get("delimiter", ","),
         encoding=values.get("encoding", "utf-8"),
+        lookback_hours=values.get("lookback_hours", 48.0),
+        timestamp_format=values.get("timestamp_format"),
     )
 
 

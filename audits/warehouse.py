@@ -58,6 +58,8 @@ def open_warehouse(
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
     try:
+        # DuckDB's own progress bar would scribble over the terminal and the logs; the ingest reports its own
+        con.execute("set enable_progress_bar = false")
         if not read_only:
             apply_schema(con)
         yield con

@@ -1,9 +1,12 @@
 -- name: warehouse
 -- The canonical warehouse. Money is DECIMAL; attribute columns (customer or transaction level)
 -- are added by the ingest as VARCHAR columns once their names are validated.
+-- Idempotent: run on every open. Columns added after a table was first released are added again
+-- at the end with `add column if not exists`, so warehouses built by older versions are upgraded.
 
 create sequence if not exists batch_ids start 1;
 
+-- One row per line item and source; the ingest keeps (source, transaction_id) unique.
 create table if not exists transactions (
     transaction_id  varchar not null,
     source          varchar not null,
@@ -19,7 +22,7 @@ create table if not exists transactions (
     line_total      decimal(18, 4),
     discount_code   varchar,
     currency        varchar,
-    batch_id        bigint not null
+    batch_id        bigint not null      -- the batch that last wrote the row
 );
 
 create table if not exists customers (
@@ -28,29 +31,44 @@ create table if not exists customers (
     batch_id       bigint not null
 );
 
+-- Every ingest batch, whatever its outcome. For a loaded batch
+-- rows_read = rows_loaded + rows_replaced + rows_duplicate + rows_quarantined.
 create table if not exists ingest_batches (
     batch_id         bigint not null,
     source           varchar not null,
     started_at       timestamp not null,
     finished_at      timestamp,
     status           varchar not null,   -- loaded | failed_quality | failed
-    watermark_from   varchar,
-    watermark_to     varchar,
+    watermark_from   varchar,            -- postgres: the lower bound read (stored watermark minus lookback)
+    watermark_to     varchar,            -- the highest watermark value among the accepted rows so far
     rows_read        bigint,
-    rows_loaded      bigint,
-    rows_replaced    bigint,
-    rows_duplicate   bigint,
+    rows_loaded      bigint,             -- new keys
+    rows_replaced    bigint,             -- keys already loaded, with different values (corrections)
+    rows_duplicate   bigint,             -- already loaded unchanged, or repeated verbatim in the batch
     rows_quarantined bigint,
     seconds          double,
     message          varchar
 );
 
+-- Rows that failed a row rule: kept with every reason and the values as read, never dropped.
 create table if not exists quarantine (
     batch_id   bigint not null,
     source     varchar not null,
-    source_row bigint not null,
-    reason     varchar not null,
+    source_row bigint not null,          -- 1-based row within its file (files) or within the read (postgres)
+    reason     varchar not null,         -- '; '-separated, each 'column: what is wrong'
     raw        varchar not null          -- the row as read, JSON
+);
+
+-- The files each loaded batch read: a file whose path, size and modification time match a row
+-- here, read under the same mapping and rules (fingerprint), is not read again (incremental file loads).
+create table if not exists ingest_files (
+    source      varchar not null,
+    path        varchar not null,
+    size_bytes  bigint not null,
+    modified_ns bigint not null,
+    batch_id    bigint not null,
+    rows_read   bigint not null,
+    fingerprint varchar                  -- of the source's mapping and the validation rules it was read with
 );
 
 create table if not exists expectation_results (
@@ -71,3 +89,10 @@ create table if not exists audit_runs (
     finished_at   timestamp not null,
     findings_json varchar not null
 );
+
+-- Upgrades of warehouses created before these columns existed (no-ops on new ones).
+alter table ingest_batches add column if not exists watermark_column varchar;
+alter table ingest_batches add column if not exists files_read bigint;
+alter table ingest_batches add column if not exists files_skipped bigint;
+alter table quarantine add column if not exists source_file varchar;
+alter table ingest_files add column if not exists fingerprint varchar;

@@ -1,0 +1,225 @@
+"""Staging: type the rows of `src_rows` into canonical columns and list every reason a row is bad.
+
+Two SQL statements per batch, run inside DuckDB, create temp table `staged`: one row per source row
+with the canonical typed columns, `reasons` (empty for a good row; one 'column: what is wrong' per
+broken rule) and `is_repeat` (the row repeats, value for value, a later row with the same id in the
+same batch: counted as a duplicate, not loaded twice and not quarantined). Nothing is dropped: a
+value that does not convert is a reason, never a silent null.
+
+Conversions depend on the source column's type: text is trimmed and '' is missing; text and float
+numbers go through DOUBLE so that 'nan' and 'inf' are caught, then to DECIMAL; timestamps with a time
+zone (or text with an offset) become UTC, naive ones are kept as given; `timestamp_format` parses
+other text.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import duckdb
+
+from audits.config import Config, SourceConfig
+from audits.warehouse import quote_identifier
+
+MONEY = "decimal(18, 4)"
+TRANSACTION_TYPES: dict[str, str] = {
+    "transaction_id": "varchar",
+    "timestamp": "timestamp",
+    "customer_id": "varchar",
+    "product_id": "varchar",
+    "quantity": "decimal(18, 3)",
+    "list_price": MONEY,
+    "unit_price": MONEY,
+    "category": "varchar",
+    "channel": "varchar",
+    "discount_amount": MONEY,
+    "line_total": MONEY,
+    "discount_code": "varchar",
+    "currency": "varchar",
+}
+_KIND = {"varchar": "id", "timestamp": "timestamp", "date": "date"}
+_REQUIRED = ("transaction_id", "timestamp", "customer_id", "product_id", "quantity", "unit_price")
+_TZ_TYPES = ("TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ")
+DUPLICATE_CHANGED = "transaction_id: duplicate within batch with other values (last row kept)"
+CUSTOMER_DUPLICATE = "customer_id: duplicate within batch with other values (last row kept)"
+
+
+def convert(column: str | None, source_type: str, target: str, *, timestamp_format: str | None = None
+            ) -> tuple[str, str]:
+    """(typed value, is-present) SQL for source column `column` of `src_rows` (alias s) as `target`."""
+    if column is None:
+        return f"cast(null as {target})", "false"
+    ref = f"s.{quote_identifier(column)}"
+    is_text = source_type.upper() == "VARCHAR"
+    text = f"nullif(trim({ref}), '')" if is_text else f"nullif(trim(cast({ref} as varchar)), '')"
+    present = f"({text} is not null)" if is_text else f"({ref} is not null)"
+    if target == "varchar":
+        return text, present
+    if target in ("timestamp", "date"):
+        if source_type.upper() in _TZ_TYPES:
+            value = f"timezone('UTC', {ref})"
+        elif not is_text:
+            value = f"try_cast({ref} as timestamp)"
+        elif timestamp_format and "%z" in timestamp_format.lower():
+            value = f"timezone('UTC', try_strptime({text}, $timestamp_format))"
+        elif timestamp_format:
+            value = f"try_strptime({text}, $timestamp_format)"
+        else:  # ISO 8601; an offset is honoured (the session's TimeZone is UTC while staging)
+            value = f"timezone('UTC', try_cast({text} as timestamptz))"
+        return (f"cast({value} as date)" if target == "date" else value), present
+    if is_text:
+        value = f"case when isfinite(try_cast({text} as double)) then try_cast({text} as {target}) end"
+    elif source_type.upper() in ("DOUBLE", "FLOAT", "REAL"):
+        value = f"case when isfinite({ref}) then try_cast({ref} as {target}) end"
+    else:
+        value = f"try_cast({ref} as {target})"
+    return value, present
+
+
+def stage_transactions(
+    con: duckdb.DuckDBPyConnection,
+    source: SourceConfig,
+    config: Config,
+    *,
+    mapped: dict[str, str | None],
+    attributes: list[str],
+    source_types: dict[str, str],
+) -> None:
+    """Create temp table `staged` from `src_rows`: canonical columns, attributes, reasons, is_repeat.
+
+    `mapped` maps each canonical column to its source column (None: absent); `attributes` are
+    transaction attributes, each mapped in `mapped` too.
+    """
+    params: dict[str, Any] = {
+        "latest": dt.datetime.now() + dt.timedelta(days=config.max_future_days),
+        "earliest": dt.datetime.fromisoformat(config.earliest),
+        "currencies": [c.upper() for c in config.currencies],
+    }
+    values: dict[str, str] = {}
+    present: dict[str, str] = {}
+    for canonical, target in TRANSACTION_TYPES.items():
+        column = mapped.get(canonical)
+        values[canonical], present[canonical] = convert(
+            column, source_types.get(column or "", "VARCHAR"), target, timestamp_format=source.timestamp_format)
+    if source.timestamp_format:
+        params["timestamp_format"] = source.timestamp_format
+    if mapped.get("currency"):
+        values["currency"] = f"upper({values['currency']})"
+    else:
+        values["currency"] = "cast($default_currency as varchar)"
+        present["currency"] = "($default_currency is not null)"
+        params["default_currency"] = source.currency.upper() if source.currency else None
+    if mapped.get("transaction_id") is None:
+        # No line id in the source: derive a stable one from the line's content and its occurrence,
+        # so two identical lines stay two purchases and a re-read of the same file gives the same ids.
+        content = ", ".join(f"cast(s.{quote_identifier(c)} as varchar)" for k, c in mapped.items()
+                            if c is not None and k in TRANSACTION_TYPES)
+        values["transaction_id"] = (f"md5(concat_ws('|', $source, {content}, "
+                                    f"row_number() over (partition by {content} order by s.rowid)))")
+        present["transaction_id"] = "true"
+        params["source"] = source.name
+    for attribute in attributes:
+        column = mapped[attribute]
+        values[attribute], _ = convert(column, source_types.get(column, "VARCHAR"), "varchar")
+
+    watermark_column = mapped.get(source.watermark)
+    # timestamp: the canonical UTC value; an id: the source's own value, so that numeric ids
+    # compare as numbers when the next read asks PostgreSQL for ids above it
+    watermark = (values["timestamp"] if source.watermark == "timestamp"
+                 else f"s.{quote_identifier(watermark_column)}" if watermark_column else "null")
+    q = quote_identifier
+    rules = [
+        *(f"case when not has_{c} then '{c}: missing' when {q(c)} is null then '{c}: not a valid "
+          f"{_KIND.get(TRANSACTION_TYPES[c], 'number')}' end" for c in _REQUIRED),
+        *(f"case when has_{c} and {q(c)} is null then '{c}: not a valid number' end"
+          for c in ("list_price", "discount_amount", "line_total")),
+        "case when quantity <= 0 then 'quantity: zero or negative (a return or cancellation?)' end",
+        "case when unit_price < 0 then 'unit_price: negative' when unit_price = 0 then 'unit_price: zero' end",
+        "case when list_price < 0 then 'list_price: negative' end",
+        f"case when {q('timestamp')} > $latest then 'timestamp: in the future' "
+        f"when {q('timestamp')} < $earliest then 'timestamp: implausibly early' end",
+        "case when currency is not null and not list_contains($currencies, currency) then 'currency: unknown code' end",
+    ]
+    if not config.allow_above_list:
+        rules.append("case when unit_price > list_price then 'unit_price: above list_price' end")
+    columns = [*TRANSACTION_TYPES, *attributes]
+    typed = ", ".join(f"{values[c]} as {q(c)}" for c in columns)
+    flags = ", ".join(f"{present[c]} as has_{c}" for c in (*_REQUIRED, "list_price", "discount_amount", "line_total"))
+    row_hash = f"hash({', '.join(q(c) for c in columns)})"
+    sql = f"""
+        create or replace temp table staged as
+        with typed as (
+            select s.rowid as source_row, {typed}, {flags},
+                   {watermark} as watermark_value
+            from src_rows as s)
+        select source_row, {", ".join(q(c) for c in columns)}, watermark_value, hash(transaction_id) as id_hash,
+               list_filter([{", ".join(rules)}], lambda r: r is not null) as reasons, false as is_repeat,
+               {row_hash} as row_hash
+        from typed"""
+    _run_in_utc(con, sql, params)
+    _mark_duplicates(con, key="transaction_id", reason=DUPLICATE_CHANGED)
+
+
+def stage_customers(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    id_column: str,
+    since_column: str | None,
+    attributes: dict[str, str],
+    source_types: dict[str, str],
+) -> None:
+    """Create temp table `staged` of customers from `src_rows`; `attributes` maps name -> source column."""
+    q = quote_identifier
+    customer_id, has_id = convert(id_column, source_types[id_column], "varchar")
+    since, has_since = convert(since_column, source_types.get(since_column or "", "VARCHAR"), "date")
+    attribute_sql = "".join(
+        f", {convert(column, source_types[column], 'varchar')[0]} as {q(name)}" for name, column in attributes.items())
+    columns = ["customer_id", "customer_since", *attributes]
+    sql = f"""
+        create or replace temp table staged as
+        with typed as (
+            select s.rowid as source_row, {customer_id} as customer_id,
+                   {since} as customer_since {attribute_sql}, {has_id} as has_id, {has_since} as has_since
+            from src_rows as s)
+        select source_row, {", ".join(q(c) for c in columns)},
+               list_filter([
+                   case when not has_id then 'customer_id: missing' end,
+                   case when has_since and customer_since is null then 'customer_since: not a valid date' end
+               ], lambda r: r is not null) as reasons, false as is_repeat,
+               hash({", ".join(q(c) for c in columns)}) as row_hash
+        from typed"""
+    _run_in_utc(con, sql, {})
+    _mark_duplicates(con, key="customer_id", reason=CUSTOMER_DUPLICATE)
+
+
+def _mark_duplicates(con: duckdb.DuckDBPyConnection, *, key: str, reason: str) -> None:
+    """Among rows of `staged` sharing a key, the last one read is kept; each earlier one is a repeat
+    (value for value the same as the last: counted, not loaded twice) or gets `reason` (quarantined).
+
+    Only the rows whose key occurs more than once are ranked, so a batch without duplicates pays for
+    one hash aggregate instead of sorting every row (a window over the whole batch).
+    """
+    k = quote_identifier(key)
+    con.execute(f"""
+        update staged as s
+        set reasons = case when d.last_hash <> s.row_hash then list_append(s.reasons, '{reason}') else s.reasons end,
+            is_repeat = d.last_hash = s.row_hash and len(s.reasons) = 0
+        from (
+            select source_row, row_number() over latest_first as occurrence,
+                   first_value(row_hash) over latest_first as last_hash
+            from staged
+            where {k} in (select {k} from staged where {k} is not null group by all having count(*) > 1)
+            window latest_first as (partition by {k} order by source_row desc)) as d
+        where s.source_row = d.source_row and d.occurrence > 1""")
+
+
+def _run_in_utc(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]) -> None:
+    """Run with the session's TimeZone set to UTC, so that text with an offset converts to UTC and
+    naive text stays as written whatever the machine's zone; the caller's setting is restored."""
+    previous = con.execute("select current_setting('TimeZone')").fetchall()[0][0]
+    con.execute("set TimeZone = 'UTC'")
+    try:
+        con.execute(sql, params)
+    finally:
+        con.execute(f"set TimeZone = '{previous.replace(chr(39), '')}'")
