@@ -1,8 +1,9 @@
 """The pipeline's stages as Prefect tasks, shared by the nightly and on-demand flows.
 
-Each task opens the warehouse for itself (waiting for another run's writer lock up to the
-configured timeout), so a stage is atomic and the flow holds no connection between stages.
-Only ingest touches sources, so only ingest retries.
+Each task opens the warehouse for itself (waiting for another run's writer lock up to
+`warehouse.lock_timeout_seconds`), so a stage is atomic and a flow holds no connection between
+stages. Only ingest touches sources, so only ingest retries, and only on source I/O: a flow sets
+the number of retries and the backoff (`with_source_retries`).
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ import datetime as dt
 from collections.abc import Mapping
 from pathlib import Path
 
-from prefect import get_run_logger, task
+import duckdb
+from prefect import Task, get_run_logger, task
 from prefect.cache_policies import NONE
 from prefect.exceptions import MissingContextError
+from prefect.tasks import exponential_backoff
 
 from audits.config import Config
 from audits.errors import InputError
@@ -22,6 +25,10 @@ from audits.history import all_runs, compare_with_previous, record_run
 from audits.ingest import data_quality_summary, ingest_all
 from audits.runner import run_audit
 from audits.warehouse import open_warehouse
+from flows.dask_contrast import ScaleOut, contrast_executor
+
+NO_TRANSACTIONS = "{path}: the warehouse has no transactions; run `priceparity ingest` first"
+UNWRITABLE_OUTPUT = "{path}: cannot write the report there ({reason}); choose another --out folder or output.dir"
 
 
 def _open(config: Config, *, read_only: bool = False):
@@ -38,32 +45,46 @@ def _say(message: str) -> None:
         pass
 
 
-def _retry_on_io(task, task_run, state) -> bool:
-    """Retry source I/O failures (an unreachable database), never bad data or bad config."""
+def is_source_io_error(err: BaseException) -> bool:
+    """Whether a failure is transient source I/O (unreachable database, failed read), never bad data or config."""
+    if not isinstance(err, InputError):
+        return False
+    cause = err.__cause__
+    if isinstance(cause, OSError | duckdb.IOException):  # OSError covers timeouts and refused connections
+        return True
+    # The PostgreSQL driver is imported lazily and raises its own DB-API hierarchy.
+    return type(cause).__name__ in ("OperationalError", "InterfaceError")
+
+
+def _retry_on_source_io(task: Task, task_run, state) -> bool:
     try:
         state.result()
-    except InputError as err:
-        return "cannot connect" in str(err)
-    except Exception:
-        return False
+    except Exception as err:
+        return is_source_io_error(err)
     return False
 
 
-@task(cache_policy=NONE, retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_retry_on_io)
+@task(cache_policy=NONE, retry_condition_fn=_retry_on_source_io)
 def ingest(config: Config) -> DataQuality:
-    """Load every source into the warehouse; returns the data-quality summary of these batches."""
+    """Load every source's new rows into the warehouse; returns the data-quality summary of these batches."""
     with _open(config) as con:
         batches = ingest_all(con, config, progress=_say)
         return data_quality_summary(con, batch_ids=[b.batch_id for b in batches])
 
 
+def with_source_retries(retries: int, delay_seconds: float) -> Task:
+    """The ingest task retrying source I/O `retries` times, waiting delay, 2 x delay, 4 x delay, ..."""
+    delays = exponential_backoff(backoff_factor=delay_seconds)(retries) if retries else 0
+    return ingest.with_options(retries=retries, retry_delay_seconds=delays)
+
+
 @task(cache_policy=NONE)
 def latest_day(config: Config) -> dt.date:
-    """The day of the newest transaction: the end of a rolling window over the data."""
+    """The day of the newest transaction: the end of a window over the data."""
     with _open(config) as con:
         day = con.execute("select max(timestamp)::date from transactions").fetchone()[0]
     if day is None:
-        raise InputError(f"{config.warehouse_path}: the warehouse has no transactions; run `priceparity ingest` first")
+        raise InputError(NO_TRANSACTIONS.format(path=config.warehouse_path))
     return day
 
 
@@ -76,15 +97,16 @@ def audit(
     scope: str,
     data_quality: DataQuality | None = None,
     filters: Mapping[str, str] | None = None,
+    scale_out: ScaleOut | None = None,
 ) -> AuditResult:
     """Run every configured check on the period and compare with the previous run of the scope."""
-    with _open(config) as con:
+    with contrast_executor(scale_out or ScaleOut(), config, run_label=scope) as contrast, _open(config) as con:
         quality = data_quality if data_quality is not None else data_quality_summary(con)
         result = run_audit(con, config, period_start=period_start, period_end=period_end,
-                           data_quality=quality, scope=scope, filters=filters)
+                           data_quality=quality, scope=scope, filters=filters, contrast=contrast)
         result = compare_with_previous(con, result)
-    flagged = len(result.flagged)
-    _say(f"audit {scope}: {result.run.transactions:,} lines, {len(result.findings)} tests, {flagged} flagged")
+    _say(f"audit {scope} {period_start} to {period_end}: {result.run.transactions:,} lines, "
+         f"{len(result.findings)} tests, {len(result.flagged)} flagged")
     return result
 
 
@@ -94,8 +116,12 @@ def publish(config: Config, result: AuditResult, out_dir: Path) -> Path:
     from reports.render import render_index, render_report
 
     out_dir = Path(out_dir)
-    result.write(out_dir / "findings.json")
-    report = render_report(result, out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        result.write(out_dir / "findings.json")
+        report = render_report(result, out_dir)
+    except OSError as err:
+        raise InputError(UNWRITABLE_OUTPUT.format(path=out_dir, reason=err.strerror or err)) from err
     with _open(config) as con:
         record_run(con, result)
         runs = all_runs(con)
@@ -106,5 +132,5 @@ def publish(config: Config, result: AuditResult, out_dir: Path) -> Path:
         if candidate.exists():
             links[run.run.run_id] = str(candidate.relative_to(index_root))
     render_index(runs, index_root / "index.html", report_links=links)
-    get_run_logger().info("report written to %s", report)
+    _say(f"report written to {report}")
     return report

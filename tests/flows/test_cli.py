@@ -56,7 +56,7 @@ def test_bad_options_name_the_fix(tmp_path, workspace):
     config_path = str(workspace())
     runner = CliRunner()
     cases = {
-        ("--filter", "category"): "--filter 'category': expected NAME=VALUE",
+        ("--filter", "category"): "--filter 'category': expected COLUMN=VALUE",
         ("--threshold", "fdr=2"): "--threshold fdr: Input should be less than or equal to 1",
         ("--dask-address", "tcp://x:8786"): "--dask-address 'tcp://x:8786' needs --executor dask",
         ("--from", "2026-09-02", "--to", "2026-09-01"): "--from 2026-09-02 is after --to 2026-09-01",

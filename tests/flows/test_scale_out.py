@@ -26,10 +26,6 @@ from audits.warehouse import open_warehouse
 from flows.dask_contrast import ScaleOut
 from flows.on_demand import on_demand_audit
 
-pytestmark = [
-    # distributed closes its comms from a finaliser thread on shutdown
-    pytest.mark.filterwarnings("ignore::ResourceWarning:distributed.*"),
-]
 RELATIVE = 1e-9
 
 
@@ -169,4 +165,15 @@ def test_an_unreachable_scheduler_names_the_address(filled_config):
     with dask.config.set({"distributed.comm.timeouts.connect": "1s"}), \
             pytest.raises(ConfigError, match=r"cannot reach the Dask scheduler at tcp://127\.0\.0\.1:9 .*--dask-address"):
         with contrast_executor(ScaleOut(executor="dask", dask_address="tcp://127.0.0.1:9"), load_config(filled_config)):
+            pass
+
+
+def test_an_unwritable_scratch_folder_names_the_option(filled_config, tmp_path):
+    from flows.dask_contrast import contrast_executor
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder", encoding="utf-8")
+    scale_out = ScaleOut(executor="dask", scratch_dir=str(blocker / "scratch"))
+    with pytest.raises(ConfigError, match=r"a-file/scratch: cannot create the scratch folder .*--scratch-dir"):
+        with contrast_executor(scale_out, load_config(filled_config)):
             pass
