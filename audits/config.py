@@ -92,12 +92,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("audit.quantity_bands", "list[float]", [1, 2, 5, 10, 50],
             "Lower bounds of the quantity bands used by the `quantity_band` control."),
     Setting("audit.tenure_days", "int", 365, "Customers with longer tenure count as existing in `loyalty_penalty`."),
+    Setting("audit.exclude_products", "list[str]", [],
+            "Product ids left out of every check (e.g. postage or fee lines that are not goods)."),
     Setting("thresholds.min_price_gap", "float", 0.01, "Practical significance for price ratios (0.01 = 1%)."),
     Setting("thresholds.adverse_impact_ratio", "float", 0.8, "Four-fifths rule: discount-rate ratios below this flag."),
     Setting("thresholds.min_discount_depth", "float", 0.02,
             "Practical significance for differences in discount depth (percentage points as a fraction)."),
     Setting("thresholds.fdr", "float", 0.05, "Benjamini-Hochberg false discovery rate across all tests of a run."),
     Setting("thresholds.min_group_customers", "int", 11, "Groups with fewer customers are suppressed, never shown."),
+    Setting("thresholds.min_customers_to_judge", "int", 30,
+            "Groups with fewer customers on either side are shown but never flagged: their clustered error is unreliable."),
     Setting("policy.max_discount_pct", "float", 0.40, "Deepest discount the pricing policy allows (0.40 = 40%)."),
     Setting("policy.allow_above_list", "bool", False, "Whether a unit price above the list price is acceptable."),
     Setting("validation.max_bad_share", "float", 0.05,
@@ -156,11 +160,13 @@ class Config:
     window_days: int
     quantity_bands: tuple[float, ...]
     tenure_days: int
+    exclude_products: tuple[str, ...]
     min_price_gap: float
     adverse_impact_ratio: float
     min_discount_depth: float
     fdr: float
     min_group_customers: int
+    min_customers_to_judge: int
     max_discount_pct: float
     allow_above_list: bool
     max_bad_share: float
@@ -243,7 +249,7 @@ def parse_config(
                 "validation.max_bad_share"):
         if not 0 < get(key) <= 1:
             raise ConfigError(f"{file}: key '{key}' must be between 0 and 1, got {get(key)!r}")
-    for key in ("thresholds.min_group_customers", "audit.window_days", "validation.chunk_rows"):
+    for key in ("thresholds.min_group_customers", "thresholds.min_customers_to_judge", "audit.window_days", "validation.chunk_rows"):
         if get(key) < 1:
             raise ConfigError(f"{file}: key '{key}' must be at least 1, got {get(key)!r}")
 
@@ -266,11 +272,13 @@ def parse_config(
         window_days=get("audit.window_days"),
         quantity_bands=tuple(sorted(get("audit.quantity_bands"))),
         tenure_days=get("audit.tenure_days"),
+        exclude_products=tuple(get("audit.exclude_products")),
         min_price_gap=get("thresholds.min_price_gap"),
         adverse_impact_ratio=get("thresholds.adverse_impact_ratio"),
         min_discount_depth=get("thresholds.min_discount_depth"),
         fdr=get("thresholds.fdr"),
         min_group_customers=get("thresholds.min_group_customers"),
+        min_customers_to_judge=get("thresholds.min_customers_to_judge"),
         max_discount_pct=get("policy.max_discount_pct"),
         allow_above_list=get("policy.allow_above_list"),
         max_bad_share=get("validation.max_bad_share"),

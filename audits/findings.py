@@ -62,6 +62,19 @@ class Finding:
     status: Status
     summary: str
     suppressed: bool = False
+    # Regression-adjusted estimate (price checks): additive fixed effects for product x day and each
+    # control, on the same metric scale as `estimate`, with its 95% interval and p-value.
+    adjusted_estimate: float | None = None
+    adjusted_ci_low: float | None = None
+    adjusted_ci_high: float | None = None
+    adjusted_p_value: float | None = None
+    # Intersections: the flagged component findings that account for this one (then severity is low),
+    # and the group's excess over what its components predict, on the metric's scale, with interval and p.
+    explained_by: str | None = None
+    excess_estimate: float | None = None
+    excess_ci_low: float | None = None
+    excess_ci_high: float | None = None
+    excess_p_value: float | None = None
 
     @property
     def is_flagged(self) -> bool:

@@ -9,6 +9,21 @@ within-cell differences between the group and its reference, weights n1*n0/(n1+n
 Customers are the independent units: the variance is the cluster-robust (CR1) sandwich
 G/(G-1) * sum_c (sum_{i in c} x~_i e_i)^2 / (sum x~^2)^2, computed from per-customer sums
 A_c = sum x~ y~ and B_c = sum x~^2 as sum (A_c - beta B_c)^2.
+
+Leverage. Demeaning within a cell of n lines shrinks each residual's variance by the factor
+(n - 1)/n (the cell mean's leverage is 1/n), and the cells here are tiny (often two or three lines:
+one product, one day, one channel), so the plain sandwich underestimates the variance badly: in our
+null simulations two-sided p-values fell below 0.05 in 9-14% of tests. The audit therefore scales each
+residual by sqrt(n/(n - 1)) before summing per customer, the HC2 idea applied to the absorbed cell
+means (in a two-line cell it exactly restores the variance of the cell's difference); the null
+rejection rate at 0.05 is then 5-7%. The plain CR1 sums are kept for verification (statsmodels).
+
+Degrees of freedom. The sandwich is a sum of two independent parts, one over the group's customers and
+one over the reference's. When the group is small its part dominates and has only about G1 - 1 degrees
+of freedom, so referring t to G - 1 degrees of freedom would make p-values too small exactly where a
+false flag is most likely (small groups, many tests). The t reference therefore takes the
+Welch-Satterthwaite degrees of freedom of the two parts, (V1 + V0)^2 / (V1^2/(G1-1) + V0^2/(G0-1)),
+which lie between min(G1, G0) - 1 and G - 2: a cluster version of Welch's unequal-variance t test.
 """
 
 from __future__ import annotations
@@ -38,6 +53,13 @@ class ContrastSums:
     ref_vw: float = 0.0  # sum of V_c * W_c
     ref_ww: float = 0.0  # sum of W_c^2
     n_reference_clusters: int = 0
+    saa_adj: float | None = None  # saa, sab, sbb with leverage-adjusted residuals (see module docstring)
+    sab_adj: float | None = None
+    sbb_adj: float | None = None
+    saa_group: float | None = None  # the adjusted saa, sab, sbb over the group's customers only (for the df)
+    sab_group: float | None = None
+    sbb_group: float | None = None
+    n_group_clusters: int | None = None
 
 
 @dataclass(frozen=True)
@@ -46,7 +68,7 @@ class Estimate:
 
     beta: float
     se: float
-    df: int
+    df: float
     p_value: float
 
     def interval(self, confidence: float = CONFIDENCE) -> tuple[float, float]:
@@ -54,21 +76,49 @@ class Estimate:
         return self.beta - half, self.beta + half
 
 
-def within_cell_contrast(sums: ContrastSums) -> Estimate | None:
-    """The FE estimate of the group-minus-reference difference; None when it is not identified."""
+def within_cell_contrast(sums: ContrastSums, *, leverage_adjusted: bool = True) -> Estimate | None:
+    """The FE estimate of the group-minus-reference difference; None when it is not identified.
+
+    With `leverage_adjusted=False` the variance is plain CR1 (what statsmodels reports, up to its
+    (N-1)/(N-K) factor); the default scales residuals for the cell means' leverage, as the audit does.
+    """
     if sums.sxx <= 0 or sums.n_clusters < 2:
         return None
     beta = sums.sxy / sums.sxx
-    meat = max(sums.saa - 2 * beta * sums.sab + beta * beta * sums.sbb, 0.0)
-    g = sums.n_clusters
-    variance = g / (g - 1) * meat / (sums.sxx * sums.sxx)
-    se = math.sqrt(variance)
-    df = g - 1
+    adjusted = leverage_adjusted and sums.saa_adj is not None
+    saa, sab, sbb = (sums.saa_adj, sums.sab_adj, sums.sbb_adj) if adjusted else (sums.saa, sums.sab, sums.sbb)
+    meat = max(saa - 2 * beta * sab + beta * beta * sbb, 0.0)
+    df: float = sums.n_clusters - 1
+    if adjusted and sums.saa_group is not None and sums.n_group_clusters is not None:
+        meat_group = max(sums.saa_group - 2 * beta * sums.sab_group + beta * beta * sums.sbb_group, 0.0)
+        df = welch_satterthwaite_df(meat_group, sums.n_group_clusters, max(meat - meat_group, 0.0),
+                                    sums.n_clusters - sums.n_group_clusters)
+    return clustered_estimate(beta, meat / (sums.sxx * sums.sxx), n_clusters=sums.n_clusters, df=df)
+
+
+def clustered_estimate(beta: float, sandwich: float, *, n_clusters: int, df: float) -> Estimate:
+    """An estimate with the CR1 variance G/(G-1) * sandwich and a two-sided t test on `df` degrees of freedom."""
+    se = math.sqrt(n_clusters / (n_clusters - 1) * sandwich)
     if se == 0:
         p_value = 0.0 if beta != 0 else 1.0
     else:
         p_value = float(2 * sps.t.sf(abs(beta / se), df))
     return Estimate(beta=beta, se=se, df=df, p_value=p_value)
+
+
+def welch_satterthwaite_df(meat_group: float, n_group: int, meat_reference: float, n_reference: int) -> float:
+    """Degrees of freedom of a variance that is the sum of the group's and the reference's cluster parts.
+
+    Each part is a sum of squares over its own customers (about G_k - 1 degrees of freedom); their sum
+    gets Satterthwaite's approximation. A side with a single customer or no variance adds no degrees
+    of freedom; the result is at least 1 and at most G1 + G0 - 2.
+    """
+    terms = [(m, g) for m, g in ((meat_group, n_group), (meat_reference, n_reference)) if m > 0 and g > 1]
+    if not terms:
+        return max(n_group + n_reference - 2, 1)
+    total = sum(m for m, _ in terms)
+    df = total * total / sum(m * m / (g - 1) for m, g in terms)
+    return float(min(max(df, 1.0), max(n_group + n_reference - 2, 1)))
 
 
 def reference_rate(sums: ContrastSums) -> tuple[float, float] | None:
@@ -86,7 +136,7 @@ def reference_rate(sums: ContrastSums) -> tuple[float, float] | None:
 def ratio_from_log(estimate: Estimate, confidence: float = CONFIDENCE) -> tuple[float, float, float]:
     """exp(beta) with its interval: a log-price difference as a price ratio."""
     low, high = estimate.interval(confidence)
-    return math.exp(estimate.beta), math.exp(low), math.exp(high)
+    return exp_or_inf(estimate.beta), exp_or_inf(low), exp_or_inf(high)
 
 
 def rate_ratio(estimate: Estimate, sums: ContrastSums, confidence: float = CONFIDENCE) -> tuple[float, float, float] | None:
@@ -107,7 +157,7 @@ def rate_ratio(estimate: Estimate, sums: ContrastSums, confidence: float = CONFI
     var_ratio = estimate.se**2 / p0**2 + estimate.beta**2 * var_p0 / p0**4
     se_log = math.sqrt(var_ratio) / ratio
     half = _t_critical(estimate.df, confidence) * se_log
-    return ratio, math.exp(math.log(ratio) - half), math.exp(math.log(ratio) + half)
+    return ratio, exp_or_inf(math.log(ratio) - half), exp_or_inf(math.log(ratio) + half)
 
 
 def benjamini_hochberg(p_values: Sequence[float]) -> list[float]:
@@ -125,5 +175,10 @@ def benjamini_hochberg(p_values: Sequence[float]) -> list[float]:
     return q
 
 
-def _t_critical(df: int, confidence: float) -> float:
+def exp_or_inf(value: float) -> float:
+    """exp that says infinity rather than raising: an interval can be unbounded when data are few."""
+    return math.exp(value) if value < 709 else math.inf
+
+
+def _t_critical(df: float, confidence: float) -> float:
     return float(sps.t.ppf(0.5 + confidence / 2, max(df, 1)))

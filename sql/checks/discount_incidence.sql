@@ -3,7 +3,7 @@
 -- and controls. Measurement: 1 when the line was discounted (paid below list price or carried a
 -- discount amount), else 0. The runner turns the within-cell difference into an adverse impact
 -- ratio (group rate / reference rate) judged against the four-fifths rule.
--- Input: temp view `audit_dim`. Output grain: one row per line x dimension.
+-- Input: temp view `audit_dim`. Output grain: one row per line x dimension (see price_gap.sql).
 with
 
 lines as (
@@ -11,8 +11,10 @@ lines as (
 ),
 
 final as (
-    select dim_id, segment_value, cell_key, customer_id, group_value, is_discounted::double as y
+    select dim_id, segment_value, cell_key, fe_key, control_levels, group_parts, customer_id, group_value,
+           is_discounted::double as y
     from lines
+    where list_price is not null or discount_amount is not null  -- otherwise unknown, not 'no discount'
 )
 
 select * from final

@@ -1,6 +1,8 @@
 -- name: within_cell_contrast
 -- Phase 2 of 2: per-customer sums for the fixed-effects estimate of a group-minus-reference
--- difference and its customer-clustered (CR1) variance (see audits/stats.py).
+-- difference and its customer-clustered variance (see audits/stats.py): plain (CR1) sums, and sums
+-- whose residuals are scaled by sqrt(n/(n-1)) for the cell's n lines, which undoes the shrinkage
+-- demeaning within small cells inflicts on residuals (the cell mean's leverage 1/n, as in HC2).
 -- Input: temp table `measurements` (dim_id, segment_value, cell_key, customer_id, group_value, y)
 --        and temp table `contrast_tests` (the output of sql/stats/within_cell_tests.sql).
 -- Only customers with hash(customer_id) % $partitions = $partition are summed: every output sum is
@@ -25,6 +27,7 @@ pairs as (
         (m.group_value = t.tested)::int as g,
         (m.group_value = t.tested)::double - t.n1 / (t.n1 + t.n0) as x,
         m.y - (t.sy1 + t.sy0) / (t.n1 + t.n0) as y_demeaned,
+        sqrt((t.n1 + t.n0) / (t.n1 + t.n0 - 1)) as k,
         m.y
     from tests as t
     join m using (dim_id, segment_value, cell_key)
@@ -37,6 +40,8 @@ per_customer as (
         max(g) as in_group,
         sum(x * y_demeaned) as a,
         sum(x * x) as b,
+        sum(k * x * y_demeaned) as ak,
+        sum(k * x * x) as bk,
         coalesce(sum(-x * y) filter (where g = 0), 0) as v,
         coalesce(sum(-x) filter (where g = 0), 0) as w
     from pairs
@@ -51,7 +56,12 @@ final as (
         count(*) as n_clusters,
         sum(b) as sxx, sum(a) as sxy, sum(a * a) as saa, sum(a * b) as sab, sum(b * b) as sbb,
         sum(v) as ref_sum, sum(w) as ref_weight,
-        sum(v * v) as ref_vv, sum(v * w) as ref_vw, sum(w * w) as ref_ww
+        sum(v * v) as ref_vv, sum(v * w) as ref_vw, sum(w * w) as ref_ww,
+        sum(ak * ak) as saa_adj, sum(ak * bk) as sab_adj, sum(bk * bk) as sbb_adj,
+        -- the group's own part of the (adjusted) sandwich, for the Welch-Satterthwaite degrees of freedom
+        coalesce(sum(ak * ak) filter (where in_group = 1), 0) as saa_group,
+        coalesce(sum(ak * bk) filter (where in_group = 1), 0) as sab_group,
+        coalesce(sum(bk * bk) filter (where in_group = 1), 0) as sbb_group
     from per_customer
     group by all
 )

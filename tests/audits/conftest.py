@@ -8,12 +8,10 @@ in well under a second.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from typing import Any
 
 import duckdb
 import pyarrow as pa
-import pytest
 
 from audits.config import Config, parse_config
 from audits.findings import AuditResult, DataQuality
@@ -72,12 +70,3 @@ def audit_market(market: Market, config: Config | None = None) -> AuditResult:
         return audit(con, config or market_config(), start=market.spec.start, end=market.spec.end)
     finally:
         con.close()
-
-
-@pytest.fixture
-def memory_warehouse() -> Iterator[duckdb.DuckDBPyConnection]:
-    """An empty in-memory warehouse with the real schema."""
-    con = duckdb.connect(":memory:")
-    apply_schema(con)
-    yield con
-    con.close()

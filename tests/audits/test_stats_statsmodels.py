@@ -23,6 +23,7 @@ from audits.stats import benjamini_hochberg, within_cell_contrast
 from audits.warehouse import apply_schema
 from tests.audits.conftest import load_market, market_config
 
+pytestmark = pytest.mark.slow  # statsmodels fits thousands of dummies: about 15 s
 TOLERANCE = 1e-8
 SPEC = MarketSpec(n_customers=600, days=14, n_products=30, seed=5,
                   effects=(PlantedEffect("price_gap", "age_band", "65+", None, 0.04, "test"),))

@@ -1,0 +1,155 @@
+"""From raw disparity tests to findings: suppression, Benjamini-Hochberg, severity, intersections.
+
+1. Privacy first: a test with fewer than `min_group_customers` customers on either side is reported as
+   suppressed, with no figures at all, and takes no part in the multiple-testing correction.
+2. Benjamini-Hochberg over every remaining test of the run (all checks, attributes, intersections and
+   segments together): each finding carries its raw p-value and its q-value.
+3. A finding is flagged (medium or high) only when q < fdr *and* the estimate is beyond the practical
+   threshold to the group's detriment: high when the whole confidence interval is beyond it. A group
+   needs at least `min_customers_to_judge` (30) customers on each side to be flagged at all: with fewer,
+   a clustered standard error rests on a handful of customers and is itself unreliable (too small
+   whenever those few happen to behave alike, e.g. none of them got a coupon), so p-values come out
+   far too small (MacKinnon and Webb 2017 on few treated clusters; our null simulations agree). Such
+   findings keep their figures, p and q, and say why they are not flagged.
+4. Intersections. When a component attribute is unfair, every intersection containing it inherits the
+   gap (women paying 5% more make "women aged 18-24" pay more too), and flagging all of them buries the
+   cause. A flagged intersection is therefore tested for its excess over its components (the interaction
+   in a model with one effect per level of each component attribute, audits/adjusted.py). If the excess
+   is not itself adverse (q < fdr, with Benjamini-Hochberg over the run's excess tests, and beyond the
+   practical threshold in the group's disfavour) and at least
+   one component is flagged, the intersection is marked `explained_by` those components and noted (low)
+   rather than flagged; its figures, q-value and excess stay in the findings. If the excess cannot be
+   estimated, or no component is flagged, the intersection stays flagged: nothing is hidden for lack of
+   evidence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from audits.config import Config
+from audits.disparity import INTERSECTION, METRICS, RawTest
+from audits.findings import Finding
+from audits.stats import benjamini_hochberg, exp_or_inf
+from audits.wording import summarize
+
+
+
+def judge(tests: list[RawTest], config: Config) -> list[Finding]:
+    """Suppress small groups, correct p-values across all tests (BH), assign severities, explain intersections."""
+    shown = [t for t in tests if not is_suppressed(t, config) and t.p_value is not None]
+    q_values = dict(zip((id(t) for t in shown), benjamini_hochberg([t.p_value for t in shown]), strict=True))
+    findings = []
+    for t in tests:
+        segment = {t.dimension.segment_column: t.segment_value} if t.dimension.segment_column else None
+        base = dict(check=t.check, attribute=t.dimension.attribute, group=t.group,
+                    reference=t.dimension.reference or "all others", segment=segment, metric=METRICS[t.check],
+                    count=None, status="new", summary="")
+        if is_suppressed(t, config):
+            findings.append(Finding(**base, estimate=None, ci_low=None, ci_high=None, p_value=None, q_value=None,
+                                    n_customers_group=None, n_customers_reference=None, severity="low",
+                                    suppressed=True))
+            continue
+        q = q_values.get(id(t))
+        adjusted = t.adjusted or (None, None, None, None)
+        findings.append(Finding(
+            **base, estimate=t.estimate, ci_low=t.ci_low, ci_high=t.ci_high, p_value=t.p_value, q_value=q,
+            n_customers_group=t.n_customers_group, n_customers_reference=t.n_customers_reference,
+            severity=severity(t, q, config), adjusted_estimate=adjusted[0], adjusted_ci_low=adjusted[1],
+            adjusted_ci_high=adjusted[2], adjusted_p_value=adjusted[3], **_excess_fields(t),
+        ))
+    findings = _explain_intersections(tests, findings, config)
+    return [replace(f, summary=summarize(f, controls=config.controls, min_group_customers=config.min_group_customers,
+                                         adverse_impact_ratio=config.adverse_impact_ratio,
+                                         min_customers_to_judge=min_customers_to_judge(config)))
+            for f in findings]
+
+
+def is_suppressed(test: RawTest, config: Config) -> bool:
+    return min(test.n_customers_group, test.n_customers_reference) < config.min_group_customers
+
+
+def is_candidate(test: RawTest, config: Config) -> bool:
+    """Could this test be flagged? (raw p below fdr, as q >= p, and beyond the practical threshold)."""
+    return test.p_value is not None and test.p_value < config.fdr and severity(test, test.p_value, config) != "low"
+
+
+def min_customers_to_judge(config: Config) -> int:
+    """Customers each side needs before a comparison can be flagged (see module docstring)."""
+    return max(config.min_customers_to_judge, config.min_group_customers)
+
+
+def severity(t: RawTest, q: float | None, config: Config) -> str:
+    """Flag only what is both statistically (q < fdr) and practically significant, to the group's detriment.
+
+    high: the whole confidence interval lies beyond the practical threshold; medium: the estimate does.
+    """
+    if t.estimate is None or q is None or q >= config.fdr:
+        return "low"
+    if min(t.n_customers_group, t.n_customers_reference) < min_customers_to_judge(config):
+        return "low"
+    if not _beyond(t.check, t.estimate, config):
+        return "low"
+    robust_end = t.ci_high if METRICS[t.check] != "price_ratio" else t.ci_low
+    return "high" if robust_end is not None and _beyond(t.check, robust_end, config) else "medium"
+
+
+def _beyond(check: str, value: float, config: Config) -> bool:
+    """Is a value of the check's metric beyond its practical threshold, to the group's detriment?"""
+    metric = METRICS[check]
+    if metric == "price_ratio":
+        return value >= 1 + config.min_price_gap
+    if metric == "adverse_impact_ratio":
+        return value < config.adverse_impact_ratio
+    return value <= -config.min_discount_depth  # a shallower discount for the group
+
+
+def _excess_fields(t: RawTest) -> dict[str, float | None]:
+    """The excess over the components on the metric's scale (see module docstring)."""
+    if t.excess is None:
+        return {}
+    low, high = t.excess.interval()
+    values = [t.excess.beta, low, high]
+    metric = METRICS[t.check]
+    if metric == "price_ratio":
+        values = [exp_or_inf(v) for v in values]
+    elif metric == "adverse_impact_ratio":
+        # the group's rate as a ratio of the rate its components predict: r / (r - excess)
+        rate = (t.reference_mean or 0.0) + (t.difference.beta if t.difference else 0.0)
+        values = [rate / (rate - v) if rate > 0 and rate - v > 0 else None for v in values]
+    return {"excess_estimate": values[0], "excess_ci_low": values[1], "excess_ci_high": values[2],
+            "excess_p_value": t.excess.p_value}
+
+
+def _explain_intersections(tests: list[RawTest], findings: list[Finding], config: Config) -> list[Finding]:
+    flagged_components = {
+        (f.check, f.attribute, f.group, _segment_key(f)) for f in findings
+        if f.is_flagged and INTERSECTION not in (f.attribute or "")
+    }
+    # the excess tests of the run's flagged intersections are a family of their own: BH over them
+    tested = [(t, f) for t, f in zip(tests, findings, strict=True)
+              if f.is_flagged and len(t.dimension.columns) > 1 and f.excess_p_value is not None]
+    excess_q = dict(zip((id(f) for _, f in tested),
+                        benjamini_hochberg([f.excess_p_value for _, f in tested]), strict=True))
+    out = []
+    for t, f in zip(tests, findings, strict=True):
+        if not f.is_flagged or len(t.dimension.columns) < 2 or _excess_is_adverse(f, excess_q.get(id(f)), config):
+            out.append(f)
+            continue
+        explaining = [f"{column} = {part}" for column, part in zip(t.dimension.columns, t.group_parts, strict=False)
+                      if (t.check, column, part, _segment_key(f)) in flagged_components]
+        if t.excess is None or not explaining:
+            out.append(f)
+            continue
+        out.append(replace(f, severity="low", explained_by="; ".join(explaining)))
+    return out
+
+
+def _excess_is_adverse(f: Finding, q: float | None, config: Config) -> bool:
+    if f.excess_estimate is None or q is None:
+        return False
+    return q < config.fdr and _beyond(f.check, f.excess_estimate, config)
+
+
+def _segment_key(f: Finding) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((f.segment or {}).items()))
