@@ -2,6 +2,12 @@
 
 1. Privacy first: a test with fewer than `min_group_customers` customers on either side is reported as
    suppressed, with no figures at all, and takes no part in the multiple-testing correction.
+   Complementary suppression: within one comparison (check x dimension x segment), when a group is
+   suppressed, its size could be recovered by subtracting the shown groups' sizes from a reference size.
+   So in that comparison every reference size is withheld, and the sizes of the smallest other groups
+   are withheld too until the withheld groups hold at least `min_group_customers` customers together.
+   Their estimates stay: a group estimate over many customers discloses no one, and hiding, say, all
+   women because a three-customer group exists would blind the audit.
 2. Benjamini-Hochberg over every remaining test of the run (all checks, attributes, intersections and
    segments together): each finding carries its raw p-value and its q-value.
 3. A finding is flagged (medium or high) only when q < fdr *and* the estimate is beyond the practical
@@ -37,7 +43,8 @@ from audits.wording import summarize
 
 def judge(tests: list[RawTest], config: Config) -> list[Finding]:
     """Suppress small groups, correct p-values across all tests (BH), assign severities, explain intersections."""
-    shown = [t for t in tests if not is_suppressed(t, config) and t.p_value is not None]
+    suppressed, sizes_withheld, withheld = _suppression(tests, config)
+    shown = [t for t in tests if id(t) not in suppressed and t.p_value is not None]
     q_values = dict(zip((id(t) for t in shown), benjamini_hochberg([t.p_value for t in shown]), strict=True))
     findings = []
     for t in tests:
@@ -45,7 +52,7 @@ def judge(tests: list[RawTest], config: Config) -> list[Finding]:
         base = dict(check=t.check, attribute=t.dimension.attribute, group=t.group,
                     reference=t.dimension.reference or "all others", segment=segment, metric=METRICS[t.check],
                     count=None, status="new", summary="")
-        if is_suppressed(t, config):
+        if id(t) in suppressed:
             findings.append(Finding(**base, estimate=None, ci_low=None, ci_high=None, p_value=None, q_value=None,
                                     n_customers_group=None, n_customers_reference=None, severity="low",
                                     suppressed=True))
@@ -54,7 +61,8 @@ def judge(tests: list[RawTest], config: Config) -> list[Finding]:
         adjusted = t.adjusted or (None, None, None, None)
         findings.append(Finding(
             **base, estimate=t.estimate, ci_low=t.ci_low, ci_high=t.ci_high, p_value=t.p_value, q_value=q,
-            n_customers_group=t.n_customers_group, n_customers_reference=t.n_customers_reference,
+            n_customers_group=None if id(t) in sizes_withheld else t.n_customers_group,
+            n_customers_reference=None if _slice(t) in withheld else t.n_customers_reference,
             severity=severity(t, q, config), adjusted_estimate=adjusted[0], adjusted_ci_low=adjusted[1],
             adjusted_ci_high=adjusted[2], adjusted_p_value=adjusted[3], **_excess_fields(t),
         ))
@@ -63,6 +71,33 @@ def judge(tests: list[RawTest], config: Config) -> list[Finding]:
                                          adverse_impact_ratio=config.adverse_impact_ratio,
                                          min_customers_to_judge=min_customers_to_judge(config)))
             for f in findings]
+
+
+def _slice(test: RawTest) -> tuple:
+    return test.check, test.dimension.dim_id, test.segment_value
+
+
+def _suppression(tests: list[RawTest], config: Config) -> tuple[set[int], set[int], set[tuple]]:
+    """Ids of tests suppressed whole, ids whose group size is withheld, slices whose reference sizes are withheld."""
+    suppressed = {id(t) for t in tests if is_suppressed(t, config)}
+    slices: dict[tuple, list[RawTest]] = {}
+    for t in tests:
+        slices.setdefault(_slice(t), []).append(t)
+    withheld: set[tuple] = set()
+    sizes_withheld: set[int] = set()
+    for key, members in slices.items():
+        hidden = [t for t in members if id(t) in suppressed]
+        if not hidden:
+            continue
+        withheld.add(key)
+        total_hidden = sum(t.n_customers_group for t in hidden)
+        for t in sorted((t for t in members if id(t) not in suppressed), key=lambda t: (t.n_customers_group, t.group)):
+            if total_hidden >= config.min_group_customers and len(hidden) >= 2:
+                break
+            sizes_withheld.add(id(t))
+            hidden.append(t)
+            total_hidden += t.n_customers_group
+    return suppressed, sizes_withheld, withheld
 
 
 def is_suppressed(test: RawTest, config: Config) -> bool:
