@@ -213,7 +213,8 @@ def _groups_without_overlap(con: duckdb.DuckDBPyConnection, check: str, by_id: d
         join audit_dims as d using (dim_id)
         left join groups as r on r.dim_id = g.dim_id and r.segment_value = g.segment_value
             and r.group_value = d.reference
-        where d.reference is null or g.group_value <> d.reference""").fetchall()
+        where d.reference is null or g.group_value <> d.reference
+        order by g.dim_id, g.segment_value, g.group_value""").fetchall()
     missing = []
     for dim_id, segment_value, group, n_group, n_others, n_reference in rows:
         if (dim_id, segment_value, group) in seen:
