@@ -1,0 +1,192 @@
+"""One bench stage, run in its own process: `python bench/stages.py STAGE JOB.json RESULT.json`.
+
+The stages call the library directly (audits.config.parse_config, audits.warehouse.open_warehouse,
+audits.ingest.ingest_all, audits.runner.run_audit, reports.render.render_report), not the Prefect
+flows, so the seconds measure our code and not the orchestrator. JOB.json says what to run on
+(written by bench/run.py); RESULT.json receives the phases (wall s, CPU s, peak RSS, DuckDB spill)
+and what the stage produced.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.append(str(Path(__file__).resolve().parent.parent))  # `bench` itself; audits etc. are installed
+
+from bench.measure import Sampler, peak_rss_mb  # noqa: E402
+
+STAGES = ("generate", "ingest", "audit", "report", "floor", "naive")
+UNKNOWN_STAGE = "unknown stage {stage!r}; choose one of {choices}"
+
+
+def main(argv: list[str]) -> int:
+    stage, job_path, result_path = argv
+    if stage not in STAGES:
+        print(UNKNOWN_STAGE.format(stage=stage, choices=", ".join(STAGES)), file=sys.stderr)
+        return 2
+    job = json.loads(Path(job_path).read_text(encoding="utf-8"))
+    spill_dir = Path(job["warehouse_path"] + ".tmp") if job.get("warehouse_path") else None
+    sampler = Sampler(spill_dir=spill_dir).start()
+    started = time.monotonic()
+    produced = _RUNNERS[stage](job, sampler)
+    sampler.stop()
+    result = {
+        "stage": stage,
+        "wall_s": time.monotonic() - started,
+        "peak_rss_mb": peak_rss_mb(),
+        "phases": {p.name: {"wall_s": p.wall_s, "cpu_s": p.cpu_s, "peak_rss_mb": p.peak_rss_mb,
+                            "own_peak_rss_mb": p.own_peak_rss_mb,
+                            "peak_spill_mb": p.peak_spill_mb} for p in sampler.phases},
+        **produced,
+    }
+    Path(result_path).write_text(json.dumps(result, indent=2, default=str) + "\n", encoding="utf-8")
+    return 0
+
+
+def _config(job: dict[str, Any]):
+    from audits.config import parse_config
+
+    return parse_config(job["config"], file="bench config")
+
+
+def _open(config, *, read_only: bool = False):
+    from audits.warehouse import open_warehouse
+
+    return open_warehouse(config.warehouse_path, read_only=read_only, memory_limit=config.memory_limit,
+                          threads=config.threads, lock_timeout_seconds=config.lock_timeout_seconds)
+
+
+def _duckdb_settings(con) -> dict[str, Any]:
+    """The limits DuckDB actually applied (the bench checks that memory_limit was honoured)."""
+    names = ("memory_limit", "threads", "temp_directory", "max_temp_directory_size")
+    rows = con.execute("select name, value from duckdb_settings() where list_contains($n, name)",
+                       {"n": list(names)}).fetchall()
+    return dict(rows)
+
+
+def _generate(job: dict[str, Any], sampler: Sampler) -> dict[str, Any]:
+    from bench.market import generate_market
+
+    with sampler.phase("generate"):
+        market = generate_market(Path(job["data_dir"]), job["label"], job["rows"])
+    return {"market": market.__dict__}
+
+
+def _ingest(job: dict[str, Any], sampler: Sampler) -> dict[str, Any]:
+    """ingest_all, with Great Expectations timed apart: validate_transactions is wrapped, not changed."""
+    import audits.validate as validate_module
+    from audits import ingest as ingest_module
+
+    config = _config(job)
+    validate_walls: list[tuple[float, float]] = []
+    original = validate_module.validate_transactions
+
+    def timed_validate(*args: Any, **kwargs: Any) -> Any:
+        with sampler.phase("validate") as phase:
+            result = original(*args, **kwargs)
+        validate_walls.append((phase.wall_s, phase.cpu_s))
+        return result
+
+    validate_module.validate_transactions = timed_validate
+    if hasattr(ingest_module, "validate_transactions"):  # in case it is ever imported at module level
+        ingest_module.validate_transactions = timed_validate
+    messages: list[tuple[float, str]] = []
+    clock = time.monotonic()
+    with sampler.phase("ingest_total"):
+        with _open(config) as con:
+            settings = _duckdb_settings(con)
+            batches = ingest_module.ingest_all(con, config, progress=lambda m: messages.append((time.monotonic() - clock, m)))
+            rows = con.execute("select count(*) from transactions").fetchall()[0][0]
+    total = next(p for p in sampler.phases if p.name == "ingest_total")
+    validate_s = sum(w for w, _ in validate_walls)
+    return {
+        "duckdb": settings,
+        "rows_in_warehouse": rows,
+        "rows_read": sum(b.rows_read for b in batches if b.source != "customers"),
+        "batches": [{"source": b.source, "rows_read": b.rows_read, "rows_loaded": b.rows_loaded,
+                     "rows_duplicate": b.rows_duplicate, "rows_quarantined": b.rows_quarantined,
+                     "seconds": b.seconds, "status": b.status} for b in batches],
+        "ingest_without_validate_s": total.wall_s - validate_s,
+        "ingest_without_validate_cpu_s": total.cpu_s - sum(c for _, c in validate_walls),
+        "progress": messages,
+    }
+
+
+def _audit(job: dict[str, Any], sampler: Sampler) -> dict[str, Any]:
+    """run_audit over the job's period, then the run-over-run comparison the nightly flow does."""
+    from audits.history import compare_with_previous
+    from audits.ingest import data_quality_summary
+    from audits.runner import run_audit
+
+    config = _config(job)
+    start, end = dt.date.fromisoformat(job["period_start"]), dt.date.fromisoformat(job["period_end"])
+    with sampler.phase("audit"):
+        with _open(config) as con:
+            settings = _duckdb_settings(con)
+            quality = data_quality_summary(con)
+            result = run_audit(con, config, period_start=start, period_end=end, data_quality=quality,
+                               scope=job["scope"])
+            result = compare_with_previous(con, result)
+    result.write(Path(job["findings_path"]))
+    return {
+        "duckdb": settings,
+        "rows_audited": result.run.transactions,
+        "customers_audited": result.run.customers,
+        "findings": len(result.findings),
+        "flagged": len(result.flagged),
+        "checks": [{"check": c.check, "status": c.status, "seconds": c.seconds, "n_tests": c.n_tests,
+                    "reason": c.reason} for c in result.checks],
+    }
+
+
+def _report(job: dict[str, Any], sampler: Sampler) -> dict[str, Any]:
+    """findings.json -> report.html, and the run remembered for the next comparison."""
+    from audits.findings import AuditResult
+    from audits.history import record_run
+    from reports.render import render_report
+
+    config = _config(job)
+    with sampler.phase("report"):
+        result = AuditResult.read(Path(job["findings_path"]))
+        report = render_report(result, Path(job["report_dir"]))
+        with _open(config) as con:
+            record_run(con, result)
+    return {"report_bytes": report.stat().st_size, "rows_audited": result.run.transactions}
+
+
+def _floor(job: dict[str, Any], sampler: Sampler) -> dict[str, Any]:
+    from bench.references import run_floor
+
+    config = _config(job)
+    start, end = dt.date.fromisoformat(job["period_start"]), dt.date.fromisoformat(job["period_end"])
+    with _open(config, read_only=True) as con:
+        settings = _duckdb_settings(con)
+        with sampler.phase("floor"):
+            figures = run_floor(con, config, start=start, end=end)
+    return {"duckdb": settings, "figures": figures, "rows": sum(f["lines"] for f in figures if f["grouping"] ==
+                                                                 config.attributes[0] and not f["segment"])}
+
+
+def _naive(job: dict[str, Any], sampler: Sampler) -> dict[str, Any]:
+    from bench.references import load_naive, run_naive
+
+    config = _config(job)
+    with sampler.phase("naive_load"):
+        tx, customers = load_naive(job["landing_glob"], job["customers_file"], config)
+    with sampler.phase("naive_compute"):
+        figures = run_naive(tx, customers, config)
+    return {"figures": figures, "rows": len(tx)}
+
+
+_RUNNERS: dict[str, Callable[[dict[str, Any], Sampler], dict[str, Any]]] = {
+    "generate": _generate, "ingest": _ingest, "audit": _audit, "report": _report, "floor": _floor, "naive": _naive,
+}
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
