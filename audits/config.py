@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from audits.errors import ConfigError
+from audits.errors import ConfigError, one_line
 
 CANONICAL_TRANSACTION_COLUMNS: tuple[str, ...] = (
     "transaction_id", "timestamp", "customer_id", "product_id", "quantity", "list_price", "unit_price",
@@ -195,7 +195,7 @@ def load_config(path: Path, *, overrides: dict[str, Any] | None = None) -> Confi
         raw_bytes = path.read_bytes()
         raw = tomllib.loads(raw_bytes.decode("utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
-        raise ConfigError(UNREADABLE.format(file=path, reason=_one_line(err))) from err
+        raise ConfigError(UNREADABLE.format(file=path, reason=one_line(err))) from err
     return parse_config(raw, file=str(path), base_dir=path.parent, raw_bytes=raw_bytes, overrides=overrides)
 
 
@@ -437,6 +437,3 @@ def _close(word: str, choices: Any) -> str:
     matches = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f" (did you mean '{matches[0]}'?)" if matches else ""
 
-
-def _one_line(err: Exception) -> str:
-    return " ".join(str(err).split())

@@ -19,6 +19,7 @@ import duckdb
 
 from audits.adjusted import FixedEffectsTest, fixed_effects_contrasts
 from audits.config import Config
+from audits.errors import one_line
 from audits.sqlfiles import load_sql
 from audits.stats import ContrastSums, Estimate, rate_ratio, ratio_from_log, reference_rate, within_cell_contrast
 from audits.warehouse import quote_identifier
@@ -262,7 +263,7 @@ def _with_excess(con: duckdb.DuckDBPyConnection, tests: list[RawTest], candidate
 
 
 def _one_line(err: BaseException) -> str:
-    return f"{type(err).__name__}: {' '.join(str(err).split())}"[:200]
+    return one_line(f"{type(err).__name__}: {err}", limit=200)
 
 
 SUM_FIELDS = ("n_customers_group", "n_customers_reference", "n_clusters", "sxx", "sxy", "saa", "sab", "sbb",

@@ -4,6 +4,15 @@ The message is the whole user-facing text: one line naming the file, column or k
 """
 
 
+def one_line(message: object, *, limit: int | None = None) -> str:
+    """Fold a message (often a library's multi-line error) into one line, cut at `limit` characters.
+
+    Every error a user sees is one line on stderr; this is the one place that makes it so.
+    """
+    text = " ".join(str(message).split())
+    return text[:limit] if limit is not None else text
+
+
 class PriceParityError(Exception):
     """Base of every error whose message is meant for the user, not for a traceback."""
 

@@ -29,7 +29,7 @@ from typing import Any, Literal
 import duckdb
 
 from audits.config import CANONICAL_TRANSACTION_COLUMNS, REQUIRED_TRANSACTION_COLUMNS, Config, SourceConfig
-from audits.errors import ConfigError, DataQualityError, InputError
+from audits.errors import ConfigError, DataQualityError, InputError, one_line
 from audits.ledger import (
     BatchResult,
     data_quality_summary,
@@ -40,7 +40,7 @@ from audits.ledger import (
     record_files,
     stored_watermark,
 )
-from audits.sources import SOURCE_FILE_COLUMN, SourceRead, one_line, read_source
+from audits.sources import SOURCE_FILE_COLUMN, SourceRead, read_source
 from audits.staging import TRANSACTION_TYPES, stage_customers, stage_transactions
 from audits.warehouse import add_attribute_columns, quote_identifier
 
@@ -306,9 +306,9 @@ class _Batch:
             if not is_recorded(self.con, self.batch_id):
                 result = BatchResult(self.batch_id, self.source.name, 0, 0, 0, 0, 0,
                                      time.monotonic() - self.started, "failed")
-                self._record(result, message=one_line(err))
+                self._record(result, message=one_line(err, limit=300))
         except duckdb.Error as record_err:
-            err.add_note(f"(the failed batch could not be recorded: {one_line(record_err)})")
+            err.add_note(f"(the failed batch could not be recorded: {one_line(record_err, limit=300)})")
 
     def _say_done(self, result: BatchResult) -> None:
         if self.progress:

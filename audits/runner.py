@@ -34,7 +34,7 @@ from audits.disparity import (  # noqa: F401  (re-exported: the runner is the au
     plan_dimensions,
     run_disparity,
 )
-from audits.errors import ConfigError
+from audits.errors import ConfigError, one_line
 from audits.findings import CONSISTENCY_CHECKS, AuditResult, CheckRun, DataQuality, Finding, RunInfo
 from audits.judgement import is_candidate, judge, min_customers_to_judge
 from audits.sqlfiles import SQL_DIR, SqlFileError, load_sql
@@ -105,7 +105,7 @@ def run_audit(
                 raw_tests.extend(tests)
                 n_tests = len(tests)
         except CHECK_ERRORS as err:
-            reason = f"{type(err).__name__}: {' '.join(str(err).split())}"[:300]
+            reason = one_line(f"{type(err).__name__}: {err}", limit=300)
             checks.append(CheckRun(check, "errored", time.monotonic() - clock, reason))
             continue
         checks.append(CheckRun(check, "ok", time.monotonic() - clock, "; ".join(notes) or None, n_tests))

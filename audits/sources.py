@@ -41,7 +41,7 @@ import duckdb
 import pyarrow as pa
 
 from audits.config import SourceConfig
-from audits.errors import ConfigError, InputError
+from audits.errors import ConfigError, InputError, one_line
 from audits.ledger import loaded_files
 from audits.warehouse import quote_identifier
 
@@ -124,7 +124,7 @@ def list_files(con: duckdb.DuckDBPyConnection, source: SourceConfig) -> list[Sou
                                                {"pattern": pattern}).fetchall()]
     except duckdb.Error as err:
         raise InputError(UNREADABLE.format(path=source.path, source=source.name, kind=source.kind,
-                                           reason=one_line(err))) from err
+                                           reason=one_line(err, limit=300))) from err
     files = []
     for name in names:
         try:
@@ -171,7 +171,7 @@ def _read_files(
     except (duckdb.IOException, duckdb.InvalidInputException, duckdb.ConversionException,
             duckdb.BinderException, duckdb.NotImplementedException) as err:
         raise InputError(UNREADABLE.format(path=where, source=source.name, kind=source.kind,
-                                           reason=one_line(err))) from err
+                                           reason=one_line(err, limit=300))) from err
     per_file = dict(con.execute(f"select {SOURCE_FILE_COLUMN}, count(*) from src_rows group by all").fetchall())
     for file in new:
         if not per_file.get(file.path):
@@ -260,14 +260,14 @@ def _read_postgres(
     try:
         connection = pg.connect(dsn)
     except Exception as err:  # the driver raises its own hierarchy; libpq never echoes the password
-        raise InputError(DB_UNREACHABLE.format(source=source.name, reason=redact(one_line(err), dsn))) from err
+        raise InputError(DB_UNREACHABLE.format(source=source.name, reason=redact(one_line(err, limit=300), dsn))) from err
     try:
         with connection.cursor() as cursor:
             try:
                 schema = cursor.adbc_execute_schema(base)
             except Exception as err:
                 raise InputError(DB_QUERY.format(source=source.name, what=what,
-                                                 reason=redact(one_line(err), dsn))) from err
+                                                 reason=redact(one_line(err, limit=300), dsn))) from err
             require(list(schema.names))
             sql, parameters, watermark_from = postgres_incremental_query(source, schema, watermark=watermark)
             try:
@@ -283,7 +283,7 @@ def _read_postgres(
                 raise
             except Exception as err:
                 raise InputError(DB_QUERY.format(source=source.name, what=what,
-                                                 reason=redact(one_line(err), dsn))) from err
+                                                 reason=redact(one_line(err, limit=300), dsn))) from err
     finally:
         connection.close()
     described = con.execute("describe src_rows").fetchall()
@@ -322,7 +322,3 @@ def redact(text: str, dsn: str) -> str:
     text = re.sub(r"://([^:/@\s]+):[^@\s]+@", r"://\1:***@", text)
     return text.replace(dsn, "<dsn>") if dsn else text
 
-
-def one_line(err: BaseException) -> str:
-    """An exception's message on one line, cut to a readable length."""
-    return " ".join(str(err).split())[:300]

@@ -74,9 +74,6 @@ def load_sql(relative: str) -> SqlQuery:
     return parse_sql(path.read_text(encoding="utf-8"), path=path)
 
 
-def schema_files() -> list[Path]:
-    return sorted((SQL_DIR / "schema").glob("*.sql"))
-
 
 def _strip_strings(code: str) -> str:
     return re.sub(r"'(?:[^']|'')*'", "''", code)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import duckdb
 
-from audits.errors import InputError, WarehouseBusyError
+from audits.errors import InputError, WarehouseBusyError, one_line
 from audits.sqlfiles import SQL_DIR
 
 BUSY = (
@@ -52,7 +52,7 @@ def open_warehouse(
             break
         except duckdb.IOException as err:
             if not _LOCK_MESSAGE.search(str(err)):
-                raise InputError(UNOPENABLE.format(path=path, reason=" ".join(str(err).split()))) from err
+                raise InputError(UNOPENABLE.format(path=path, reason=one_line(err))) from err
             if time.monotonic() >= deadline:
                 raise WarehouseBusyError(BUSY.format(path=path, seconds=lock_timeout_seconds)) from err
             time.sleep(delay)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
-from audits.errors import ConfigError, PriceParityError
+from audits.errors import ConfigError, PriceParityError, one_line
 
 if TYPE_CHECKING:
     from flows.dask_contrast import ScaleOut
@@ -48,7 +48,7 @@ def _user_errors() -> Iterator[None]:
     try:
         yield
     except PriceParityError as err:
-        typer.echo(f"error: {' '.join(str(err).split())}", err=True)
+        typer.echo(f"error: {one_line(err)}", err=True)
         raise typer.Exit(err.exit_code) from None
 
 

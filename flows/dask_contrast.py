@@ -22,7 +22,7 @@ from prefect.cache_policies import NONE
 from pydantic import BaseModel, ConfigDict, Field
 
 from audits.config import Config
-from audits.errors import ConfigError
+from audits.errors import ConfigError, one_line
 from audits.partitioned import export_contrast_inputs, partition_sums
 from audits.runner import ContrastExecutor, in_process_contrast, merge_partitions
 
@@ -105,7 +105,7 @@ def contrast_executor(scale_out: ScaleOut, config: Config, *, run_label: str = "
             try:
                 workers = len(runner.client.nthreads())
             except OSError as err:
-                reason = " ".join(str(err).split())[:200]
+                reason = one_line(err, limit=200)
                 raise ConfigError(DASK_UNREACHABLE.format(address=scale_out.dask_address, reason=reason)) from err
             partitions = scale_out.partitions or max(1, workers)
             yield DaskContrast(runner, scratch=scratch, partitions=partitions, threads=config.threads,

@@ -16,7 +16,7 @@ from prefect.deployments.runner import RunnerDeployment
 from prefect.schedules import Cron
 
 from audits.config import Config
-from audits.errors import ConfigError
+from audits.errors import ConfigError, one_line
 from flows.dask_contrast import ScaleOut
 from flows.nightly import nightly_audit
 from flows.on_demand import on_demand_audit
@@ -42,7 +42,7 @@ def build_deployments(config: Config, *, config_path: Path, scale_out: ScaleOut 
         errors = getattr(err, "errors", None)
         reason = errors()[0]["msg"] if callable(errors) else str(err)
         raise ConfigError(BAD_SCHEDULE.format(file=config_path, cron=config.nightly_cron, timezone=config.timezone,
-                                              reason=" ".join(reason.split())[:200])) from err
+                                              reason=one_line(reason, limit=200))) from err
     return [
         nightly,
         on_demand_audit.to_deployment(
