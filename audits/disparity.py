@@ -1,30 +1,30 @@
 """Disparity checks: plan the comparisons, measure inside DuckDB, estimate each group against its reference.
 
-A disparity check is a SQL file turning the audited lines (temp view `audit_dim`, one row per line x
-dimension) into one measurement per line: log price (price_gap, loyalty_penalty), discounted or not
-(discount_incidence), discount depth (discount_depth). Every group of every dimension (attribute,
-intersection, each within every segment value) is then compared with its reference inside cells of
-product x day x controls (sql/stats/within_cell_*.sql, audits/stats.py). Two further regressions
-(audits/adjusted.py) report beside it: the regression-adjusted price gap, and for intersections that
-may be flagged, their excess over what their component attributes predict (audits/judgement.py).
+A disparity check is a SQL file turning the coded audit lines (temp table `coded_lines`) into one
+measurement per line: log price (price_gap, loyalty_penalty), discounted or not (discount_incidence),
+discount depth (discount_depth). Every group of every dimension (attribute, intersection, each within
+every segment value) is then compared with its reference inside cells of product x day x controls
+(audits/contrasts.py, which also fits the regression-adjusted estimate of the price checks and, for
+intersections that may be flagged, their excess over what their component attributes predict).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
 
 import duckdb
+import numpy as np
 
-from audits.adjusted import FixedEffectsTest, fixed_effects_contrasts
+from audits import contrasts
+from audits.coding import INTERSECTION, Coding, GroupSet
 from audits.config import Config
+from audits.contrasts import LineSet, Model, TestSums
 from audits.errors import one_line
 from audits.sqlfiles import load_sql
-from audits.stats import ContrastSums, Estimate, rate_ratio, ratio_from_log, reference_rate, within_cell_contrast
-from audits.warehouse import quote_identifier
+from audits.stats import Estimate, rate_ratio, ratio_from_log
 
-INTERSECTION = " & "
+__all__ = ["INTERSECTION"]
 
 # What each disparity check measures and how its contrast becomes a reported metric.
 METRICS: dict[str, str] = {
@@ -38,17 +38,11 @@ METRICS: dict[str, str] = {
 ADJUSTED_CHECKS = ("price_gap", "loyalty_penalty")
 
 Interval = tuple[float | None, float | None, float | None, float | None]  # estimate, low, high, p
-SECONDARY_ERRORS = (duckdb.Error, ArithmeticError, ValueError)
-
-# Phase 2 of the within-cell contrast: given a connection holding temp tables `measurements` and
-# `contrast_tests`, return the merged per-test sums. The default runs one partition in-process;
-# flows can pass one that fans partitions out to Dask workers (the sums are additive over customers).
-ContrastExecutor = Callable[[duckdb.DuckDBPyConnection], list[dict[str, Any]]]
-
-
-def in_process_contrast(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
-    """Phase 2 over all customers at once, in this process."""
-    return contrast_partition(con, partitions=1, partition=0)
+SECONDARY_ERRORS = (duckdb.Error, ArithmeticError, ValueError, np.linalg.LinAlgError)
+# Pass 2 of the engine (audits/contrasts.py): the default runs every partition of customers in this
+# process; flows can pass one that fans partitions out to Dask workers (the sums add up).
+ContrastExecutor = contrasts.Executor
+in_process_contrast = contrasts.in_process
 
 
 @dataclass(frozen=True)
@@ -77,7 +71,6 @@ class RawTest:
     ci_high: float | None
     p_value: float | None
     difference: Estimate | None = None  # the within-cell difference on the measurement's own scale
-    sums: ContrastSums | None = None  # what DuckDB summed for it
     reference_mean: float | None = None  # the reference's mean on the contrast's weights (rates)
     group_parts: tuple[str, ...] = ()  # the group's value of each column of the dimension
     adjusted: Interval | None = None  # regression-adjusted estimate, interval and p (metric scale)
@@ -104,190 +97,213 @@ def run_disparity(
     con: duckdb.DuckDBPyConnection,
     check: str,
     config: Config,
+    coding: Coding,
     contrast: ContrastExecutor = in_process_contrast,
     *,
     is_candidate: Callable[[RawTest], bool] = lambda test: False,
     notes: list[str] | None = None,
+    leverage_adjusted: bool = True,
 ) -> list[RawTest]:
     """Measure one check over every planned dimension and estimate every group against its reference.
 
-    `is_candidate` says which intersection tests might be flagged: only those get the (costly) excess
+    `is_candidate` says which intersection tests might be flagged: only those get the excess
     regression over their components. Problems that did not stop the check are appended to `notes`.
     """
     notes = notes if notes is not None else []
     dimensions = plan_dimensions(config, check=check)
     if not dimensions:
         return []
-    _create_audit_dim(con, dimensions)
     query = load_sql(f"checks/{check}")
     params = {name: {"max_discount_pct": config.max_discount_pct, "tenure_days": config.tenure_days,
                      "min_price_gap": config.min_price_gap}[name] for name in query.params}
-    con.execute(f"create or replace temp table measurements as {query.sql}", params)
-    con.execute(f"create or replace temp table contrast_tests as {load_sql('stats/within_cell_tests').sql}")
-    by_id = {d.dim_id: d for d in dimensions}
-    tests = [_raw_test(check, by_id[row["dim_id"]], row) for row in contrast(con)]
-    tests += _groups_without_overlap(con, check, by_id, tests)
-    tests = _with_group_parts(con, tests)
+    kind = "table" if params else "view"  # a view cannot hold parameters
+    con.execute(f"create or replace temp {kind} measurements as {query.sql}", params)
+    plan = _Plan(coding, dimensions, check, leverage_adjusted=leverage_adjusted)
+    tests = plan.run(con, contrast)
 
     def shown(test: RawTest) -> bool:
         return test.estimate is not None and min(test.n_customers_group, test.n_customers_reference) \
             >= config.min_group_customers
 
-    # The two secondary regressions must not cost the check its main result: if one fails, its
-    # figures are left empty (an intersection then stays flagged) and the failure is noted.
-    if check in ADJUSTED_CHECKS:
+    # The secondary estimates serve the judgement of what may be flagged, so only those tests get them.
+    flaggable = [t for t in tests if shown(t) and is_candidate(t)]
+    adjusted = flaggable if check in ADJUSTED_CHECKS else []
+    excess = [t for t in flaggable if len(t.dimension.columns) > 1]
+    if adjusted or excess:
         try:
-            tests = _with_adjusted(con, tests, [t for t in tests if shown(t)])
+            tests = plan.with_secondary(con, contrast, tests, adjusted=adjusted, excess=excess)
         except SECONDARY_ERRORS as err:
-            notes.append(f"regression-adjusted estimates unavailable ({_one_line(err)})")
-    candidates = [t for t in tests if shown(t) and len(t.dimension.columns) > 1 and is_candidate(t)]
-    try:
-        tests = _with_excess(con, tests, candidates)
-    except SECONDARY_ERRORS as err:
-        notes.append(f"intersections' excess over their components unavailable ({_one_line(err)})")
+            what = "regression-adjusted estimates and " if adjusted else ""
+            notes.append(f"{what}intersections' excess over their components unavailable ({_one_line(err)})")
     return tests
 
 
-def _create_audit_dim(con: duckdb.DuckDBPyConnection, dimensions: list[Dimension]) -> None:
-    parts = []
-    for d in dimensions:
-        columns = [quote_identifier(c) for c in d.columns]
-        group = columns[0] if len(columns) == 1 else f"concat_ws('{INTERSECTION}', {', '.join(columns)})"
-        present = [*d.columns, *([d.segment_column] if d.segment_column else [])]
-        segment = f"cast({quote_identifier(d.segment_column)} as varchar)" if d.segment_column else "''"
-        parts.append(
-            f"select {d.dim_id} as dim_id, {segment} as segment_value, "
-            f"cast({group} as varchar) as group_value, "
-            f"[{', '.join(f'cast({c} as varchar)' for c in columns)}] as group_parts, l.* from audit_lines as l "
-            f"where {' and '.join(f'{quote_identifier(c)} is not null' for c in present)}"
-        )
-    con.execute("create or replace temp view audit_dim as " + "\nunion all\n".join(parts))
-    con.execute("create or replace temp table audit_dims (dim_id integer, reference varchar)")
-    con.executemany("insert into audit_dims values (?, ?)", [(d.dim_id, d.reference) for d in dimensions])
+class _Plan:
+    """The line sets, passes and models one check needs, and the turning of their sums into tests."""
+
+    def __init__(self, coding: Coding, dimensions: list[Dimension], check: str, *, leverage_adjusted: bool):
+        self.coding, self.dimensions, self.check = coding, dimensions, check
+        self.leverage_adjusted = leverage_adjusted
+        self.linesets: dict[tuple[tuple[str, ...], str | None], list[tuple[str, LineSet]]] = {}
+        for d in dimensions:
+            key = (d.columns, d.reference)
+            if key not in self.linesets:
+                self.linesets[key] = _linesets(coding.sets[d.columns], d.reference)
+
+    def passes(self) -> list[tuple[str, str, int, int, list[tuple[str, str, int]], list[Dimension]]]:
+        """(unit key, fe key, units, fixed effects, nested segments, dimensions) per pass over the lines."""
+        nested = [s for s in dict.fromkeys(d.segment_column for d in self.dimensions if d.segment_column)
+                  if self.coding.segments[s].cell_key == "xi"]
+        first = [d for d in self.dimensions if d.segment_column is None or d.segment_column in nested]
+        out = [("xi", "fi", self.coding.n_cells, self.coding.n_fe,
+                [(s, self.coding.segments[s].key, len(self.coding.segments[s].values)) for s in nested], first)]
+        for s in dict.fromkeys(d.segment_column for d in self.dimensions):
+            if s is None or s in nested:
+                continue
+            seg = self.coding.segments[s]
+            out.append((seg.cell_key, seg.fe_key, seg.n_cells, seg.n_fe, [(s, seg.key, len(seg.values))],
+                        [d for d in self.dimensions if d.segment_column == s]))
+        return out
+
+    def run(self, con: duckdb.DuckDBPyConnection, executor: ContrastExecutor) -> list[RawTest]:
+        tests: list[RawTest] = []
+        with_rate = METRICS[self.check] == "adverse_impact_ratio"
+        controls = tuple((key, levels) for _, key, levels in self.coding.controls)
+        for unit_key, fe_key, n_units, n_fe, segments, dims in self.passes():
+            used = list(dict.fromkeys(ls for d in dims for _, ls in self.linesets[(d.columns, d.reference)]))
+            models = [Model("contrast", ls, with_rate=with_rate) for ls in used]
+            state, sums = contrasts.fit_pass(con, "measurements", unit_key=unit_key, fe_key=fe_key,
+                                             n_units=n_units, n_fe=n_fe, segments=segments, models=models,
+                                             controls=controls, leverage_adjusted=self.leverage_adjusted,
+                                             executor=executor)
+            contrast_of = dict(zip(used, contrasts.results(state, sums), strict=True))
+            for d in dims:
+                for slot, value in self._slots(state.slots, d):
+                    for group, ls in self.linesets[(d.columns, d.reference)]:
+                        code = 0 if ls.pair else self.coding.sets[d.columns].code(group)
+                        test = self._raw_test(d, value, group, contrast_of[ls].get((slot, code)))
+                        if test is not None:
+                            tests.append(test)
+        return tests
+
+    def _slots(self, slots: contrasts.Slots, d: Dimension) -> list[tuple[int, str]]:
+        if d.segment_column is None:
+            return [(0, "")]
+        values = self.coding.segments[d.segment_column].values
+        return [(s, values[slots.values[s]]) for s in range(len(slots)) if slots.columns[s] == d.segment_column]
+
+    def _raw_test(self, d: Dimension, segment_value: str, group: str, found: TestSums | None) -> RawTest | None:
+        if found is None or found.n_any_group == 0:
+            return None
+        group_set = self.coding.sets[d.columns]
+        parts = group_set.labels[group_set.code(group)]
+        if found.n_clusters == 0:  # measured, but never in a cell with its reference
+            return RawTest(self.check, d, segment_value, group, found.n_any_group, found.n_any_reference,
+                           None, None, None, None, group_parts=parts)
+        difference = found.estimate()
+        reference = found.reference_rate()
+        estimate, low, high, p = metric_interval(self.check, difference, reference)
+        return RawTest(self.check, d, segment_value, group, found.n_group, found.n_clusters - found.n_group,
+                       estimate, low, high, p, difference=difference,
+                       reference_mean=reference[0] if reference else None, group_parts=parts)
+
+    def with_secondary(self, con: duckdb.DuckDBPyConnection, executor: ContrastExecutor, tests: list[RawTest], *,
+                       adjusted: list[RawTest], excess: list[RawTest]) -> list[RawTest]:
+        """The regression-adjusted estimate of `adjusted` and the excess of `excess`, in one more pass.
+
+        Adjusted: additive fixed effects for product x day and for each control (audits/contrasts.py).
+        Excess: within the same cells as the main contrast and over every line of the intersection, the
+        measurement is regressed on one dummy per level of each component attribute (the first dropped)
+        plus the tested group's indicator; the indicator's coefficient is the group's excess.
+        """
+        found: dict[tuple[str, int], Estimate | None] = {}
+        controls = tuple((key, levels) for _, key, levels in self.coding.controls)
+        for unit_key, fe_key, n_units, n_fe, segments, dims in self.passes():
+            jobs: list[tuple[str, RawTest, LineSet]] = []
+            for t in adjusted:
+                if t.dimension in dims:
+                    jobs.append(("adjusted", t, self._lineset_of(t)))
+            for t in excess:
+                if t.dimension in dims:
+                    group_set = self.coding.sets[t.dimension.columns]
+                    jobs.append(("excess", t, LineSet(group_set.key, group_set.n_codes, ())))
+            if not jobs:
+                continue
+            # one model per kind and line set, testing the codes its jobs ask for
+            tested: dict[tuple[str, LineSet], set[int]] = {}
+            for kind, t, ls in jobs:
+                tested.setdefault((kind, replace(ls, tested=())), set()).add(self._code_in(t, ls))
+            models = []
+            for (kind, ls), codes in tested.items():
+                components = _component_dummies(self._set_of(ls)) if kind == "excess" else None
+                models.append(Model(kind, replace(ls, tested=tuple(sorted(codes))), components=components))
+            state, sums = contrasts.fit_pass(con, "measurements", unit_key=unit_key, fe_key=fe_key,
+                                             n_units=n_units, n_fe=n_fe, segments=segments, models=models,
+                                             controls=controls, leverage_adjusted=self.leverage_adjusted,
+                                             executor=executor)
+            per_model = {(m.kind, replace(m.lineset, tested=())): r
+                         for m, r in zip(models, contrasts.results(state, sums), strict=True)}
+            for kind, t, ls in jobs:
+                slot = next(s for s, v in self._slots(state.slots, t.dimension) if v == t.segment_value)
+                result = per_model[(kind, replace(ls, tested=()))].get((slot, self._code_in(t, ls)))
+                found[(kind, str(id(t)))] = result.estimate() if result is not None else None
+        out = []
+        for t in tests:
+            key = str(id(t))
+            if ("adjusted", key) in found:
+                t = replace(t, adjusted=metric_interval(self.check, found[("adjusted", key)]))
+            if ("excess", key) in found:
+                t = replace(t, excess=found[("excess", key)])
+            out.append(t)
+        return out
+
+    def _lineset_of(self, t: RawTest) -> LineSet:
+        return dict(self.linesets[(t.dimension.columns, t.dimension.reference)])[t.group]
+
+    def _code_in(self, t: RawTest, ls: LineSet) -> int:
+        return 0 if ls.pair else self.coding.sets[t.dimension.columns].code(t.group)
+
+    def _set_of(self, ls: LineSet) -> GroupSet:
+        return next(g for g in self.coding.sets.values() if g.key == ls.set_key)
 
 
-def _raw_test(check: str, dimension: Dimension, row: dict[str, Any]) -> RawTest:
-    sums = ContrastSums(
-        n_clusters=int(row["n_clusters"]), sxx=row["sxx"], sxy=row["sxy"], saa=row["saa"], sab=row["sab"],
-        sbb=row["sbb"], ref_sum=row["ref_sum"], ref_weight=row["ref_weight"], ref_vv=row["ref_vv"],
-        ref_vw=row["ref_vw"], ref_ww=row["ref_ww"], n_reference_clusters=int(row["n_customers_reference"]),
-        saa_adj=row["saa_adj"], sab_adj=row["sab_adj"], sbb_adj=row["sbb_adj"],
-        saa_group=row["saa_group"], sab_group=row["sab_group"], sbb_group=row["sbb_group"],
-        n_group_clusters=int(row["n_customers_group"]),
-    )
-    difference = within_cell_contrast(sums)
-    reference = reference_rate(sums)
-    estimate, low, high, p = metric_interval(check, difference, sums)
-    return RawTest(
-        check=check, dimension=dimension, segment_value=row["segment_value"], group=row["group_value"],
-        n_customers_group=int(row["n_customers_group"]), n_customers_reference=int(row["n_customers_reference"]),
-        estimate=estimate, ci_low=low, ci_high=high, p_value=p, difference=difference, sums=sums,
-        reference_mean=reference[0] if reference else None,
-    )
+def _linesets(group_set: GroupSet, reference: str | None) -> list[tuple[str, LineSet]]:
+    """(group, line set) for every group of a grouping: all groups share one line set without a reference."""
+    codes = sorted(group_set.labels)
+    if reference is None:
+        shared = LineSet(group_set.key, group_set.n_codes, tuple(codes))
+        return [(group_set.value(c), shared) for c in codes]
+    reference_code = group_set.code(reference)
+    out = []
+    for c in codes:
+        if c == reference_code:
+            continue
+        pair = (c, reference_code if reference_code is not None else -2)
+        out.append((group_set.value(c), LineSet(group_set.key, group_set.n_codes, (0,), pair=pair)))
+    return out
 
 
-def metric_interval(check: str, estimate: Estimate | None, sums: ContrastSums | None = None) -> Interval:
+def _component_dummies(group_set: GroupSet) -> np.ndarray:
+    """Codes x dummies: one dummy per level of each component but its first."""
+    columns = []
+    for j, size in enumerate(group_set.radix):
+        stride = int(np.prod(group_set.radix[j + 1:], dtype=np.int64))
+        level = (np.arange(group_set.n_codes) // stride) % size
+        columns += [(level == value).astype(np.float64) for value in range(1, size)]
+    return np.stack(columns, axis=1) if columns else np.zeros((group_set.n_codes, 0))
+
+
+def metric_interval(check: str, estimate: Estimate | None, reference: tuple[float, float] | None = None) -> Interval:
     """A difference on the measurement's scale as the check's reported metric, interval and p-value."""
     if estimate is None:
         return None, None, None, None
     if METRICS[check] == "price_ratio":
         return (*ratio_from_log(estimate), estimate.p_value)
     if METRICS[check] == "adverse_impact_ratio":
-        air = rate_ratio(estimate, sums) if sums is not None else None
+        air = rate_ratio(estimate, reference) if reference is not None else None
         return (*air, estimate.p_value) if air is not None else (None, None, None, estimate.p_value)
     return (estimate.beta, *estimate.interval(), estimate.p_value)
 
 
-def _groups_without_overlap(con: duckdb.DuckDBPyConnection, check: str, by_id: dict[int, Dimension],
-                            tests: list[RawTest]) -> list[RawTest]:
-    """Groups measured but never in a cell with their reference: reported, without an estimate."""
-    seen = {(t.dimension.dim_id, t.segment_value, t.group) for t in tests}
-    rows = con.execute("""
-        with groups as (
-            select dim_id, segment_value, group_value, count(distinct customer_id) as n
-            from measurements group by all),
-        totals as (
-            select dim_id, segment_value, count(distinct customer_id) as n from measurements group by all)
-        select g.dim_id, g.segment_value, g.group_value, g.n, t.n - g.n, r.n
-        from groups as g
-        join totals as t using (dim_id, segment_value)
-        join audit_dims as d using (dim_id)
-        left join groups as r on r.dim_id = g.dim_id and r.segment_value = g.segment_value
-            and r.group_value = d.reference
-        where d.reference is null or g.group_value <> d.reference
-        order by g.dim_id, g.segment_value, g.group_value""").fetchall()
-    missing = []
-    for dim_id, segment_value, group, n_group, n_others, n_reference in rows:
-        if (dim_id, segment_value, group) in seen:
-            continue
-        dimension = by_id[dim_id]
-        n_ref = n_others if dimension.reference is None else (n_reference or 0)
-        missing.append(RawTest(check, dimension, segment_value, group, int(n_group), int(n_ref),
-                               None, None, None, None))
-    return missing
-
-
-def _with_group_parts(con: duckdb.DuckDBPyConnection, tests: list[RawTest]) -> list[RawTest]:
-    parts = {(dim_id, group): tuple(values) for dim_id, group, values in con.execute(
-        "select distinct dim_id, group_value, group_parts from measurements").fetchall()}
-    return [replace(t, group_parts=parts.get((t.dimension.dim_id, t.group), (t.group,))) for t in tests]
-
-
-def _with_adjusted(con: duckdb.DuckDBPyConnection, tests: list[RawTest], shown: list[RawTest]) -> list[RawTest]:
-    """Regression-adjusted estimate: additive fixed effects for product x day and for each control."""
-    con.execute("create or replace temp table fe_input as select dim_id, segment_value, fe_key, "
-                "control_levels as levels, customer_id, group_value, y from measurements")
-    numbered = {id(t): i for i, t in enumerate(shown)}
-    estimates = fixed_effects_contrasts(con, [
-        FixedEffectsTest(i, t.dimension.dim_id, t.segment_value, t.group, t.dimension.reference)
-        for t, i in ((t, numbered[id(t)]) for t in shown)])
-    return [replace(t, adjusted=metric_interval(t.check, estimates.get(numbered[id(t)])))
-            if id(t) in numbered else t for t in tests]
-
-
-def _with_excess(con: duckdb.DuckDBPyConnection, tests: list[RawTest], candidates: list[RawTest]) -> list[RawTest]:
-    """For intersection groups: the difference beyond the additive effects of their component attributes.
-
-    Within the same cells as the main contrast (fe_key = the within-cell cell) and over every line of
-    the dimension and segment, the measurement is regressed on one dummy per level of each component
-    attribute plus the tested group's indicator; the indicator's coefficient is the group's excess.
-    """
-    if not candidates:
-        return tests
-    con.execute("create or replace temp table fe_input as select dim_id, segment_value, cell_key as fe_key, "
-                "group_parts as levels, customer_id, group_value, y from measurements")
-    numbered = {id(t): i for i, t in enumerate(candidates)}
-    estimates = fixed_effects_contrasts(con, [
-        FixedEffectsTest(numbered[id(t)], t.dimension.dim_id, t.segment_value, t.group, None) for t in candidates])
-    return [replace(t, excess=estimates.get(numbered[id(t)])) if id(t) in numbered else t for t in tests]
-
-
 def _one_line(err: BaseException) -> str:
     return one_line(f"{type(err).__name__}: {err}", limit=200)
-
-
-SUM_FIELDS = ("n_customers_group", "n_customers_reference", "n_clusters", "sxx", "sxy", "saa", "sab", "sbb",
-              "ref_sum", "ref_weight", "ref_vv", "ref_vw", "ref_ww", "saa_adj", "sab_adj", "sbb_adj",
-              "saa_group", "sab_group", "sbb_group")
-
-
-def contrast_partition(con: duckdb.DuckDBPyConnection, *, partitions: int, partition: int) -> list[dict[str, Any]]:
-    """Phase-2 sums over one partition of customers (needs `measurements` and `contrast_tests`)."""
-    query = load_sql("stats/within_cell_contrast")
-    cursor = con.execute(query.sql, {"partitions": partitions, "partition": partition})
-    names = [d[0] for d in cursor.description]
-    return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
-
-
-def merge_partitions(parts: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    """Add up phase-2 sums computed over disjoint sets of customers."""
-    merged: dict[tuple, dict[str, Any]] = {}
-    for rows in parts:
-        for row in rows:
-            key = (row["dim_id"], row["segment_value"], row["group_value"])
-            if key not in merged:
-                merged[key] = dict(row)
-            else:
-                for name in SUM_FIELDS:
-                    merged[key][name] += row[name]
-    return [merged[k] for k in sorted(merged)]

@@ -20,7 +20,7 @@
 4. Intersections. When a component attribute is unfair, every intersection containing it inherits the
    gap (women paying 5% more make "women aged 18-24" pay more too), and flagging all of them buries the
    cause. A flagged intersection is therefore tested for its excess over its components (the interaction
-   in a model with one effect per level of each component attribute, audits/adjusted.py). If the excess
+   in a model with one effect per level of each component attribute, audits/contrasts.py). If the excess
    is not itself adverse (q < fdr, with Benjamini-Hochberg over the run's excess tests, and beyond the
    practical threshold in the group's disfavour) and at least
    one component is flagged, the intersection is marked `explained_by` those components and noted (low)

@@ -1,64 +1,57 @@
-"""Phase 2 of the within-cell contrast away from the warehouse: Parquet in, per-partition sums out.
+"""Pass 2 of the disparity engine away from the warehouse: Parquet in, per-partition sums out.
 
-The audit's process writes phase 2's inputs to Parquet in a folder every worker can read:
-`measurements` split into one folder per customer partition (hash(customer_id) % partitions, the
-split sql/stats/within_cell_contrast.sql filters on), so a worker reads only its share, and
-`contrast_tests` (phase 1's per-cell statistics) whole. Each worker opens its own in-memory DuckDB
-over the files and sums its partition (`contrast_partition` over the share as a whole: the split is
-made once, at export, so a worker with another DuckDB build, whose hash may differ, still sums
-exactly its share). The sums are additive over disjoint sets of customers, so `merge_partitions`
-adds the parts up to what one pass over all customers computes.
+The audit's process writes what pass 2 needs to a folder every worker can read: the measured lines
+split into one folder per customer partition (a range of customer indexes), so a worker reads only its share,
+and pass 1's state (unit statistics and coefficients, audits/contrasts.py) as one pickle. Each worker
+reads its share and computes `contrasts.partition_sums`; every sum is over customers, so the parts
+add up (`contrasts.add_sums`) to what one pass over all customers computes.
 
-Nothing here knows Prefect or Dask (flows/dask_contrast.py runs `partition_sums` as a task per
+Nothing here knows Prefect or Dask (flows/dask_contrast.py runs `partition_sums_from` as a task per
 partition), and workers never open the warehouse, so they never contend for its writer lock.
 """
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
-from typing import Any
 
 import duckdb
+import numpy as np
+import pyarrow.parquet as pq
 
+from audits.contrasts import PartitionSums, PassState, partition_of, partition_sums
 from audits.errors import ConfigError
-from audits.runner import contrast_partition
 
-# The columns of `measurements` that sql/stats/within_cell_contrast.sql reads (its header's Input).
-PHASE_TWO_COLUMNS = ("dim_id", "segment_value", "cell_key", "customer_id", "group_value", "y")
+STATE_FILE = "state.pickle"
 MISSING_INPUT = (
-    "{path}: phase-2 input not found on this worker; the scratch folder must be storage every Dask "
+    "{path}: pass-2 input not found on this worker; the scratch folder must be storage every Dask "
     "worker can read (set the scale-out scratch_dir, --scratch-dir, to a shared path)"
 )
 
 
-def export_contrast_inputs(con: duckdb.DuckDBPyConnection, folder: Path, *, partitions: int) -> Path:
-    """Write this connection's `measurements` (one folder per customer partition) and `contrast_tests` to `folder`."""
+def export_partitions(con: duckdb.DuckDBPyConnection, relation: str, state: PassState, folder: Path, *,
+                      partitions: int) -> Path:
+    """Write `relation`'s lines (the columns pass 2 reads, one folder per customer partition) and the state."""
     folder.mkdir(parents=True, exist_ok=True)
-    # The relational API takes paths as values: no path is formatted into SQL; `partitions` is an int.
-    columns = ", ".join(PHASE_TWO_COLUMNS)
-    con.table("measurements").project(f"{columns}, hash(customer_id) % {int(partitions)} as part").write_parquet(
-        str(folder / "measurements"), partition_by=["part"])
-    con.table("contrast_tests").write_parquet(str(folder / "contrast_tests.parquet"))
+    # The relational API takes paths as values: no path is formatted into SQL; the columns are the
+    # engine's own validated names and `partitions` is an int.
+    con.table(relation).project(f"{', '.join(state.columns())}, {partition_of(state, partitions)} as part").write_parquet(
+        str(folder / "lines"), partition_by=["part"])
+    with open(folder / STATE_FILE, "wb") as handle:
+        pickle.dump(state, handle, protocol=pickle.HIGHEST_PROTOCOL)
     return folder
 
 
-def partition_sums(folder: Path, *, partition: int, threads: int = 0, memory_limit: str = "2GB") -> list[dict[str, Any]]:
-    """Phase-2 sums over one customer partition written by `export_contrast_inputs` to `folder`."""
+def partition_sums_from(folder: Path, *, partition: int) -> PartitionSums:
+    """Pass-2 sums over one customer partition written by `export_partitions` to `folder`."""
     folder = Path(folder)
-    tests = folder / "contrast_tests.parquet"
-    if not tests.exists():
-        raise ConfigError(MISSING_INPUT.format(path=tests))
-    share = folder / "measurements" / f"part={partition}"
-    if not share.exists():  # no customer hashed into this partition
-        return []
-    config: dict[str, Any] = {"memory_limit": memory_limit}
-    if threads:
-        config["threads"] = threads
-    con = duckdb.connect(":memory:", config=config)
-    try:
-        con.execute("set enable_progress_bar = false")  # a worker's stdout is nobody's terminal
-        con.read_parquet(str(share / "*.parquet")).create_view("measurements")
-        con.read_parquet(str(tests)).create_view("contrast_tests")
-        return contrast_partition(con, partitions=1, partition=0)
-    finally:
-        con.close()
+    state_file = folder / STATE_FILE
+    if not state_file.exists():
+        raise ConfigError(MISSING_INPUT.format(path=state_file))
+    with open(state_file, "rb") as handle:  # our own file, written by export_partitions
+        state: PassState = pickle.load(handle)
+    share = folder / "lines" / f"part={partition}"
+    if not share.exists():  # no customer in this partition
+        return {}
+    table = pq.read_table(share, columns=state.columns())
+    return partition_sums(state, {name: np.asarray(table.column(name)) for name in state.columns()})

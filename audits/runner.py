@@ -22,15 +22,14 @@ import duckdb
 
 from audits import __version__
 from audits.config import Config
+from audits.coding import Coding, code_lines
 from audits.disparity import (  # noqa: F401  (re-exported: the runner is the audit's public face)
     INTERSECTION,
     METRICS,
     ContrastExecutor,
     Dimension,
     RawTest,
-    contrast_partition,
     in_process_contrast,
-    merge_partitions,
     plan_dimensions,
     run_disparity,
 )
@@ -78,6 +77,7 @@ def run_audit(
     ).fetchone()
     has_list_price = con.execute("select count(list_price) > 0 from audit_lines").fetchone()[0]
 
+    coding = code_audit_lines(con, config) if any(c in METRICS for c in config.checks) else None
     checks: list[CheckRun] = []
     raw_tests: list[RawTest] = []
     consistency: list[Finding] = []
@@ -100,7 +100,8 @@ def run_audit(
                 consistency.extend(found)
                 n_tests = len(found)
             else:
-                tests = run_disparity(con, check, config, contrast, notes=notes,
+                assert coding is not None
+                tests = run_disparity(con, check, config, coding, contrast, notes=notes,
                                       is_candidate=lambda test: is_candidate(test, config))
                 raw_tests.extend(tests)
                 n_tests = len(tests)
@@ -140,7 +141,8 @@ def run_audit(
         "inference": "within-cell fixed-effects contrasts; customer-clustered variance with residuals "
                      "scaled for the cell means' leverage; Welch-Satterthwaite degrees of freedom; "
                      "Benjamini-Hochberg across all tests of the run",
-        "adjusted_estimate": "additive fixed effects for product x day and for each control (price checks)",
+        "adjusted_estimate": "additive fixed effects for product x day and for each control (price checks; "
+                             "fitted for the tests that could be flagged)",
         "intersection_rule": "an intersection whose excess over its components is not adverse is noted as "
                              "explained_by its flagged components instead of flagged",
     }
@@ -200,7 +202,6 @@ def build_audit_lines(
         **({"excluded_products": excluded} if excluded else {}),
     }
     controls = [quote_identifier(c) for c in config.controls]
-    control_levels = ", ".join(f"coalesce(cast({c} as varchar), '(missing)')" for c in controls)
     con.execute(f"""
         create or replace temp table audit_lines as
         with
@@ -241,10 +242,18 @@ def build_audit_lines(
             -- the fixed effect every comparison shares: the same product on the same day, in one currency
             hash(product_id, day, currency) as fe_key,
             -- the within-cell comparison's cell: that, and every configured control
-            hash(product_id, day, currency{"".join(", " + c for c in controls)}) as cell_key,
-            [{control_levels}]::varchar[] as control_levels
+            hash(product_id, day, currency{"".join(", " + c for c in controls)}) as cell_key
         from lines""", params)
     return wanted
+
+
+def code_audit_lines(con: duckdb.DuckDBPyConnection, config: Config) -> Coding:
+    """Temp table `coded_lines`: the audit lines with the integer codes the disparity engine groups by."""
+    groupings = [(a,) for a in config.attributes] + [tuple(i) for i in config.intersections]
+    if "loyalty_penalty" in config.checks:
+        groupings.append(("tenure",))
+    return code_lines(con, groupings=groupings, segment_by=tuple(config.segment_by),
+                      controls=tuple(config.controls))
 
 
 def _run_consistency(con: duckdb.DuckDBPyConnection, check: str, config: Config) -> list[Finding]:

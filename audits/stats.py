@@ -1,14 +1,14 @@
-"""Statistics on aggregates: the within-cell contrast estimator, its customer-clustered standard
-error, confidence intervals, p-values and the Benjamini-Hochberg correction.
+"""Statistics on aggregates: the within-cell contrast estimator's clustered standard error,
+confidence intervals, p-values and the Benjamini-Hochberg correction.
 
-DuckDB returns, per test, sums over customers (see sql/stats/within_cell_contrast.sql); nothing
+The disparity engine (audits/contrasts.py) returns, per test, beta and sums over customers; nothing
 here sees a transaction. The estimator is the fixed-effects regression of a measurement y on a
 group indicator with one fixed effect per cell (product x day x controls). By Frisch-Waugh-Lovell,
 with x~ and y~ demeaned within cell, beta = sum(x~ y~) / sum(x~^2): a weighted mean of the
 within-cell differences between the group and its reference, weights n1*n0/(n1+n0) per cell.
 Customers are the independent units: the variance is the cluster-robust (CR1) sandwich
-G/(G-1) * sum_c (sum_{i in c} x~_i e_i)^2 / (sum x~^2)^2, computed from per-customer sums
-A_c = sum x~ y~ and B_c = sum x~^2 as sum (A_c - beta B_c)^2.
+G/(G-1) * sum_c (sum_{i in c} x~_i e_i)^2 / (sum x~^2)^2, the customer's score being
+A_c - beta B_c with A_c = sum x~ y~ and B_c = sum x~^2 over its lines.
 
 Leverage. Demeaning within a cell of n lines shrinks each residual's variance by the factor
 (n - 1)/n (the cell mean's leverage is 1/n), and the cells here are tiny (often two or three lines:
@@ -16,7 +16,8 @@ one product, one day, one channel), so the plain sandwich underestimates the var
 null simulations two-sided p-values fell below 0.05 in 9-14% of tests. The audit therefore scales each
 residual by sqrt(n/(n - 1)) before summing per customer, the HC2 idea applied to the absorbed cell
 means (in a two-line cell it exactly restores the variance of the cell's difference); the null
-rejection rate at 0.05 is then 5-7%. The plain CR1 sums are kept for verification (statsmodels).
+rejection rate at 0.05 is then 5-7%. `leverage_adjusted=False` in the engine gives plain CR1, which
+the tests compare with statsmodels.
 
 Degrees of freedom. The sandwich is a sum of two independent parts, one over the group's customers and
 one over the reference's. When the group is small its part dominates and has only about G1 - 1 degrees
@@ -38,31 +39,6 @@ CONFIDENCE = 0.95
 
 
 @dataclass(frozen=True)
-class ContrastSums:
-    """Sufficient statistics of one within-cell contrast, as summed by DuckDB."""
-
-    n_clusters: int
-    sxx: float  # sum over customers of B_c
-    sxy: float  # sum over customers of A_c
-    saa: float  # sum of A_c^2
-    sab: float  # sum of A_c * B_c
-    sbb: float  # sum of B_c^2
-    ref_sum: float = 0.0  # V: weighted sum of y over reference lines (weights n1/N per line)
-    ref_weight: float = 0.0  # W: the weights' sum (equals sxx)
-    ref_vv: float = 0.0  # sum over reference customers of V_c^2
-    ref_vw: float = 0.0  # sum of V_c * W_c
-    ref_ww: float = 0.0  # sum of W_c^2
-    n_reference_clusters: int = 0
-    saa_adj: float | None = None  # saa, sab, sbb with leverage-adjusted residuals (see module docstring)
-    sab_adj: float | None = None
-    sbb_adj: float | None = None
-    saa_group: float | None = None  # the adjusted saa, sab, sbb over the group's customers only (for the df)
-    sab_group: float | None = None
-    sbb_group: float | None = None
-    n_group_clusters: int | None = None
-
-
-@dataclass(frozen=True)
 class Estimate:
     """A difference (beta) with its clustered standard error and two-sided test."""
 
@@ -74,26 +50,6 @@ class Estimate:
     def interval(self, confidence: float = CONFIDENCE) -> tuple[float, float]:
         half = _t_critical(self.df, confidence) * self.se
         return self.beta - half, self.beta + half
-
-
-def within_cell_contrast(sums: ContrastSums, *, leverage_adjusted: bool = True) -> Estimate | None:
-    """The FE estimate of the group-minus-reference difference; None when it is not identified.
-
-    With `leverage_adjusted=False` the variance is plain CR1 (what statsmodels reports, up to its
-    (N-1)/(N-K) factor); the default scales residuals for the cell means' leverage, as the audit does.
-    """
-    if sums.sxx <= 0 or sums.n_clusters < 2:
-        return None
-    beta = sums.sxy / sums.sxx
-    adjusted = leverage_adjusted and sums.saa_adj is not None
-    saa, sab, sbb = (sums.saa_adj, sums.sab_adj, sums.sbb_adj) if adjusted else (sums.saa, sums.sab, sums.sbb)
-    meat = max(saa - 2 * beta * sab + beta * beta * sbb, 0.0)
-    df: float = sums.n_clusters - 1
-    if adjusted and sums.saa_group is not None and sums.n_group_clusters is not None:
-        meat_group = max(sums.saa_group - 2 * beta * sums.sab_group + beta * beta * sums.sbb_group, 0.0)
-        df = welch_satterthwaite_df(meat_group, sums.n_group_clusters, max(meat - meat_group, 0.0),
-                                    sums.n_clusters - sums.n_group_clusters)
-    return clustered_estimate(beta, meat / (sums.sxx * sums.sxx), n_clusters=sums.n_clusters, df=df)
 
 
 def clustered_estimate(beta: float, sandwich: float, *, n_clusters: int, df: float) -> Estimate:
@@ -121,33 +77,19 @@ def welch_satterthwaite_df(meat_group: float, n_group: int, meat_reference: floa
     return float(min(max(df, 1.0), max(n_group + n_reference - 2, 1)))
 
 
-def reference_rate(sums: ContrastSums) -> tuple[float, float] | None:
-    """The reference's rate on the contrast's cell weights, and its clustered variance (ratio estimator)."""
-    if sums.ref_weight <= 0:
-        return None
-    rate = sums.ref_sum / sums.ref_weight
-    g = sums.n_reference_clusters
-    if g < 2:
-        return rate, 0.0
-    residual = max(sums.ref_vv - 2 * rate * sums.ref_vw + rate * rate * sums.ref_ww, 0.0)
-    return rate, g / (g - 1) * residual / (sums.ref_weight * sums.ref_weight)
-
-
 def ratio_from_log(estimate: Estimate, confidence: float = CONFIDENCE) -> tuple[float, float, float]:
     """exp(beta) with its interval: a log-price difference as a price ratio."""
     low, high = estimate.interval(confidence)
     return exp_or_inf(estimate.beta), exp_or_inf(low), exp_or_inf(high)
 
 
-def rate_ratio(estimate: Estimate, sums: ContrastSums, confidence: float = CONFIDENCE) -> tuple[float, float, float] | None:
+def rate_ratio(estimate: Estimate, reference: tuple[float, float], confidence: float = CONFIDENCE
+               ) -> tuple[float, float, float] | None:
     """Adverse impact ratio (p_ref + beta) / p_ref with a delta-method interval on the log scale.
 
     The variance adds the reference rate's own uncertainty to beta's: var(AIR) ~ var(beta)/p0^2 +
     beta^2 var(p0)/p0^4 (covariance ignored; both terms are estimated with customers as units).
     """
-    reference = reference_rate(sums)
-    if reference is None:
-        return None
     p0, var_p0 = reference
     if p0 <= 0:
         return None

@@ -1,9 +1,9 @@
-"""Scale-out: phase 2 of the disparity checks as one Prefect task per customer partition on Dask.
+"""Scale-out: pass 2 of the disparity engine as one Prefect task per customer partition on Dask.
 
-The audit builds phase 1 (`measurements`, `contrast_tests`) in the warehouse's process as usual;
-`DaskContrast` then writes both tables to Parquet in a run-scoped scratch folder, submits one task
-per partition of customers to prefect-dask's DaskTaskRunner (each worker opens its own in-memory
-DuckDB over the files: audits/partitioned.py), and adds the partial sums up with `merge_partitions`.
+The audit runs pass 1 (unit statistics and coefficients, audits/contrasts.py) in the warehouse's
+process as usual; `DaskContrast` then writes the measured lines (one Parquet folder per customer
+partition) and pass 1's state to a run-scoped scratch folder, submits one task per partition to
+prefect-dask's DaskTaskRunner (audits/partitioned.py), and adds the partial sums up.
 On a real cluster the scratch folder must be storage every worker can read (docs/orchestration.md).
 """
 
@@ -23,8 +23,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from audits.config import Config
 from audits.errors import ConfigError, one_line
-from audits.partitioned import export_contrast_inputs, partition_sums
-from audits.runner import ContrastExecutor, in_process_contrast, merge_partitions
+from audits.contrasts import PartitionSums, PassState, add_sums
+from audits.partitioned import export_partitions, partition_sums_from
+from audits.runner import ContrastExecutor, in_process_contrast
 
 Executor = Literal["local", "dask"]
 SCRATCH_UNWRITABLE = "{path}: cannot create the scratch folder ({reason}); set --scratch-dir to a writable shared folder"
@@ -49,29 +50,27 @@ class ScaleOut(BaseModel):
 
 
 @task(cache_policy=NONE)
-def contrast_partition_task(folder: str, partition: int, threads: int, memory_limit: str) -> list[dict[str, Any]]:
-    """Phase-2 sums of one customer partition, read from the run's Parquet files."""
-    return partition_sums(Path(folder), partition=partition, threads=threads, memory_limit=memory_limit)
+def contrast_partition_task(folder: str, partition: int) -> PartitionSums:
+    """Pass-2 sums of one customer partition, read from the run's scratch files."""
+    return partition_sums_from(Path(folder), partition=partition)
 
 
 class DaskContrast:
     """A ContrastExecutor that sums each customer partition in a Prefect task on a Dask cluster."""
 
-    def __init__(self, runner: Any, *, scratch: Path, partitions: int, threads: int, memory_limit: str) -> None:
+    def __init__(self, runner: Any, *, scratch: Path, partitions: int) -> None:
         self.runner, self.scratch, self.partitions = runner, scratch, partitions
-        self.threads, self.memory_limit = threads, memory_limit
 
-    def __call__(self, con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
-        folder = export_contrast_inputs(con, Path(tempfile.mkdtemp(prefix="check-", dir=self.scratch)),
-                                        partitions=self.partitions)
+    def __call__(self, con: duckdb.DuckDBPyConnection, relation: str, state: PassState, _: int) -> PartitionSums:
+        folder = export_partitions(con, relation, state, Path(tempfile.mkdtemp(prefix="pass-", dir=self.scratch)),
+                                   partitions=self.partitions)
         try:
-            futures = [
-                self.runner.submit(contrast_partition_task, parameters={
-                    "folder": str(folder), "partition": partition, "threads": self.threads,
-                    "memory_limit": self.memory_limit})
-                for partition in range(self.partitions)
-            ]
-            return merge_partitions([future.result() for future in futures])
+            futures = [self.runner.submit(contrast_partition_task, parameters={
+                "folder": str(folder), "partition": partition}) for partition in range(self.partitions)]
+            total: PartitionSums = {}
+            for future in futures:
+                add_sums(total, future.result())
+            return total
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
@@ -108,7 +107,6 @@ def contrast_executor(scale_out: ScaleOut, config: Config, *, run_label: str = "
                 reason = one_line(err, limit=200)
                 raise ConfigError(DASK_UNREACHABLE.format(address=scale_out.dask_address, reason=reason)) from err
             partitions = scale_out.partitions or max(1, workers)
-            yield DaskContrast(runner, scratch=scratch, partitions=partitions, threads=config.threads,
-                               memory_limit=config.memory_limit)
+            yield DaskContrast(runner, scratch=scratch, partitions=partitions)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

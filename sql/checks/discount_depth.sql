@@ -4,11 +4,11 @@
 -- discounted line; undiscounted lines take no part, so how often a group is discounted is left to
 -- discount_incidence. The within-cell difference (group minus reference) is reported in percentage
 -- points; a negative difference at least thresholds.min_discount_depth deep is adverse.
--- Input: temp view `audit_dim`. Output grain: one row per discounted line x dimension (see price_gap.sql).
+-- Input: temp table `coded_lines`. Output grain: one row per discounted line (see price_gap.sql).
 with
 
 lines as (
-    select * from audit_dim
+    select * from coded_lines
 ),
 
 discounted as (
@@ -17,8 +17,7 @@ discounted as (
 ),
 
 final as (
-    select dim_id, segment_value, cell_key, fe_key, control_levels, group_parts, customer_id, group_value,
-           discount_pct as y
+    select *, discount_pct as y
     from discounted
 )
 

@@ -3,16 +3,15 @@
 -- and controls. Measurement: 1 when the line was discounted (paid below list price or carried a
 -- discount amount), else 0. The runner turns the within-cell difference into an adverse impact
 -- ratio (group rate / reference rate) judged against the four-fifths rule.
--- Input: temp view `audit_dim`. Output grain: one row per line x dimension (see price_gap.sql).
+-- Input: temp table `coded_lines`. Output grain: one row per measured line (see price_gap.sql).
 with
 
 lines as (
-    select * from audit_dim
+    select * from coded_lines
 ),
 
 final as (
-    select dim_id, segment_value, cell_key, fe_key, control_levels, group_parts, customer_id, group_value,
-           is_discounted::double as y
+    select *, is_discounted::double as y
     from lines
     where list_price is not null or discount_amount is not null  -- otherwise unknown, not 'no discount'
 )

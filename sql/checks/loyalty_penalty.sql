@@ -4,16 +4,15 @@
 -- dimension, `tenure`, with `existing` tested against the reference `new`, for the whole population
 -- and within each segment; lines whose tenure is unknown (null) take no part.
 -- Measurement: log of the unit price paid, per line (as price_gap); exp(beta) is the price ratio.
--- Input: temp view `audit_dim`. Output grain: one row per line x dimension (see price_gap.sql).
+-- Input: temp table `coded_lines`. Output grain: one row per measured line (see price_gap.sql).
 with
 
 lines as (
-    select * from audit_dim
+    select * from coded_lines
 ),
 
 final as (
-    select dim_id, segment_value, cell_key, fe_key, control_levels, group_parts, customer_id, group_value,
-           ln(unit_price) as y
+    select *, ln(unit_price) as y
     from lines
     where unit_price > 0
 )

@@ -2,19 +2,17 @@
 -- Detects groups paying more than their reference for the same product, day and controls.
 -- Measurement: log of the unit price paid, per line; lines with a zero price are left out
 -- (a log needs a positive price; zero prices are quarantined at ingest).
--- Input: temp view `audit_dim` (one row per line x audited dimension).
--- Output grain: one row per line x dimension: (dim_id, segment_value, cell_key, fe_key, control_levels,
--- group_parts, customer_id, group_value, y), summarised by sql/stats/within_cell_contrast.sql
--- (exp(beta) is the price ratio) and by the regression-adjusted model of audits/adjusted.py.
+-- Input: temp table `coded_lines` (audits/coding.py: one row per audited line, with its codes).
+-- Output grain: one row per measured line: its codes and y, estimated by audits/contrasts.py
+-- (exp(beta) is the price ratio; also the regression-adjusted model).
 with
 
 lines as (
-    select * from audit_dim
+    select * from coded_lines
 ),
 
 final as (
-    select dim_id, segment_value, cell_key, fe_key, control_levels, group_parts, customer_id, group_value,
-           ln(unit_price) as y
+    select *, ln(unit_price) as y
     from lines
     where unit_price > 0
 )

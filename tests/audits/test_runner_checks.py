@@ -70,7 +70,7 @@ def test_a_failing_check_is_recorded_as_errored_and_the_others_still_run(small_m
     def broken_loader(relative: str) -> SqlQuery:
         query = load_sql(relative)
         if relative == "checks/discount_depth":
-            return SqlQuery(query.name, query.path, "select no_such_column from audit_dim", (), query.doc)
+            return SqlQuery(query.name, query.path, "select no_such_column from coded_lines", (), query.doc)
         return query
 
     monkeypatch.setattr(disparity, "load_sql", broken_loader)

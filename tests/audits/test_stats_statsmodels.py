@@ -15,11 +15,12 @@ import pytest
 import statsmodels.formula.api as smf
 from statsmodels.stats.multitest import multipletests
 
-from audits import disparity
-from audits.adjusted import FixedEffectsTest, fixed_effects_contrasts
-from audits.runner import build_audit_lines
+from audits import contrasts, disparity
+from audits.contrasts import LineSet, Model
+from audits.disparity import _component_dummies
+from audits.runner import build_audit_lines, code_audit_lines
 from audits.sample import NO_EFFECTS, MarketSpec, PlantedEffect, generate_market
-from audits.stats import benjamini_hochberg, within_cell_contrast
+from audits.stats import benjamini_hochberg
 from audits.warehouse import apply_schema
 from tests.audits.conftest import load_market, market_config
 
@@ -39,14 +40,31 @@ def measured():
     config = market_config(audit={"attributes": ["age_band"], "intersections": [], "segment_by": [],
                                   "controls": ["channel", "quantity_band"]})
     build_audit_lines(con, config, period_start=SPEC.start, period_end=SPEC.end, filters={})
-    tests = disparity.run_disparity(con, "price_gap", config)
+    coding = code_audit_lines(con, config)
+    tests = disparity.run_disparity(con, "price_gap", config, coding, leverage_adjusted=False)
     frame = con.execute("select * from measurements").df()
-    yield con, tests, frame
+    yield con, coding, tests, frame
     con.close()
 
 
+def engine_estimate(con, coding, kind, columns, group, reference=None):
+    """One test of one model, fitted by the engine with plain CR1 errors (what statsmodels computes)."""
+    group_set = coding.sets[columns]
+    code = group_set.code(group)
+    if reference is None:
+        lineset, tested = LineSet(group_set.key, group_set.n_codes, (code,)), code
+    else:
+        lineset, tested = LineSet(group_set.key, group_set.n_codes, (0,), pair=(code, group_set.code(reference))), 0
+    components = _component_dummies(group_set) if kind == "excess" else None
+    state, sums = contrasts.fit_pass(
+        con, "measurements", unit_key="xi", fe_key="fi", n_units=coding.n_cells, n_fe=coding.n_fe, segments=[],
+        models=[Model(kind, lineset, components=components)],
+        controls=tuple((key, levels) for _, key, levels in coding.controls), leverage_adjusted=False)
+    return contrasts.results(state, sums)[0][(0, tested)].estimate()
+
+
 def cluster_fit(frame: pd.DataFrame, formula: str):
-    groups = pd.factorize(frame["customer_id"])[0]
+    groups = pd.factorize(frame["ci"])[0]
     fit = smf.ols(formula, data=frame).fit(cov_type="cluster", cov_kwds={"groups": groups})
     n, k = len(frame), fit.df_model + 1
     return fit.params["D"], fit.bse["D"] * np.sqrt((n - k) / (n - 1))
@@ -54,32 +72,28 @@ def cluster_fit(frame: pd.DataFrame, formula: str):
 
 @pytest.mark.parametrize("group", ["18-24", "65+"])
 def test_within_cell_contrast_matches_ols_with_cell_dummies_clustered_by_customer(measured, group):
-    _, tests, frame = measured
+    _, coding, tests, frame = measured
     test = next(t for t in tests if t.group == group)
-    frame = frame.assign(D=(frame["group_value"] == group).astype(float))
+    code = coding.sets[("age_band",)].code(group)
+    frame = frame.assign(D=(frame["g0"] == code).astype(float))
     # statsmodels' sample: the cells where both sides bought (others carry no information about D)
-    mixed = frame.groupby("cell_key")["D"].transform(lambda d: 0 < d.mean() < 1)
-    beta, se = cluster_fit(frame[mixed], "y ~ D + C(cell_key)")
-    plain = within_cell_contrast(test.sums, leverage_adjusted=False)
-    assert plain.beta == pytest.approx(beta, rel=TOLERANCE)
-    assert plain.se == pytest.approx(se, rel=TOLERANCE)
+    mixed = frame.groupby("xi")["D"].transform(lambda d: 0 < d.mean() < 1)
+    beta, se = cluster_fit(frame[mixed], "y ~ D + C(xi)")
     assert test.difference.beta == pytest.approx(beta, rel=TOLERANCE)
+    assert test.difference.se == pytest.approx(se, rel=TOLERANCE)
     if group == "65+":  # the planted 4% shows up
         assert np.exp(beta) == pytest.approx(1.04, abs=0.01)
 
 
 @pytest.mark.parametrize("reference", [None, "25-34"])
 def test_regression_adjusted_estimate_matches_ols_with_additive_fixed_effects(measured, reference):
-    con, _, frame = measured
-    con.execute("create or replace temp table fe_input as select dim_id, segment_value, fe_key, "
-                "control_levels as levels, customer_id, group_value, y from measurements")
-    estimate = fixed_effects_contrasts(con, [FixedEffectsTest(0, 1, "", "65+", reference)],
-                                       leverage_adjusted=False)[0]
-    sample = frame if reference is None else frame[frame["group_value"].isin(["65+", reference])]
-    sample = sample.assign(D=(sample["group_value"] == "65+").astype(float),
-                           channel=sample["control_levels"].str[0], band=sample["control_levels"].str[1])
-    sample = sample[sample.groupby("fe_key")["y"].transform("size") > 1]  # single-line product-days
-    beta, se = cluster_fit(sample, "y ~ D + C(channel) + C(band) + C(fe_key)")
+    con, coding, _, frame = measured
+    estimate = engine_estimate(con, coding, "adjusted", ("age_band",), "65+", reference)
+    labels = coding.sets[("age_band",)]
+    sample = frame if reference is None else frame[frame["g0"].isin([labels.code("65+"), labels.code(reference)])]
+    sample = sample.assign(D=(sample["g0"] == labels.code("65+")).astype(float))
+    sample = sample[sample.groupby("fi")["y"].transform("size") > 1]  # single-line product-days
+    beta, se = cluster_fit(sample, "y ~ D + C(q0) + C(q1) + C(fi)")
     assert estimate.beta == pytest.approx(beta, rel=TOLERANCE)
     assert estimate.se == pytest.approx(se, rel=TOLERANCE)
 
@@ -91,17 +105,18 @@ def test_intersection_excess_matches_ols_with_component_dummies_and_an_interacti
     load_market(con, market)
     config = market_config(audit={"attributes": [], "intersections": [["gender", "age_band"]], "segment_by": []})
     build_audit_lines(con, config, period_start=market.spec.start, period_end=market.spec.end, filters={})
-    disparity.run_disparity(con, "price_gap", config)
+    coding = code_audit_lines(con, config)
+    disparity.run_disparity(con, "price_gap", config, coding)
     frame = con.execute("select * from measurements").df()
-    con.execute("create or replace temp table fe_input as select dim_id, segment_value, cell_key as fe_key, "
-                "group_parts as levels, customer_id, group_value, y from measurements")
-    estimate = fixed_effects_contrasts(con, [FixedEffectsTest(0, 1, "", "F & 35-44", None)],
-                                       leverage_adjusted=False)[0]
+    estimate = engine_estimate(con, coding, "excess", ("gender", "age_band"), "F & 35-44")
     con.close()
-    frame = frame.assign(D=(frame["group_value"] == "F & 35-44").astype(float),
-                         gender=frame["group_parts"].str[0], age=frame["group_parts"].str[1])
-    frame = frame[frame.groupby("cell_key")["y"].transform("size") > 1]
-    beta, se = cluster_fit(frame, "y ~ D + C(gender) + C(age) + C(cell_key)")
+    group_set = coding.sets[("gender", "age_band")]
+    n_age = group_set.radix[1]
+    frame = frame[frame["g0"] >= 0]
+    frame = frame.assign(D=(frame["g0"] == group_set.code("F & 35-44")).astype(float),
+                         gender=frame["g0"] // n_age, age=frame["g0"] % n_age)
+    frame = frame[frame.groupby("xi")["y"].transform("size") > 1]
+    beta, se = cluster_fit(frame, "y ~ D + C(gender) + C(age) + C(xi)")
     assert estimate.beta == pytest.approx(beta, rel=TOLERANCE)
     assert estimate.se == pytest.approx(se, rel=TOLERANCE)
 

@@ -1,0 +1,746 @@
+"""Every disparity test of a check in two streamed passes over its lines, customers as clusters.
+
+All three estimates the audit reports are one model, fitted for many groups at once:
+
+    y_i = alpha[unit_i] + gamma' q_i + beta * D_i + e_i,      D_i = 1 on the tested group's lines
+
+- the within-cell contrast: the unit is the cell (product x day x currency x controls), no covariates;
+- the regression-adjusted estimate (price checks): the unit is product x day x currency, q the controls'
+  dummies (one level of each dropped), constant within a cell;
+- an intersection's excess over its components: the unit is the cell, q the component attributes'
+  dummies, which follow from the line's intersection group.
+
+alpha is absorbed by demeaning within unit (Frisch-Waugh-Lovell); the few covariates are partialled out
+with their normal equations, which depend only on per unit x group counts and sums. So:
+
+Pass 1 streams the lines once and sums counts n[unit, group] and sums of y. From them come, for every
+test and every segment value, the coefficients beta (and the covariates' pi, pi_y), in closed form.
+Pass 2 streams the lines again, one partition of customers at a time, and sums per customer (and
+segment value) the parts of the customer's score sum_i k_i D~_i e_i: what the customer's own group's
+lines add (a bincount) and what every group's share of the customer's cells adds (one sparse-by-dense
+product per quantity, customers x units times units x groups). With beta and pi known, each customer's
+score is a small polynomial in those sums; squared and added per test they give the customer-clustered
+sandwich, split into the group's customers and the others (for the Welch-Satterthwaite degrees of
+freedom). k_i = sqrt(n/(n-1)) for the line's unit of n lines undoes the shrinkage of demeaning (the
+unit mean's leverage, as in HC2); with `leverage_adjusted=False` k = 1, plain CR1.
+
+A segment column nested in the units (category: every product is in one) shares pass 1 and the row
+sums: a customer's overall sums are the sum of its per-segment sums. Every output of pass 2 is a sum
+over customers, so partitions of customers computed apart (other processes, Dask workers) add up to
+the whole. Memory: pass 1 holds units x groups arrays; pass 2 holds one partition's rows x groups.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import duckdb
+import numpy as np
+import scipy.sparse as sp
+
+from audits.stats import Estimate, clustered_estimate, welch_satterthwaite_df
+
+Kind = Literal["contrast", "adjusted", "excess"]
+# Relative size below which a covariate's variance, or D's variance left after the covariates, is zero.
+RANK_TOLERANCE = 1e-9
+# Lines per partition of customers (a range of customer indexes) streamed out of DuckDB and summed at
+# once: bounds the rows x groups arrays held at once and keeps the sparse products' output in cache.
+LINES_PER_PARTITION = 250_000
+LINES_PER_SCAN = 2_000_000  # pass 1 only sums per unit: larger partitions, fewer units-sized additions
+PASS_TWO_THREADS = 2  # partitions summed at once (each holds its own rows x groups arrays)
+
+
+@dataclass(frozen=True)
+class LineSet:
+    """The lines one family of tests compares: every line of a grouping, or of a group and its reference."""
+
+    set_key: str  # code column in the measurements
+    n_codes: int
+    tested: tuple[int, ...]  # codes tested against all other codes of the line set
+    pair: tuple[int, int] | None = None  # (group, reference): only these two codes, recoded 0 and 1
+
+    @property
+    def width(self) -> int:
+        return 2 if self.pair else self.n_codes
+
+
+@dataclass(frozen=True)
+class Model:
+    """Which estimate to fit over a line set (see module docstring)."""
+
+    kind: Kind
+    lineset: LineSet
+    # excess: the dummies of each intersection code, codes x covariates (components' levels, first dropped)
+    components: np.ndarray | None = None
+    with_rate: bool = False  # contrast: also the reference's rate on the contrast's weights (for ratios)
+
+
+@dataclass
+class TestSums:
+    """Sums over customers for one tested group in one segment value (all additive over customers)."""
+
+    beta: float | None
+    meat_group: float = 0.0
+    meat_reference: float = 0.0
+    n_clusters: int = 0
+    n_group: int = 0
+    rate: float | None = None  # contrast with_rate: reference rate and its sandwich
+    rate_meat: float = 0.0
+    n_any_group: int = 0  # customers with any line of the group / of the reference (cells or not)
+    n_any_reference: int = 0
+
+    def estimate(self) -> Estimate | None:
+        if self.beta is None or self.n_clusters < 2:
+            return None
+        df = welch_satterthwaite_df(self.meat_group, self.n_group, self.meat_reference,
+                                    self.n_clusters - self.n_group)
+        return clustered_estimate(self.beta, self.sandwich, n_clusters=self.n_clusters, df=df)
+
+    @property
+    def sandwich(self) -> float:
+        return (self.meat_group + self.meat_reference) / self._bread**2 if self._bread else 0.0
+
+    _bread: float = 0.0  # sum of D~^2 (unweighted): the sandwich's bread
+
+    def reference_rate(self) -> tuple[float, float] | None:
+        """The reference's rate and its clustered variance (ratio estimator over reference customers)."""
+        if self.rate is None:
+            return None
+        g = self.n_clusters - self.n_group
+        if g < 2:
+            return self.rate, 0.0
+        return self.rate, g / (g - 1) * self.rate_meat / self._rate_weight**2
+
+    _rate_weight: float = 0.0
+
+
+@dataclass(frozen=True)
+class Slots:
+    """Where results go: slot 0 is the whole population, then one slot per nested segment value."""
+
+    columns: tuple[str | None, ...]  # per slot: segment column (None overall)
+    values: tuple[int, ...]  # per slot: segment code (-1 overall)
+    segment_keys: tuple[str, ...]  # the pass's nested segment code columns, in order
+    offsets: tuple[int, ...]  # first slot of each segment column
+
+    @classmethod
+    def build(cls, segments: list[tuple[str, str, int]]) -> Slots:
+        columns: list[str | None] = [None]
+        values, offsets = [-1], []
+        for column, _, n_values in segments:
+            offsets.append(len(columns))
+            columns += [column] * n_values
+            values += list(range(n_values))
+        return cls(tuple(columns), tuple(values), tuple(k for _, k, _ in segments), tuple(offsets))
+
+    def __len__(self) -> int:
+        return len(self.columns)
+
+
+@dataclass
+class PassState:
+    """Pass 1's results for one pass: unit statistics per line set and every model's coefficients."""
+
+    unit_key: str
+    fe_key: str
+    slots: Slots
+    models: list[Model]
+    controls: tuple[tuple[str, int], ...]  # (code column, levels)
+    leverage_adjusted: bool
+    n_units: int
+    n_fe: int
+    n_customers: int = 0
+    fe_of_unit: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    control_of_unit: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.int64))
+    segment_of_unit: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.int64))
+    counts: dict[LineSet, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # n, sum y per unit x code
+    fitted: list[Fitted] = field(default_factory=list)
+
+    def columns(self) -> list[str]:
+        keys = {self.unit_key, "ci", "y", *self.slots.segment_keys, *(m.lineset.set_key for m in self.models)}
+        if any(m.kind == "adjusted" for m in self.models):
+            keys |= {self.fe_key, *(c for c, _ in self.controls)}
+        return sorted(keys)
+
+
+@dataclass
+class Fitted:
+    """One model's per-unit arrays and per slot x tested code coefficients."""
+
+    model: Model
+    unit_of_unit: np.ndarray  # pass unit -> model unit (identity, or cell -> fixed effect)
+    k: np.ndarray  # per model unit
+    y_bar: np.ndarray
+    share: np.ndarray  # model unit x code: the code's share of the unit's lines
+    q_bar: np.ndarray  # model unit x covariate
+    q_of_unit: np.ndarray | None  # controls: pass unit x covariate
+    beta: np.ndarray  # slot x code (nan: not identified)
+    pi: np.ndarray  # slot x code x covariate
+    pi_y: np.ndarray  # slot x covariate
+    bread: np.ndarray  # slot x code
+    rate: np.ndarray | None = None  # slot x code
+    rate_weight: np.ndarray | None = None
+    # per model unit, computed once for every partition: the tested codes' shares, and the right-hand
+    # sides of the sparse products weighted by each line's y and by 1 (see _model_row_sums)
+    share_t: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    by_y: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    by_one: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    kq_of_unit: np.ndarray | None = None  # controls: pass unit x covariate, k * (q - q_bar of its fixed effect)
+
+
+# A pass-2 executor: given the state and a function computing one partition's sums, return all
+# partitions' sums added up. The default runs the partitions one after another in this process.
+PartitionSums = dict[str, np.ndarray]
+Executor = Callable[[duckdb.DuckDBPyConnection, str, PassState, int], PartitionSums]
+
+
+def fit_pass(
+    con: duckdb.DuckDBPyConnection,
+    relation: str,
+    *,
+    unit_key: str,
+    fe_key: str,
+    n_units: int,
+    n_fe: int,
+    segments: list[tuple[str, str, int]],
+    models: list[Model],
+    controls: tuple[tuple[str, int], ...] = (),
+    leverage_adjusted: bool = True,
+    executor: Executor | None = None,
+) -> tuple[PassState, PartitionSums]:
+    """Both passes over `relation` (a table or view of measurements) for the given models."""
+    state = PassState(unit_key, fe_key, Slots.build(segments), models, controls, leverage_adjusted, n_units, n_fe)
+    n_lines, max_customer = con.execute(f"select count(*), coalesce(max(ci), -1) from {relation}").fetchone()
+    state.n_customers = int(max_customer) + 1
+    partitions = max(1, math.ceil(n_lines / LINES_PER_PARTITION))
+    _first_pass(state, _stream(con, relation, state, max(1, math.ceil(n_lines / LINES_PER_SCAN)), ordered=False))
+    state.fitted = [_fit(state, m) for m in models]
+    sums = (executor or in_process)(con, relation, state, partitions)
+    return state, sums
+
+
+def in_process(con: duckdb.DuckDBPyConnection, relation: str, state: PassState, partitions: int) -> PartitionSums:
+    """Pass 2 over every partition of customers in this process: DuckDB streams the next partition
+    while threads sum the previous ones (numpy and scipy release the GIL in their loops)."""
+    total: PartitionSums = {}
+    workers = max(1, min(PASS_TWO_THREADS, os.cpu_count() or 1))
+    if workers == 1:
+        for lines in _stream(con, relation, state, partitions, ordered=True):
+            add_sums(total, partition_sums(state, lines))
+        return total
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending: list[Future[PartitionSums]] = []
+        for lines in _stream(con, relation, state, partitions, ordered=True):
+            pending.append(pool.submit(partition_sums, state, lines))
+            while len(pending) > workers:
+                add_sums(total, pending.pop(0).result())
+        for future in pending:
+            add_sums(total, future.result())
+    return total
+
+
+def add_sums(total: PartitionSums, part: PartitionSums) -> None:
+    for name, values in part.items():
+        if name in total:
+            total[name] = total[name] + values
+        else:
+            total[name] = values.copy()
+
+
+def partition_of(state: PassState, partitions: int) -> str:
+    """SQL for a line's partition: a range of customer indexes (ci is dense, coded_lines is sorted by it)."""
+    return f"(ci * {int(partitions)}) // {max(state.n_customers, 1)}"
+
+
+def _stream(con: duckdb.DuckDBPyConnection, relation: str, state: PassState, partitions: int, *, ordered: bool
+            ) -> Iterator[dict[str, np.ndarray]]:
+    """The lines of one range of customers at a time, as numpy arrays (the columns are validated names).
+
+    coded_lines is stored sorted by customer, so each range reads only its own row groups.
+    """
+    order = f" order by {', '.join(['ci', *state.slots.segment_keys])}" if ordered else ""
+    query = f"select {', '.join(state.columns())} from {relation} where ci >= $low and ci < $high{order}"
+    for partition in range(partitions):
+        low = partition * state.n_customers // partitions
+        high = (partition + 1) * state.n_customers // partitions
+        yield con.execute(query, {"low": low, "high": high}).fetchnumpy()
+
+
+def _codes(lines: dict[str, np.ndarray], lineset: LineSet) -> np.ndarray:
+    codes = np.asarray(lines[lineset.set_key], dtype=np.int64)
+    if lineset.pair is None:
+        return codes
+    group, reference = lineset.pair
+    return np.where(codes == group, 0, np.where(codes == reference, 1, -1))
+
+
+def _first_pass(state: PassState, chunks: Iterator[dict[str, np.ndarray]]) -> None:
+    units = state.n_units
+    state.fe_of_unit = np.zeros(units, np.int64)
+    state.control_of_unit = np.zeros((units, len(state.controls)), np.int64)
+    state.segment_of_unit = np.full((units, len(state.slots.segment_keys)), -1, np.int64)
+    linesets = list(dict.fromkeys(m.lineset for m in state.models))
+    for ls in linesets:
+        state.counts[ls] = (np.zeros((units, ls.width)), np.zeros((units, ls.width)))
+    for lines in chunks:
+        unit = np.asarray(lines[state.unit_key], dtype=np.int64)
+        if state.fe_key in lines:
+            state.fe_of_unit[unit] = lines[state.fe_key]
+        for j, (column, _) in enumerate(state.controls):
+            if column in lines:
+                state.control_of_unit[unit, j] = lines[column]
+        for j, key in enumerate(state.slots.segment_keys):
+            state.segment_of_unit[unit, j] = lines[key]
+        y = np.asarray(lines["y"], dtype=np.float64)
+        for ls in linesets:
+            codes = _codes(lines, ls)
+            keep = codes >= 0
+            index = unit[keep] * ls.width + codes[keep]
+            n, sy = state.counts[ls]
+            n += np.bincount(index, minlength=units * ls.width).reshape(units, ls.width)
+            sy += np.bincount(index, weights=y[keep], minlength=units * ls.width).reshape(units, ls.width)
+
+
+def _slot_matrix(state: PassState, segment_of: np.ndarray) -> sp.csr_matrix:
+    """Slots x units: 1 where the unit belongs to the slot (every unit to slot 0)."""
+    n = segment_of.shape[0]
+    rows, cols = [np.zeros(n, np.int64)], [np.arange(n)]
+    for j, offset in enumerate(state.slots.offsets):
+        inside = segment_of[:, j] >= 0
+        rows.append(offset + segment_of[inside, j])
+        cols.append(np.arange(n)[inside])
+    r, c = np.concatenate(rows), np.concatenate(cols)
+    return sp.csr_matrix((np.ones(len(r)), (r, c)), shape=(len(state.slots), n))
+
+
+def _fit(state: PassState, model: Model) -> Fitted:
+    """Coefficients of every tested code in every slot, from the unit statistics (closed form)."""
+    n_cell, sy_cell = state.counts[model.lineset]
+    width = model.lineset.width
+    if model.kind == "adjusted":
+        unit_of_unit = state.fe_of_unit
+        to_fe = sp.csr_matrix((np.ones(state.n_units), (unit_of_unit, np.arange(state.n_units))),
+                              shape=(state.n_fe, state.n_units))
+        n, sy = to_fe @ n_cell, to_fe @ sy_cell
+        segment_of = np.zeros((state.n_fe, state.segment_of_unit.shape[1]), np.int64)
+        segment_of[unit_of_unit] = state.segment_of_unit
+    else:
+        unit_of_unit = np.arange(state.n_units)
+        n, sy = n_cell, sy_cell
+        segment_of = state.segment_of_unit
+    slots = _slot_matrix(state, segment_of)
+    N, SY = n.sum(axis=1), sy.sum(axis=1)
+    safe = np.where(N > 0, N, 1)
+    share, y_bar = n / safe[:, None], SY / safe
+    k = np.where(N > 1, np.sqrt(N / np.where(N > 1, N - 1, 1)), 0.0)
+    if not state.leverage_adjusted:
+        k = (N > 1).astype(np.float64)
+
+    # covariates: per pass unit (controls) or per code (components)
+    q_of_unit = None
+    if model.kind == "adjusted":
+        q_of_unit = _control_dummies(state)
+        q_sum = to_fe @ (q_of_unit * n_cell.sum(axis=1)[:, None])  # fixed effect x covariate: sum of q
+    elif model.kind == "excess":
+        q_sum = n @ model.components
+    else:
+        q_sum = np.zeros((len(N), 0))
+    n_cov = q_sum.shape[1]
+    q_bar = q_sum / safe[:, None]
+
+    # unweighted normal equations per slot (sums over units, see module docstring)
+    suu = slots @ (n * (1 - share))
+    suy = slots @ (sy - n * y_bar[:, None])
+    if n_cov:
+        if model.kind == "adjusted":  # the controls' dummies are constant within a cell: sum over cells
+            cell_slots = _slot_matrix(state, state.segment_of_unit)
+            sqq_raw = _qq(cell_slots, q_of_unit * n_cell.sum(axis=1)[:, None], q_of_unit)
+            sqy_raw = cell_slots @ (q_of_unit * sy_cell.sum(axis=1)[:, None])
+            squ_raw = np.stack([cell_slots @ (n_cell * q_of_unit[:, [l]]) for l in range(n_cov)], axis=2)
+        else:  # the components' dummies follow from the code
+            comps = model.components
+            per_code = slots @ n
+            sqq_raw = np.einsum("sg,gl,gm->slm", per_code, comps, comps)
+            sqy_raw = (slots @ sy) @ comps
+            squ_raw = per_code[:, :, None] * comps[None, :, :]
+        sqq = sqq_raw - _qq(slots, N[:, None] * q_bar, q_bar)
+        sqy = sqy_raw - slots @ (q_bar * SY[:, None])
+        squ = squ_raw - np.stack([slots @ (n * q_bar[:, [l]]) for l in range(n_cov)], axis=2)
+    n_slots = len(state.slots)
+    beta = np.full((n_slots, width), np.nan)
+    pi = np.zeros((n_slots, width, n_cov))
+    pi_y = np.zeros((n_slots, n_cov))
+    bread = np.zeros((n_slots, width))
+    for s in range(n_slots):
+        inverse = _scaled_pinv(sqq[s]) if n_cov else np.zeros((0, 0))
+        pi_y[s] = inverse @ sqy[s] if n_cov else pi_y[s]
+        for g in model.lineset.tested:
+            solved = solve_treatment(inverse, pi_y[s], squ[s, g] if n_cov else np.zeros(0), suu[s, g], suy[s, g])
+            if solved is not None:
+                beta[s, g], pi[s, g], bread[s, g] = solved
+    fitted = Fitted(model, unit_of_unit, k, y_bar, share, q_bar, q_of_unit, beta, pi, pi_y, bread)
+    tested = list(model.lineset.tested)
+    share_t = fitted.share_t = np.ascontiguousarray(share[:, tested])
+    k_share = k[:, None] * share_t
+    # weight y: [k p (A), p (V)]; weight 1: [k y_bar p (A), k p^2 (B), 0 < p < 1 (count), p (W)]
+    by_y, by_one = [k_share], [y_bar[:, None] * k_share, k_share * share_t]
+    if n_cov == 0:
+        by_one.append(((share_t > 0) & (share_t < 1)).astype(np.float64))
+    if model.with_rate:
+        by_y.append(share_t)
+        by_one.append(share_t)
+    fitted.by_y, fitted.by_one = _columns(by_y), _columns(by_one)
+    if q_of_unit is not None and n_cov:
+        fitted.kq_of_unit = k[unit_of_unit][:, None] * (q_of_unit - q_bar[unit_of_unit])
+    if model.with_rate:
+        # the reference's lines weighted by the group's share of their cell: sum p * y0 / sum p * n0
+        fitted.rate_weight = slots @ (share * (N[:, None] - n))
+        ref_sum = slots @ (share * (SY[:, None] - sy))
+        fitted.rate = np.where(fitted.rate_weight > 0, ref_sum / np.where(fitted.rate_weight > 0,
+                                                                           fitted.rate_weight, 1), np.nan)
+    return fitted
+
+
+def solve_treatment(inverse: np.ndarray, pi_y: np.ndarray, squ: np.ndarray, suu: float, suy: float
+                    ) -> tuple[float, np.ndarray, float] | None:
+    """beta of D with the covariates partialled out (Frisch-Waugh-Lovell on the normal equations).
+
+    `inverse` is a generalised inverse of the covariates' demeaned cross-products Sqq, `pi_y` = inverse Sqy,
+    `squ` = sum q~ u, `suu` = sum u^2, `suy` = sum u y~ (u = D demeaned within unit). Returns (beta, pi,
+    sum of D~^2), or None when D has no variance left once the covariates are accounted for.
+    """
+    if suu <= 0:
+        return None
+    pi = inverse @ squ
+    left = suu - pi @ squ
+    if left <= RANK_TOLERANCE * suu:
+        return None
+    return (suy - pi_y @ squ) / left, pi, left
+
+
+def _columns(blocks: list[np.ndarray]) -> np.ndarray:
+    """Blocks of columns side by side (one allocation)."""
+    out = np.empty((blocks[0].shape[0], sum(b.shape[1] for b in blocks)))
+    start = 0
+    for block in blocks:
+        out[:, start:start + block.shape[1]] = block
+        start += block.shape[1]
+    return out
+
+
+def _qq(slots: sp.csr_matrix, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per slot: sum over units of a b' (units x covariates each)."""
+    n_cov = a.shape[1]
+    out = np.zeros((slots.shape[0], n_cov, n_cov))
+    for l in range(n_cov):
+        for m in range(n_cov):
+            out[:, l, m] = slots @ (a[:, l] * b[:, m])
+    return out
+
+
+def _control_dummies(state: PassState) -> np.ndarray:
+    """Pass unit x dummy: one dummy per level of each control but its first (the unit's level is constant)."""
+    columns = []
+    for j, (_, levels) in enumerate(state.controls):
+        for level in range(1, levels):
+            columns.append((state.control_of_unit[:, j] == level).astype(np.float64))
+    return np.stack(columns, axis=1) if columns else np.zeros((state.n_units, 0))
+
+
+def _scaled_pinv(matrix: np.ndarray) -> np.ndarray:
+    """A generalised inverse of a symmetric positive semi-definite matrix (covariates without variance dropped)."""
+    diagonal = np.diag(matrix).copy()
+    keep = diagonal > RANK_TOLERANCE * max(diagonal.max(initial=0.0), 0.0)
+    out = np.zeros_like(matrix)
+    if not keep.any():
+        return out
+    sub = matrix[np.ix_(keep, keep)]
+    scale = 1 / np.sqrt(np.diag(sub))
+    inverse = scale[:, None] * np.linalg.pinv(sub * scale[:, None] * scale[None, :], rtol=RANK_TOLERANCE,
+                                              hermitian=True) * scale[None, :]
+    out[np.ix_(keep, keep)] = inverse
+    return out
+
+
+def partition_sums(state: PassState, lines: dict[str, np.ndarray]) -> PartitionSums:
+    """Pass 2 over one partition of customers: per model, slot x code sums (additive over partitions).
+
+    The lines are summed in customer order (sorted here if they do not come sorted), in slices of
+    about LINES_PER_PARTITION lines.
+    """
+    out: PartitionSums = {}
+    n = len(lines["y"])
+    if n == 0:
+        return out
+    keys = [np.asarray(lines["ci"], dtype=np.int64)] + [np.asarray(lines[k], dtype=np.int64)
+                                                         for k in state.slots.segment_keys]
+    if n > 1 and not _is_sorted(keys):
+        order = np.lexsort(keys[::-1])
+        lines = {name: np.asarray(values)[order] for name, values in lines.items()}
+        keys = [key[order] for key in keys]
+    customer = keys[0]
+    new_customer = np.flatnonzero(np.diff(customer)) + 1
+    cuts = [0, *new_customer[np.searchsorted(new_customer, np.arange(LINES_PER_PARTITION, n, LINES_PER_PARTITION))]
+            .tolist(), n] if n > 2 * LINES_PER_PARTITION else [0, n]
+    for start, stop in zip(cuts[:-1], cuts[1:], strict=True):
+        if stop > start:
+            add_sums(out, _slice_sums(state, {name: np.asarray(v)[start:stop] for name, v in lines.items()},
+                                      [key[start:stop] for key in keys]))
+    return out
+
+
+def _is_sorted(keys: list[np.ndarray]) -> bool:
+    """Are the lines in (customer, segment codes) order?"""
+    previous_equal = np.ones(len(keys[0]) - 1, dtype=bool)
+    for key in keys:
+        step = np.diff(key)
+        if (previous_equal & (step < 0)).any():
+            return False
+        previous_equal &= step == 0
+    return True
+
+
+def _slice_sums(state: PassState, lines: dict[str, np.ndarray], keys: list[np.ndarray]) -> PartitionSums:
+    out: PartitionSums = {}
+    n = len(keys[0])
+    changed = np.zeros(n, dtype=bool)
+    changed[0] = True
+    for key in keys:
+        changed[1:] |= key[1:] != key[:-1]
+    starts = np.flatnonzero(changed)
+    row = np.cumsum(changed) - 1
+    rows = _Rows(starts, row, [key[starts] for key in keys])
+    rollups = _rollups(state, rows)
+    unit = np.asarray(lines[state.unit_key], dtype=np.int64)
+    y = np.asarray(lines["y"], dtype=np.float64)
+    for index, fitted in enumerate(state.fitted):
+        sums = _model_row_sums(fitted, lines, unit, rows, y)
+        for name, values in _model_totals(fitted, sums, rollups).items():
+            out[f"{index}:{name}"] = values
+    return out
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """A slice's lines in row order: a row is one customer x nested segment values."""
+
+    starts: np.ndarray  # first line of each row
+    row: np.ndarray  # line -> row
+    keys: list[np.ndarray]  # per row: customer, then each nested segment code
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def times(self, weights: np.ndarray, unit: np.ndarray, per_unit: np.ndarray) -> np.ndarray:
+        """Rows x columns: sum over each row's lines of weight x per_unit[line's unit] (a CSR product)."""
+        indptr = np.append(self.starts, len(self.row))
+        matrix = sp.csr_matrix((weights, unit, indptr), shape=(len(self.starts), per_unit.shape[0]))
+        return np.asarray(matrix @ per_unit)
+
+
+@dataclass(frozen=True)
+class _Rollup:
+    """Rows -> the rows of one slot group (overall, or one nested segment column), and each one's slot."""
+
+    slot_of: np.ndarray
+    starts: np.ndarray | None = None  # overall: a customer's rows are consecutive (reduceat)
+    select: np.ndarray | slice | None = None  # one segment column: rows with a segment value, as they are
+    matrix: sp.csr_matrix | None = None  # several segment columns: a summing matrix
+
+    def apply(self, values: np.ndarray) -> np.ndarray:
+        if self.starts is not None:
+            return np.add.reduceat(values, self.starts, axis=0) if len(self.starts) else values[:0]
+        if self.select is not None:
+            return values[self.select]
+        flat = values.reshape(values.shape[0], -1)
+        return np.asarray(self.matrix @ flat).reshape((self.matrix.shape[0], *values.shape[1:]))
+
+
+def _rollups(state: PassState, rows: _Rows) -> list[_Rollup]:
+    customer = rows.keys[0]
+    starts = np.flatnonzero(np.r_[True, customer[1:] != customer[:-1]])
+    out = [_Rollup(np.zeros(len(starts), np.int64), starts=starts)]
+    for j in range(len(state.slots.segment_keys)):
+        value = rows.keys[j + 1]
+        valid = value >= 0
+        if len(state.slots.segment_keys) == 1:
+            select = slice(None) if valid.all() else np.flatnonzero(valid)
+            out.append(_Rollup(state.slots.offsets[j] + value[valid], select=select))
+            continue
+        key = customer * (int(value.max(initial=0)) + 1) + value
+        uniq, inverse = np.unique(key[valid], return_inverse=True)
+        matrix = sp.csr_matrix((np.ones(int(valid.sum())), (inverse, np.flatnonzero(valid))),
+                               shape=(len(uniq), len(customer)))
+        slot_of = state.slots.offsets[j] + value[valid][np.unique(inverse, return_index=True)[1]]
+        out.append(_Rollup(slot_of, matrix=matrix))
+    return out
+
+
+def _model_row_sums(fitted: Fitted, lines: dict[str, np.ndarray], unit: np.ndarray, rows: _Rows,
+                    y: np.ndarray) -> dict[str, np.ndarray]:
+    """Per row (customer x nested segment values) and tested code: the beta- and pi-free parts of the score."""
+    model = fitted.model
+    width, tested = model.lineset.width, list(model.lineset.tested)
+    codes = _codes(lines, model.lineset)
+    inside = (codes >= 0).astype(np.float64)  # lines outside the line set weigh nothing
+    codes = np.maximum(codes, 0)
+    a = fitted.unit_of_unit[unit]
+    n_rows = len(rows)
+    k = fitted.k[a] * inside
+    y_t = y - fitted.y_bar[a]
+    share = fitted.share
+    own_share = share.ravel()[a * width + codes]
+    own = rows.row * width + codes
+
+    def by_own(weights: np.ndarray, columns: list[int] | None = tested) -> np.ndarray:
+        summed = np.bincount(own, weights=weights * inside, minlength=n_rows * width).reshape(n_rows, width)
+        return summed[:, columns] if columns is not None else summed
+
+    def by_row(weights: np.ndarray) -> np.ndarray:
+        return np.bincount(rows.row, weights=weights * inside, minlength=n_rows)
+
+    def cross(weights: np.ndarray, per_unit: np.ndarray) -> np.ndarray:
+        return rows.times(weights * inside, a, per_unit)
+
+    share_t = fitted.share_t
+    t = len(tested)
+    with_y, with_one = cross(y, fitted.by_y), cross(np.ones(len(a)), fitted.by_one)
+    sums = {
+        "A": by_own(k * y_t) - (with_y[:, :t] - with_one[:, :t]),
+        "B": by_own(k * (1 - 2 * own_share)) + with_one[:, t:2 * t],
+    }
+    n_cov = fitted.pi.shape[2]
+    if n_cov and model.kind == "adjusted":
+        # q is constant within a cell: k * q~ per cell, gathered per line
+        kq = fitted.kq_of_unit[unit]
+        sums["C"] = np.stack([by_own(kq[:, l]) - cross(kq[:, l], share_t) for l in range(n_cov)], axis=2)
+        sums["E"] = np.stack([by_row(kq[:, l] * y_t) for l in range(n_cov)], axis=1)
+        F = np.zeros((n_rows, n_cov, n_cov))
+        k_safe = np.where(k > 0, k, 1.0)
+        for l in range(n_cov):
+            for m in range(l, n_cov):
+                F[:, l, m] = F[:, m, l] = by_row(kq[:, l] * kq[:, m] / k_safe)
+        sums["F"] = F
+    elif n_cov:
+        # q follows from the line's code: sums per (row, code) times the codes' dummies
+        comps = model.components
+        q_bar = fitted.q_bar[a]  # lines x covariate
+        k_own = by_own(k, columns=None)
+        ky_own = by_own(k * y_t, columns=None)
+        kq_bar_own = np.stack([by_own(k * q_bar[:, l], columns=None) for l in range(n_cov)], axis=2)  # r x g x l
+        sums["E"] = ky_own @ comps - cross(k * y_t, fitted.q_bar)
+        mixed = np.einsum("rgm,gl->rlm", kq_bar_own, comps, optimize=True)  # sum k Q_l q_bar_m
+        F = np.einsum("rg,gl,gm->rlm", k_own, comps, comps, optimize=True) - mixed - mixed.transpose(0, 2, 1)
+        for l in range(n_cov):
+            F[:, l, :] += cross(k * q_bar[:, l], fitted.q_bar)
+        sums["F"] = F
+        own_c = k_own[:, tested][:, :, None] * comps[tested][None, :, :] - kq_bar_own[:, tested, :]
+        q_t = comps[codes] - q_bar
+        sums["C"] = own_c - np.stack([cross(k * q_t[:, l], share_t) for l in range(n_cov)], axis=2)
+    if n_cov:
+        live = (k > 0).astype(np.float64)
+        sums["count"] = np.repeat(by_row(live)[:, None], len(tested), axis=1)
+        sums["own_count"] = by_own(live)
+    else:
+        sums["count"] = with_one[:, 2 * t:3 * t]
+        sums["own_count"] = by_own(((own_share > 0) & (own_share < 1)).astype(np.float64))
+    if model.kind == "contrast":
+        sums["any_own"] = by_own(np.ones(len(a)), columns=None)
+    if model.with_rate:
+        sums["V"] = with_y[:, t:2 * t] - by_own(own_share * y)
+        sums["W"] = with_one[:, -t:] - by_own(own_share)
+    return sums
+
+
+def _model_totals(fitted: Fitted, sums: dict[str, np.ndarray], rollups: list[_Rollup]) -> dict[str, np.ndarray]:
+    """Square each customer's score per test and add up per slot x tested code."""
+    tested = list(fitted.model.lineset.tested)
+    n_slots = fitted.beta.shape[0]
+    totals = {name: np.zeros((n_slots, len(tested))) for name in
+              ("meat_group", "meat_reference", "n_clusters", "n_group", "rate_meat")}
+    totals["n_any_code"] = np.zeros((n_slots, fitted.model.lineset.width))
+    totals["n_any"] = np.zeros((n_slots, 1))
+    beta_all = np.nan_to_num(fitted.beta[:, tested])
+    for rollup in rollups:
+        slot_of = rollup.slot_of
+        if len(slot_of) == 0:
+            continue
+        rolled = {name: rollup.apply(values) for name, values in sums.items()}
+        beta = beta_all[slot_of]
+        if "C" in rolled:
+            pi, pi_y = fitted.pi[:, tested][slot_of], fitted.pi_y[slot_of]  # rows x code x cov, rows x cov
+            C, E, F = rolled["C"], rolled["E"], rolled["F"]
+            pi_f = np.einsum("rgl,rlm->rgm", pi, F, optimize=True)
+            score = (rolled["A"] - np.einsum("rl,rgl->rg", pi_y, C) - np.einsum("rgl,rl->rg", pi, E)
+                     + np.einsum("rgm,rm->rg", pi_f, pi_y)
+                     - beta * (rolled["B"] - 2 * np.einsum("rgl,rgl->rg", pi, C) + np.einsum("rgm,rgm->rg", pi_f, pi)))
+        else:
+            score = rolled["A"] - beta * rolled["B"]
+        in_group = rolled["own_count"] > 0
+        counted = rolled["count"] > 0
+        squared = score * score
+        _add(totals["meat_group"], slot_of, np.where(in_group, squared, 0.0))
+        _add(totals["meat_reference"], slot_of, np.where(counted & ~in_group, squared, 0.0))
+        _add(totals["n_clusters"], slot_of, counted.astype(np.float64))
+        _add(totals["n_group"], slot_of, (in_group & counted).astype(np.float64))
+        if "any_own" in rolled:  # customers measured at all, for groups never in a cell with their reference
+            has = rolled["any_own"] > 0
+            _add(totals["n_any_code"], slot_of, has.astype(np.float64))
+            _add(totals["n_any"], slot_of, has.any(axis=1)[:, None].astype(np.float64))
+        if fitted.rate is not None:
+            rate = np.nan_to_num(fitted.rate[:, tested][slot_of])
+            residual = rolled["V"] - rate * rolled["W"]
+            _add(totals["rate_meat"], slot_of, np.where(counted & ~in_group, residual * residual, 0.0))
+    return totals
+
+
+def _add(total: np.ndarray, slot_of: np.ndarray, values: np.ndarray) -> None:
+    to_slots = sp.csr_matrix((np.ones(len(slot_of)), (slot_of, np.arange(len(slot_of)))),
+                             shape=(total.shape[0], len(slot_of)))
+    total += np.asarray(to_slots @ values)
+
+
+def results(state: PassState, sums: PartitionSums) -> list[dict[tuple[int, int], TestSums]]:
+    """Per model: (slot, tested code) -> its sums, ready for `TestSums.estimate`."""
+    out = []
+    for index, fitted in enumerate(state.fitted):
+        per_test = {}
+        lineset = fitted.model.lineset
+
+        def total(name: str, s: int, column: int) -> float:
+            values = sums.get(f"{index}:{name}")
+            return float(values[s, column]) if values is not None else 0.0
+
+        for s in range(len(state.slots)):
+            for column, g in enumerate(lineset.tested):
+                beta = fitted.beta[s, g]
+                test = TestSums(beta=None if np.isnan(beta) else float(beta))
+                test.meat_group, test.meat_reference = total("meat_group", s, column), total("meat_reference", s, column)
+                test.n_clusters = int(round(total("n_clusters", s, column)))
+                test.n_group = int(round(total("n_group", s, column)))
+                test._bread = float(fitted.bread[s, g])
+                test.n_any_group = int(round(total("n_any_code", s, g)))
+                if lineset.pair is None:
+                    test.n_any_reference = int(round(total("n_any", s, 0))) - test.n_any_group
+                else:
+                    test.n_any_reference = int(round(total("n_any_code", s, 1)))
+                if fitted.rate is not None and not np.isnan(fitted.rate[s, g]):
+                    test.rate, test.rate_meat = float(fitted.rate[s, g]), total("rate_meat", s, column)
+                    test._rate_weight = float(fitted.rate_weight[s, g])
+                per_test[(s, g)] = test
+        out.append(per_test)
+    return out
+
+
+def to_json_safe(sums: PartitionSums) -> dict[str, Any]:
+    """Partition sums as plain lists (what a Dask task returns)."""
+    return {name: values.tolist() for name, values in sums.items()}
+
+
+def from_json_safe(data: dict[str, Any]) -> PartitionSums:
+    return {name: np.asarray(values, dtype=np.float64) for name, values in data.items()}
