@@ -77,11 +77,15 @@ def run_audit(
     ).fetchone()
     has_list_price = con.execute("select count(list_price) > 0 from audit_lines").fetchone()[0]
 
-    coding = code_audit_lines(con, config) if any(c in METRICS for c in config.checks) else None
+    coding: Coding | None = None
     checks: list[CheckRun] = []
     raw_tests: list[RawTest] = []
     consistency: list[Finding] = []
-    for check in config.checks:
+    # consistency checks first: they read audit_lines, which the disparity checks no longer need
+    for check in sorted(config.checks, key=lambda c: c in METRICS):
+        if check in METRICS and coding is None:
+            coding = code_audit_lines(con, config)
+            con.execute("drop table audit_lines")  # its narrow coded copy is all that is read from now on
         clock = time.monotonic()
         if not (SQL_DIR / "checks" / f"{check}.sql").exists():
             checks.append(CheckRun(check, "skipped", 0.0, "not available in this version"))
@@ -111,6 +115,7 @@ def run_audit(
             continue
         checks.append(CheckRun(check, "ok", time.monotonic() - clock, "; ".join(notes) or None, n_tests))
 
+    checks.sort(key=lambda c: config.checks.index(c.check))
     findings = consistency + judge(raw_tests, config)
     finished_at = dt.datetime.now(dt.timezone.utc)
     run = RunInfo(

@@ -17,6 +17,7 @@ import duckdb
 import pytest
 
 from audits.findings import AuditResult
+from audits.runner import build_audit_lines
 from audits.sample import NO_EFFECTS, Market, MarketSpec, generate_market
 from audits.warehouse import apply_schema
 from tests.audits.conftest import audit, load_market, market_config
@@ -38,6 +39,8 @@ def audited(market: Market) -> tuple[AuditResult, float]:
     load_market(con, market)
     result = audit(con, market_config(), start=market.spec.start, end=market.spec.end)
     depth = next(e for e in market.spec.effects if e.check == "discount_depth")
+    # the audit drops its lines once coded: build them again to compute the truth by hand
+    build_audit_lines(con, market_config(), period_start=market.spec.start, period_end=market.spec.end, filters={})
     # within-cell weights n1 n0 / n over discounted lines; coupon cells carry the planted shift
     (coupon_share,) = con.execute("""
         with lines as (
