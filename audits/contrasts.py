@@ -191,6 +191,7 @@ class Fitted:
     by_y: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     by_one: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     kq_of_unit: np.ndarray | None = None  # controls: pass unit x covariate, k * (q - q_bar of its fixed effect)
+    q_bar_pairs: np.ndarray | None = None  # components: unit x covariate pair (l <= m), q_bar_l * q_bar_m
 
 
 # A pass-2 executor: given the state and a function computing one partition's sums, return all
@@ -397,6 +398,9 @@ def _fit(state: PassState, model: Model) -> Fitted:
     fitted.by_y, fitted.by_one = _columns(by_y), _columns(by_one)
     if q_of_unit is not None and n_cov:
         fitted.kq_of_unit = k[unit_of_unit][:, None] * (q_of_unit - q_bar[unit_of_unit])
+    if model.kind == "excess" and n_cov:
+        upper = np.triu_indices(n_cov)
+        fitted.q_bar_pairs = np.ascontiguousarray(q_bar[:, upper[0]] * q_bar[:, upper[1]])
     if model.with_rate:
         # the reference's lines weighted by the group's share of their cell: sum p * y0 / sum p * n0
         fitted.rate_weight = slots @ (share * (N[:, None] - n))
@@ -634,10 +638,12 @@ def _model_row_sums(fitted: Fitted, lines: dict[str, np.ndarray], unit: np.ndarr
         ky_own = by_own(k * y_t, columns=None)
         kq_bar_own = np.stack([by_own(k * q_bar[:, l], columns=None) for l in range(n_cov)], axis=2)  # r x g x l
         sums["E"] = ky_own @ comps - cross(k * y_t, fitted.q_bar)
-        mixed = np.einsum("rgm,gl->rlm", kq_bar_own, comps, optimize=True)  # sum k Q_l q_bar_m
-        F = np.einsum("rg,gl,gm->rlm", k_own, comps, comps, optimize=True) - mixed - mixed.transpose(0, 2, 1)
-        for l in range(n_cov):
-            F[:, l, :] += cross(k * q_bar[:, l], fitted.q_bar)
+        mixed = np.matmul(comps.T, kq_bar_own)  # r x l x m: sum k Q_l q_bar_m
+        F = np.matmul(comps.T * k_own[:, None, :], comps) - mixed - mixed.transpose(0, 2, 1)
+        upper = np.triu_indices(n_cov)
+        pairs = cross(k, fitted.q_bar_pairs)  # sum k q_bar_l q_bar_m, l <= m
+        F[:, upper[0], upper[1]] += pairs
+        F[:, upper[1], upper[0]] += np.where(upper[0] != upper[1], pairs, 0.0)
         sums["F"] = F
         own_c = k_own[:, tested][:, :, None] * comps[tested][None, :, :] - kq_bar_own[:, tested, :]
         q_t = comps[codes] - q_bar
