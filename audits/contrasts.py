@@ -552,13 +552,10 @@ class _Rollup:
     """Rows -> the rows of one slot group (overall, or one nested segment column), and each one's slot."""
 
     slot_of: np.ndarray
-    starts: np.ndarray | None = None  # overall: a customer's rows are consecutive (reduceat)
     select: np.ndarray | slice | None = None  # one segment column: rows with a segment value, as they are
-    matrix: sp.csr_matrix | None = None  # several segment columns: a summing matrix
+    matrix: sp.csr_matrix | None = None  # otherwise a summing matrix (much faster than np.add.reduceat)
 
     def apply(self, values: np.ndarray) -> np.ndarray:
-        if self.starts is not None:
-            return np.add.reduceat(values, self.starts, axis=0) if len(self.starts) else values[:0]
         if self.select is not None:
             return values[self.select]
         flat = values.reshape(values.shape[0], -1)
@@ -567,8 +564,10 @@ class _Rollup:
 
 def _rollups(state: PassState, rows: _Rows) -> list[_Rollup]:
     customer = rows.keys[0]
-    starts = np.flatnonzero(np.r_[True, customer[1:] != customer[:-1]])
-    out = [_Rollup(np.zeros(len(starts), np.int64), starts=starts)]
+    first = np.r_[True, customer[1:] != customer[:-1]]
+    per_customer = sp.csr_matrix((np.ones(len(customer)), (np.cumsum(first) - 1, np.arange(len(customer)))),
+                                 shape=(int(first.sum()), len(customer)))
+    out = [_Rollup(np.zeros(per_customer.shape[0], np.int64), matrix=per_customer)]
     for j in range(len(state.slots.segment_keys)):
         value = rows.keys[j + 1]
         valid = value >= 0
@@ -677,6 +676,12 @@ def _model_totals(fitted: Fitted, sums: dict[str, np.ndarray], rollups: list[_Ro
         if len(slot_of) == 0:
             continue
         rolled = {name: rollup.apply(values) for name, values in sums.items()}
+        to_slots = sp.csr_matrix((np.ones(len(slot_of)), (slot_of, np.arange(len(slot_of)))),
+                                 shape=(n_slots, len(slot_of)))
+
+        def add(total: np.ndarray, values: np.ndarray) -> None:
+            total += np.asarray(to_slots @ values)
+
         beta = beta_all[slot_of]
         if "C" in rolled:
             pi, pi_y = fitted.pi[:, tested][slot_of], fitted.pi_y[slot_of]  # rows x code x cov, rows x cov
@@ -690,25 +695,19 @@ def _model_totals(fitted: Fitted, sums: dict[str, np.ndarray], rollups: list[_Ro
         in_group = rolled["own_count"] > 0
         counted = rolled["count"] > 0
         squared = score * score
-        _add(totals["meat_group"], slot_of, np.where(in_group, squared, 0.0))
-        _add(totals["meat_reference"], slot_of, np.where(counted & ~in_group, squared, 0.0))
-        _add(totals["n_clusters"], slot_of, counted.astype(np.float64))
-        _add(totals["n_group"], slot_of, (in_group & counted).astype(np.float64))
+        add(totals["meat_group"], np.where(in_group, squared, 0.0))
+        add(totals["meat_reference"], np.where(counted & ~in_group, squared, 0.0))
+        add(totals["n_clusters"], counted.astype(np.float64))
+        add(totals["n_group"], (in_group & counted).astype(np.float64))
         if "any_own" in rolled:  # customers measured at all, for groups never in a cell with their reference
             has = rolled["any_own"] > 0
-            _add(totals["n_any_code"], slot_of, has.astype(np.float64))
-            _add(totals["n_any"], slot_of, has.any(axis=1)[:, None].astype(np.float64))
+            add(totals["n_any_code"], has.astype(np.float64))
+            add(totals["n_any"], has.any(axis=1)[:, None].astype(np.float64))
         if fitted.rate is not None:
             rate = np.nan_to_num(fitted.rate[:, tested][slot_of])
             residual = rolled["V"] - rate * rolled["W"]
-            _add(totals["rate_meat"], slot_of, np.where(counted & ~in_group, residual * residual, 0.0))
+            add(totals["rate_meat"], np.where(counted & ~in_group, residual * residual, 0.0))
     return totals
-
-
-def _add(total: np.ndarray, slot_of: np.ndarray, values: np.ndarray) -> None:
-    to_slots = sp.csr_matrix((np.ones(len(slot_of)), (slot_of, np.arange(len(slot_of)))),
-                             shape=(total.shape[0], len(slot_of)))
-    total += np.asarray(to_slots @ values)
 
 
 def results(state: PassState, sums: PartitionSums) -> list[dict[tuple[int, int], TestSums]]:
