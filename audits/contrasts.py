@@ -219,8 +219,10 @@ def fit_pass(
     n_lines, max_customer = con.execute(f"select count(*), coalesce(max(ci), -1) from {relation}").fetchone()
     state.n_customers = int(max_customer) + 1
     partitions = max(1, math.ceil(n_lines / LINES_PER_PARTITION))
-    _first_pass(state, _stream(con, relation, state, max(1, math.ceil(n_lines / LINES_PER_SCAN)), ordered=False))
-    state.fitted = [_fit(state, m) for m in models]
+    _first_pass(state, _prefetched(_stream(con, relation, state, max(1, math.ceil(n_lines / LINES_PER_SCAN)),
+                                           ordered=False)))
+    with ThreadPoolExecutor(max_workers=max(1, min(PASS_TWO_THREADS, os.cpu_count() or 1))) as pool:
+        state.fitted = list(pool.map(lambda model: _fit(state, model), models))
     sums = (executor or in_process)(con, relation, state, partitions)
     return state, sums
 
@@ -270,6 +272,15 @@ def _stream(con: duckdb.DuckDBPyConnection, relation: str, state: PassState, par
         low = partition * state.n_customers // partitions
         high = (partition + 1) * state.n_customers // partitions
         yield con.execute(query, {"low": low, "high": high}).fetchnumpy()
+
+
+def _prefetched(chunks: Iterator[dict[str, np.ndarray]]) -> Iterator[dict[str, np.ndarray]]:
+    """The same chunks, the next one fetched in a thread while the caller works on the current one."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(next, chunks, None)
+        while (chunk := pending.result()) is not None:
+            pending = pool.submit(next, chunks, None)
+            yield chunk
 
 
 def _codes(lines: dict[str, np.ndarray], lineset: LineSet) -> np.ndarray:
