@@ -85,27 +85,24 @@ class TestSums:
     """Sums over customers for one tested group in one segment value (all additive over customers)."""
 
     beta: float | None
-    meat_group: float = 0.0
+    bread: float = 0.0  # sum of D~^2 (unweighted): the sandwich's bread
+    meat_group: float = 0.0  # sums of squared customer scores over the group's customers and the others
     meat_reference: float = 0.0
     n_clusters: int = 0
     n_group: int = 0
-    rate: float | None = None  # contrast with_rate: reference rate and its sandwich
+    rate: float | None = None  # contrast with_rate: the reference's rate, its weight and its sandwich
+    rate_weight: float = 0.0
     rate_meat: float = 0.0
     n_any_group: int = 0  # customers with any line of the group / of the reference (cells or not)
     n_any_reference: int = 0
 
     def estimate(self) -> Estimate | None:
-        if self.beta is None or self.n_clusters < 2:
+        if self.beta is None or self.n_clusters < 2 or self.bread <= 0:
             return None
         df = welch_satterthwaite_df(self.meat_group, self.n_group, self.meat_reference,
                                     self.n_clusters - self.n_group)
-        return clustered_estimate(self.beta, self.sandwich, n_clusters=self.n_clusters, df=df)
-
-    @property
-    def sandwich(self) -> float:
-        return (self.meat_group + self.meat_reference) / self._bread**2 if self._bread else 0.0
-
-    _bread: float = 0.0  # sum of D~^2 (unweighted): the sandwich's bread
+        sandwich = (self.meat_group + self.meat_reference) / self.bread**2
+        return clustered_estimate(self.beta, sandwich, n_clusters=self.n_clusters, df=df)
 
     def reference_rate(self) -> tuple[float, float] | None:
         """The reference's rate and its clustered variance (ratio estimator over reference customers)."""
@@ -114,9 +111,7 @@ class TestSums:
         g = self.n_clusters - self.n_group
         if g < 2:
             return self.rate, 0.0
-        return self.rate, g / (g - 1) * self.rate_meat / self._rate_weight**2
-
-    _rate_weight: float = 0.0
+        return self.rate, g / (g - 1) * self.rate_meat / self.rate_weight**2
 
 
 @dataclass(frozen=True)
@@ -739,7 +734,7 @@ def results(state: PassState, sums: PartitionSums) -> list[dict[tuple[int, int],
                 test.meat_group, test.meat_reference = total("meat_group", s, column), total("meat_reference", s, column)
                 test.n_clusters = int(round(total("n_clusters", s, column)))
                 test.n_group = int(round(total("n_group", s, column)))
-                test._bread = float(fitted.bread[s, g])
+                test.bread = float(fitted.bread[s, g])
                 test.n_any_group = int(round(total("n_any_code", s, g)))
                 if lineset.pair is None:
                     test.n_any_reference = int(round(total("n_any", s, 0))) - test.n_any_group
@@ -747,7 +742,7 @@ def results(state: PassState, sums: PartitionSums) -> list[dict[tuple[int, int],
                     test.n_any_reference = int(round(total("n_any_code", s, 1)))
                 if fitted.rate is not None and not np.isnan(fitted.rate[s, g]):
                     test.rate, test.rate_meat = float(fitted.rate[s, g]), total("rate_meat", s, column)
-                    test._rate_weight = float(fitted.rate_weight[s, g])
+                    test.rate_weight = float(fitted.rate_weight[s, g])
                 per_test[(s, g)] = test
         out.append(per_test)
     return out

@@ -30,7 +30,7 @@ def open_warehouse(
     path: Path,
     *,
     read_only: bool = False,
-    memory_limit: str = "2GB",
+    memory_limit: str = "1.5GB",
     threads: int = 0,
     lock_timeout_seconds: float = 60.0,
 ) -> Iterator[duckdb.DuckDBPyConnection]:

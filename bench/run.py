@@ -73,7 +73,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="generated markets, warehouses and reports (default /tmp/pp-bench)")
     parser.add_argument("--out", type=Path, default=None,
                         help="JSON results file (default bench/results/bench-<UTC time>.json)")
-    parser.add_argument("--memory-limit", default="2GB", help="warehouse.memory_limit of the bench config (2GB)")
+    parser.add_argument("--memory-limit", default="1.5GB",
+                        help="warehouse.memory_limit of the bench config (1.5GB, the config default)")
     parser.add_argument("--threads", type=int, default=0, help="warehouse.threads (0 = one per core)")
     parser.add_argument("--window-days", type=int, default=30,
                         help="audit.window_days: the nightly run audits this many days up to the new one (30)")
