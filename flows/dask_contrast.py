@@ -35,7 +35,7 @@ DASK_UNREACHABLE = (
 
 
 class ScaleOut(BaseModel):
-    """Where phase 2 of the disparity checks runs: in the flow's process, or on a Dask cluster."""
+    """Where pass 2 of the disparity checks runs: in the flow's process, or on a Dask cluster."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -77,7 +77,7 @@ class DaskContrast:
 
 @contextmanager
 def contrast_executor(scale_out: ScaleOut, config: Config, *, run_label: str = "run") -> Iterator[ContrastExecutor]:
-    """The phase-2 executor `scale_out` asks for; a Dask one holds its cluster and scratch folder until exit."""
+    """The pass-2 executor `scale_out` asks for; a Dask one holds its cluster and scratch folder until exit."""
     if scale_out.executor == "local":
         yield in_process_contrast
         return

@@ -67,7 +67,7 @@ def nightly_audit(
         month_to_date: Also audit from the first of as_of's month to as_of.
         source_retries: Retries of the ingest when a source cannot be read (I/O only, never bad data).
         source_retry_delay_seconds: Wait before the first retry; each further retry waits twice as long.
-        scale_out: Where phase 2 of the disparity checks runs (this process or a Dask cluster).
+        scale_out: Where pass 2 of the disparity checks runs (this process or a Dask cluster).
     """
     config = load_config(Path(config_path))
     try:

@@ -70,7 +70,7 @@ def on_demand_audit(
         out_dir: Folder for report.html and findings.json; empty: output.dir/on-demand/RUN_ID.
         source_retries: Retries of the ingest when a source cannot be read (I/O only).
         source_retry_delay_seconds: Wait before the first retry; each further retry waits twice as long.
-        scale_out: Where phase 2 of the disparity checks runs (this process or a Dask cluster).
+        scale_out: Where pass 2 of the disparity checks runs (this process or a Dask cluster).
     """
     overrides: dict[str, Any] = thresholds.overrides()
     if attributes is not None:
