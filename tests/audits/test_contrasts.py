@@ -1,0 +1,78 @@
+"""Properties of the disparity engine (audits/contrasts.py) that hold whatever the data.
+
+- A segment column that is not nested in the cells (region, a customer attribute) is compared within
+  cells x segment value: each segment's figures equal those of an audit filtered to that segment.
+- Pass 2's sums do not depend on the order the lines arrive in or on how customers are partitioned.
+"""
+
+from __future__ import annotations
+
+import duckdb
+import numpy as np
+import pytest
+
+from audits import contrasts, disparity
+from audits.runner import build_audit_lines, code_audit_lines
+from audits.sample import MarketSpec, generate_market
+from audits.warehouse import apply_schema
+from tests.audits.conftest import load_market, market_config
+
+SPEC = MarketSpec(n_customers=900, days=20, n_products=25, seed=11)
+
+
+@pytest.fixture(scope="module")
+def con():
+    connection = duckdb.connect(":memory:")
+    apply_schema(connection)
+    load_market(connection, generate_market(SPEC))
+    yield connection
+    connection.close()
+
+
+def _tests(con, config, filters=None):
+    build_audit_lines(con, config, period_start=SPEC.start, period_end=SPEC.end, filters=filters or {})
+    return disparity.run_disparity(con, "price_gap", config, code_audit_lines(con, config))
+
+
+def test_a_segment_not_nested_in_cells_equals_an_audit_filtered_to_it(con):
+    audit = {"attributes": ["gender"], "intersections": [], "controls": ["channel"]}
+    segmented = _tests(con, market_config(audit={**audit, "segment_by": ["region"]}))
+    assert code_audit_lines(con, market_config(audit={**audit, "segment_by": ["region"]})) \
+        .segments["region"].cell_key != "xi"  # region is a customer attribute: not nested
+    by_region = {(t.segment_value, t.group): t for t in segmented if t.dimension.segment_column == "region"}
+    regions = sorted({region for region, _ in by_region})[:2]
+    assert regions
+    for region in regions:
+        for t in _tests(con, market_config(audit={**audit, "segment_by": []}), filters={"region": region}):
+            within = by_region[(region, t.group)]
+            assert (within.n_customers_group, within.n_customers_reference) == \
+                (t.n_customers_group, t.n_customers_reference)
+            for a, b in ((within.estimate, t.estimate), (within.ci_low, t.ci_low), (within.p_value, t.p_value)):
+                assert a == pytest.approx(b, rel=1e-10)
+
+
+def test_pass_two_sums_do_not_depend_on_line_order_or_partitions(con):
+    config = market_config(audit={"attributes": ["gender", "age_band"], "intersections": [["gender", "age_band"]],
+                                  "segment_by": ["category"], "controls": ["channel"]})
+    captured = {}
+
+    def capture(con, relation, state, partitions):
+        captured["whole"] = contrasts.in_process(con, relation, state, partitions)
+        lines = con.execute(f"select {', '.join(state.columns())} from {relation}").fetchnumpy()
+        shuffled = np.random.default_rng(0).permutation(len(lines["y"]))
+        halves = [shuffled[: len(shuffled) // 2], shuffled[len(shuffled) // 2:]]
+        by_customer = [np.isin(lines["ci"], np.unique(lines["ci"][half])) for half in halves]
+        by_customer[1] &= ~by_customer[0]  # two disjoint sets of customers, lines in random order
+        parts: dict = {}
+        for mask in by_customer:
+            order = shuffled[mask[shuffled]]
+            contrasts.add_sums(parts, contrasts.partition_sums(state, {k: v[order] for k, v in lines.items()}))
+        captured["parts"] = parts
+        return captured["whole"]
+
+    build_audit_lines(con, config, period_start=SPEC.start, period_end=SPEC.end, filters={})
+    disparity.run_disparity(con, "price_gap", config, code_audit_lines(con, config), capture)
+    whole, parts = captured["whole"], captured["parts"]
+    assert whole.keys() == parts.keys() and whole
+    for name in whole:
+        np.testing.assert_allclose(parts[name], whole[name], rtol=1e-9, atol=1e-12, err_msg=name)
