@@ -189,8 +189,9 @@ class Fitted:
     q_bar_pairs: np.ndarray | None = None  # components: unit x covariate pair (l <= m), q_bar_l * q_bar_m
 
 
-# A pass-2 executor: given the state and a function computing one partition's sums, return all
-# partitions' sums added up. The default runs the partitions one after another in this process.
+# A pass-2 executor: given the connection, the measurements relation, pass 1's state and a number of
+# partitions, return every partition's sums (`partition_sums`) added up. The default, `in_process`,
+# sums them in this process; flows/dask_contrast.py sends each to a Dask worker.
 PartitionSums = dict[str, np.ndarray]
 Executor = Callable[[duckdb.DuckDBPyConnection, str, PassState, int], PartitionSums]
 
