@@ -90,8 +90,7 @@ def code_lines(
 
     joins, selects = [], []
     for i, column in enumerate(levels):
-        con.execute(f"create or replace temp table pp_levels_{i} as "
-                    "select unnest($v) as v, (generate_subscripts($v, 1) - 1)::integer as code", {"v": levels[column]})
+        _level_table(con, i, levels[column])
         joins.append(f"left join pp_levels_{i} as lv{i} on lv{i}.v = cast(l.{quote_identifier(column)} as varchar)")
     single_code = {column: f"lv{i}.code" for i, column in enumerate(levels)}
 
@@ -105,9 +104,7 @@ def code_lines(
 
     for j, column in enumerate(controls):
         i = len(levels) + j
-        con.execute(f"create or replace temp table pp_levels_{i} as "
-                    "select unnest($v) as v, (generate_subscripts($v, 1) - 1)::integer as code",
-                    {"v": control_levels[column]})
+        _level_table(con, i, control_levels[column])
         joins.append(f"left join pp_levels_{i} as lv{i} on lv{i}.v = "
                      f"coalesce(cast(l.{quote_identifier(column)} as varchar), '{MISSING_LEVEL}')")
         selects.append(f"lv{i}.code as q{j}")
@@ -156,6 +153,12 @@ def code_lines(
     return Coding(sets=sets, segments=segments,
                   controls=tuple((c, f"q{j}", len(control_levels[c])) for j, c in enumerate(controls)),
                   n_customers=int(n_customers), n_cells=int(n_cells), n_fe=int(n_fe))
+
+
+def _level_table(con: duckdb.DuckDBPyConnection, i: int, values: list[str]) -> None:
+    """Temp table pp_levels_<i>: each value (bound, never formatted into SQL) with its code, its position."""
+    con.execute(f"create or replace temp table pp_levels_{int(i)} as "
+                "select unnest($v) as v, (generate_subscripts($v, 1) - 1)::integer as code", {"v": values})
 
 
 def _levels(con: duckdb.DuckDBPyConnection, column: str, *, missing: str | None) -> list[str]:

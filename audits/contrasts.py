@@ -37,7 +37,7 @@ import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 import duckdb
 import numpy as np
@@ -173,7 +173,6 @@ class Fitted:
     y_bar: np.ndarray
     share: np.ndarray  # model unit x code: the code's share of the unit's lines
     q_bar: np.ndarray  # model unit x covariate
-    q_of_unit: np.ndarray | None  # controls: pass unit x covariate
     beta: np.ndarray  # slot x code (nan: not identified)
     pi: np.ndarray  # slot x code x covariate
     pi_y: np.ndarray  # slot x covariate
@@ -217,7 +216,7 @@ def fit_pass(
     partitions = max(1, math.ceil(n_lines / LINES_PER_PARTITION))
     _first_pass(state, _prefetched(_stream(con, relation, state, max(1, math.ceil(n_lines / LINES_PER_SCAN)),
                                            ordered=False)))
-    with ThreadPoolExecutor(max_workers=max(1, min(PASS_TWO_THREADS, os.cpu_count() or 1))) as pool:
+    with ThreadPoolExecutor(max_workers=_threads()) as pool:
         state.fitted = list(pool.map(lambda model: _fit(state, model), models))
     sums = (executor or in_process)(con, relation, state, partitions)
     return state, sums
@@ -227,7 +226,7 @@ def in_process(con: duckdb.DuckDBPyConnection, relation: str, state: PassState, 
     """Pass 2 over every partition of customers in this process: DuckDB streams the next partition
     while threads sum the previous ones (numpy and scipy release the GIL in their loops)."""
     total: PartitionSums = {}
-    workers = max(1, min(PASS_TWO_THREADS, os.cpu_count() or 1))
+    workers = _threads()
     if workers == 1:
         for lines in _stream(con, relation, state, partitions, ordered=True):
             add_sums(total, partition_sums(state, lines))
@@ -241,6 +240,10 @@ def in_process(con: duckdb.DuckDBPyConnection, relation: str, state: PassState, 
         for future in pending:
             add_sums(total, future.result())
     return total
+
+
+def _threads() -> int:
+    return max(1, min(PASS_TWO_THREADS, os.cpu_count() or 1))
 
 
 def add_sums(total: PartitionSums, part: PartitionSums) -> None:
@@ -314,6 +317,13 @@ def _first_pass(state: PassState, chunks: Iterator[dict[str, np.ndarray]]) -> No
             sy += np.bincount(index, weights=y[keep], minlength=units * ls.width).reshape(units, ls.width)
 
 
+def _summing(into: np.ndarray, n_into: int, items: np.ndarray | None = None, n_items: int | None = None
+             ) -> sp.csr_matrix:
+    """n_into x n_items: row into[i] sums item items[i] (default: item i); a product adds items up by target."""
+    items = np.arange(len(into)) if items is None else items
+    return sp.csr_matrix((np.ones(len(into)), (into, items)), shape=(n_into, len(into) if n_items is None else n_items))
+
+
 def _slot_matrix(state: PassState, segment_of: np.ndarray) -> sp.csr_matrix:
     """Slots x units: 1 where the unit belongs to the slot (every unit to slot 0)."""
     n = segment_of.shape[0]
@@ -322,8 +332,7 @@ def _slot_matrix(state: PassState, segment_of: np.ndarray) -> sp.csr_matrix:
         inside = segment_of[:, j] >= 0
         rows.append(offset + segment_of[inside, j])
         cols.append(np.arange(n)[inside])
-    r, c = np.concatenate(rows), np.concatenate(cols)
-    return sp.csr_matrix((np.ones(len(r)), (r, c)), shape=(len(state.slots), n))
+    return _summing(np.concatenate(rows), len(state.slots), np.concatenate(cols), n)
 
 
 def _fit(state: PassState, model: Model) -> Fitted:
@@ -332,8 +341,7 @@ def _fit(state: PassState, model: Model) -> Fitted:
     width = model.lineset.width
     if model.kind == "adjusted":
         unit_of_unit = state.fe_of_unit
-        to_fe = sp.csr_matrix((np.ones(state.n_units), (unit_of_unit, np.arange(state.n_units))),
-                              shape=(state.n_fe, state.n_units))
+        to_fe = _summing(unit_of_unit, state.n_fe)
         n, sy = to_fe @ n_cell, to_fe @ sy_cell
         segment_of = np.zeros((state.n_fe, state.segment_of_unit.shape[1]), np.int64)
         segment_of[unit_of_unit] = state.segment_of_unit
@@ -391,7 +399,7 @@ def _fit(state: PassState, model: Model) -> Fitted:
             solved = solve_treatment(inverse, pi_y[s], squ[s, g] if n_cov else np.zeros(0), suu[s, g], suy[s, g])
             if solved is not None:
                 beta[s, g], pi[s, g], bread[s, g] = solved
-    fitted = Fitted(model, unit_of_unit, k, y_bar, share, q_bar, q_of_unit, beta, pi, pi_y, bread)
+    fitted = Fitted(model, unit_of_unit, k, y_bar, share, q_bar, beta, pi, pi_y, bread)
     tested = list(model.lineset.tested)
     share_t = fitted.share_t = np.ascontiguousarray(share[:, tested])
     k_share = k[:, None] * share_t
@@ -559,8 +567,14 @@ class _Rollup:
     """Rows -> the rows of one slot group (overall, or one nested segment column), and each one's slot."""
 
     slot_of: np.ndarray
+    to_slots: sp.csr_matrix  # rolled-up rows -> their slots (adds a test's customers up)
     select: np.ndarray | slice | None = None  # one segment column: rows with a segment value, as they are
     matrix: sp.csr_matrix | None = None  # otherwise a summing matrix (much faster than np.add.reduceat)
+
+    @classmethod
+    def of(cls, slot_of: np.ndarray, n_slots: int, *, select: np.ndarray | slice | None = None,
+           matrix: sp.csr_matrix | None = None) -> _Rollup:
+        return cls(slot_of, _summing(slot_of, n_slots), select, matrix)
 
     def apply(self, values: np.ndarray) -> np.ndarray:
         if self.select is not None:
@@ -572,22 +586,20 @@ class _Rollup:
 def _rollups(state: PassState, rows: _Rows) -> list[_Rollup]:
     customer = rows.keys[0]
     first = np.r_[True, customer[1:] != customer[:-1]]
-    per_customer = sp.csr_matrix((np.ones(len(customer)), (np.cumsum(first) - 1, np.arange(len(customer)))),
-                                 shape=(int(first.sum()), len(customer)))
-    out = [_Rollup(np.zeros(per_customer.shape[0], np.int64), matrix=per_customer)]
+    n_slots, n_customers = len(state.slots), int(first.sum())
+    out = [_Rollup.of(np.zeros(n_customers, np.int64), n_slots, matrix=_summing(np.cumsum(first) - 1, n_customers))]
     for j in range(len(state.slots.segment_keys)):
         value = rows.keys[j + 1]
         valid = value >= 0
         if len(state.slots.segment_keys) == 1:
             select = slice(None) if valid.all() else np.flatnonzero(valid)
-            out.append(_Rollup(state.slots.offsets[j] + value[valid], select=select))
+            out.append(_Rollup.of(state.slots.offsets[j] + value[valid], n_slots, select=select))
             continue
         key = customer * (int(value.max(initial=0)) + 1) + value
         uniq, inverse = np.unique(key[valid], return_inverse=True)
-        matrix = sp.csr_matrix((np.ones(int(valid.sum())), (inverse, np.flatnonzero(valid))),
-                               shape=(len(uniq), len(customer)))
+        matrix = _summing(inverse, len(uniq), np.flatnonzero(valid), len(customer))
         slot_of = state.slots.offsets[j] + value[valid][np.unique(inverse, return_index=True)[1]]
-        out.append(_Rollup(slot_of, matrix=matrix))
+        out.append(_Rollup.of(slot_of, n_slots, matrix=matrix))
     return out
 
 
@@ -683,11 +695,9 @@ def _model_totals(fitted: Fitted, sums: dict[str, np.ndarray], rollups: list[_Ro
         if len(slot_of) == 0:
             continue
         rolled = {name: rollup.apply(values) for name, values in sums.items()}
-        to_slots = sp.csr_matrix((np.ones(len(slot_of)), (slot_of, np.arange(len(slot_of)))),
-                                 shape=(n_slots, len(slot_of)))
 
         def add(total: np.ndarray, values: np.ndarray) -> None:
-            total += np.asarray(to_slots @ values)
+            total += np.asarray(rollup.to_slots @ values)  # noqa: B023 (called within this iteration)
 
         beta = beta_all[slot_of]
         if "C" in rolled:
@@ -747,12 +757,3 @@ def results(state: PassState, sums: PartitionSums) -> list[dict[tuple[int, int],
                 per_test[(s, g)] = test
         out.append(per_test)
     return out
-
-
-def to_json_safe(sums: PartitionSums) -> dict[str, Any]:
-    """Partition sums as plain lists (what a Dask task returns)."""
-    return {name: values.tolist() for name, values in sums.items()}
-
-
-def from_json_safe(data: dict[str, Any]) -> PartitionSums:
-    return {name: np.asarray(values, dtype=np.float64) for name, values in data.items()}

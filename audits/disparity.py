@@ -178,7 +178,7 @@ class _Plan:
             for d in dims:
                 for slot, value in self._slots(state.slots, d):
                     for group, ls in self.linesets[(d.columns, d.reference)]:
-                        code = 0 if ls.pair else self.coding.sets[d.columns].code(group)
+                        code = self._code_in(d.columns, group, ls)
                         test = self._raw_test(d, value, group, contrast_of[ls].get((slot, code)))
                         if test is not None:
                             tests.append(test)
@@ -217,37 +217,35 @@ class _Plan:
         found: dict[tuple[str, int], Estimate | None] = {}
         controls = tuple((key, levels) for _, key, levels in self.coding.controls)
         for unit_key, fe_key, n_units, n_fe, segments, dims in self.passes():
-            jobs: list[tuple[str, RawTest, LineSet]] = []
-            for t in adjusted:
-                if t.dimension in dims:
-                    jobs.append(("adjusted", t, self._lineset_of(t)))
-            for t in excess:
-                if t.dimension in dims:
-                    group_set = self.coding.sets[t.dimension.columns]
-                    jobs.append(("excess", t, LineSet(group_set.key, group_set.n_codes, ())))
+            # (kind, test, its line set without tested codes: the model it belongs to)
+            jobs = [("adjusted", t, replace(self._lineset_of(t), tested=())) for t in adjusted if t.dimension in dims]
+            jobs += [("excess", t, LineSet(self.coding.sets[t.dimension.columns].key,
+                                           self.coding.sets[t.dimension.columns].n_codes, ()))
+                     for t in excess if t.dimension in dims]
             if not jobs:
                 continue
             # one model per kind and line set, testing the codes its jobs ask for
             tested: dict[tuple[str, LineSet], set[int]] = {}
+            components: dict[LineSet, np.ndarray] = {}
             for kind, t, ls in jobs:
-                tested.setdefault((kind, replace(ls, tested=())), set()).add(self._code_in(t, ls))
-            models = []
-            for (kind, ls), codes in tested.items():
-                components = _component_dummies(self._set_of(ls)) if kind == "excess" else None
-                models.append(Model(kind, replace(ls, tested=tuple(sorted(codes))), components=components))
+                tested.setdefault((kind, ls), set()).add(self._code_in(t.dimension.columns, t.group, ls))
+                if kind == "excess":
+                    components[ls] = _component_dummies(self.coding.sets[t.dimension.columns])
+            models = [Model(kind, replace(ls, tested=tuple(sorted(codes))),
+                            components=components[ls] if kind == "excess" else None)
+                      for (kind, ls), codes in tested.items()]
             state, sums = contrasts.fit_pass(con, "measurements", unit_key=unit_key, fe_key=fe_key,
                                              n_units=n_units, n_fe=n_fe, segments=segments, models=models,
                                              controls=controls, leverage_adjusted=self.leverage_adjusted,
                                              executor=executor)
-            per_model = {(m.kind, replace(m.lineset, tested=())): r
-                         for m, r in zip(models, contrasts.results(state, sums), strict=True)}
+            per_model = dict(zip(tested, contrasts.results(state, sums), strict=True))
             for kind, t, ls in jobs:
                 slot = next(s for s, v in self._slots(state.slots, t.dimension) if v == t.segment_value)
-                result = per_model[(kind, replace(ls, tested=()))].get((slot, self._code_in(t, ls)))
-                found[(kind, str(id(t)))] = result.estimate() if result is not None else None
+                result = per_model[(kind, ls)].get((slot, self._code_in(t.dimension.columns, t.group, ls)))
+                found[(kind, id(t))] = result.estimate() if result is not None else None
         out = []
         for t in tests:
-            key = str(id(t))
+            key = id(t)
             if ("adjusted", key) in found:
                 t = replace(t, adjusted=metric_interval(self.check, found[("adjusted", key)]))
             if ("excess", key) in found:
@@ -258,11 +256,9 @@ class _Plan:
     def _lineset_of(self, t: RawTest) -> LineSet:
         return dict(self.linesets[(t.dimension.columns, t.dimension.reference)])[t.group]
 
-    def _code_in(self, t: RawTest, ls: LineSet) -> int:
-        return 0 if ls.pair else self.coding.sets[t.dimension.columns].code(t.group)
-
-    def _set_of(self, ls: LineSet) -> GroupSet:
-        return next(g for g in self.coding.sets.values() if g.key == ls.set_key)
+    def _code_in(self, columns: tuple[str, ...], group: str, ls: LineSet) -> int:
+        """The group's code within its line set (a pair line set recodes the group 0)."""
+        return 0 if ls.pair else self.coding.sets[columns].code(group)
 
 
 def _linesets(group_set: GroupSet, reference: str | None) -> list[tuple[str, LineSet]]:
