@@ -52,10 +52,17 @@ def _user_errors() -> Iterator[None]:
         raise typer.Exit(err.exit_code) from None
 
 
+def _prefect_defaults() -> None:
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # The first ephemeral server on a new machine creates and migrates its database, which can take
+    # longer than Prefect's default 20 s wait (seen: `make demo` timing out on a fresh machine).
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+
+
 def _quiet_prefect(verbose: bool) -> None:
     # Prefect and Dask log failures with tracebacks; the CLI reports them itself in one line.
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "CRITICAL")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    _prefect_defaults()
     if not verbose:
         os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "critical")
 
@@ -243,7 +250,7 @@ def serve(
     scratch_dir: ScratchOption = None,
 ) -> None:
     """Serve both flows as Prefect deployments: nightly on the configured cron, on-demand from the UI."""
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    _prefect_defaults()
     with _user_errors():
         cfg = _check_config(config)
         scale_out = _scale_out(executor, dask_address, dask_workers, partitions, scratch_dir)

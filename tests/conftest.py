@@ -24,7 +24,7 @@ def prefect_harness() -> Iterator[None]:
     """One temporary Prefect server for the whole session (it takes about 10 s to start)."""
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=60):
+    with prefect_test_harness(server_startup_timeout=180):
         yield
 
 
