@@ -153,14 +153,22 @@ class PassState:
     fe_of_unit: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     control_of_unit: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.int64))
     segment_of_unit: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.int64))
-    counts: dict[LineSet, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # n, sum y per unit x code
+    # n, sum y per unit x code, per line set's codes (see _count_key)
+    counts: dict[tuple[str, tuple[int, int] | None], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     fitted: list[Fitted] = field(default_factory=list)
 
-    def columns(self) -> list[str]:
+    def columns(self, *, first_pass: bool = False) -> list[str]:
+        """What a pass reads; pass 1 always reads the fixed effect and controls of each unit, so that
+        its results serve every later model over the same lines (`fit_pass(reuse=...)`)."""
         keys = {self.unit_key, "ci", "y", *self.slots.segment_keys, *(m.lineset.set_key for m in self.models)}
-        if any(m.kind == "adjusted" for m in self.models):
+        if first_pass or any(m.kind == "adjusted" for m in self.models):
             keys |= {self.fe_key, *(c for c, _ in self.controls)}
         return sorted(keys)
+
+
+def _count_key(lineset: LineSet) -> tuple[str, tuple[int, int] | None]:
+    """Line sets with the same codes share pass 1's counts, whatever they test."""
+    return lineset.set_key, lineset.pair
 
 
 @dataclass
@@ -179,13 +187,17 @@ class Fitted:
     bread: np.ndarray  # slot x code
     rate: np.ndarray | None = None  # slot x code
     rate_weight: np.ndarray | None = None
-    # per model unit, computed once for every partition: the tested codes' shares, and the right-hand
-    # sides of the sparse products weighted by each line's y and by 1 (see _model_row_sums)
+    # Right-hand sides of pass 2's sparse products, computed once for every partition (see
+    # _model_row_sums): per model unit, products over each row's lines weighted by y - y_bar, by 1 and
+    # by y; the controls' per pass unit (cell), since the controls are constant within a cell; and the
+    # components' per (row, code) of the lines.
     share_t: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
-    by_y: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    by_y_t: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     by_one: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
-    kq_of_unit: np.ndarray | None = None  # controls: pass unit x covariate, k * (q - q_bar of its fixed effect)
-    q_bar_pairs: np.ndarray | None = None  # components: unit x covariate pair (l <= m), q_bar_l * q_bar_m
+    by_y: np.ndarray | None = None  # with_rate only
+    own_by_one: np.ndarray | None = None  # components
+    cell_by_one: np.ndarray | None = None  # controls
+    cell_kq: np.ndarray | None = None  # controls: pass unit x covariate, k * (q - q_bar of its fixed effect)
 
 
 # A pass-2 executor: given the connection, the measurements relation, pass 1's state and a number of
@@ -208,14 +220,25 @@ def fit_pass(
     controls: tuple[tuple[str, int], ...] = (),
     leverage_adjusted: bool = True,
     executor: Executor | None = None,
+    reuse: PassState | None = None,
 ) -> tuple[PassState, PartitionSums]:
-    """Both passes over `relation` (a table or view of measurements) for the given models."""
+    """Both passes over `relation` (a table or view of measurements) for the given models.
+
+    `reuse`: an earlier pass over the same relation and units, whose pass-1 counts are taken instead of
+    streaming the lines again (the secondary models of a check reuse its main pass's).
+    """
     state = PassState(unit_key, fe_key, Slots.build(segments), models, controls, leverage_adjusted, n_units, n_fe)
     n_lines, max_customer = con.execute(f"select count(*), coalesce(max(ci), -1) from {relation}").fetchone()
     state.n_customers = int(max_customer) + 1
     partitions = max(1, math.ceil(n_lines / LINES_PER_PARTITION))
-    _first_pass(state, _prefetched(_stream(con, relation, state, max(1, math.ceil(n_lines / LINES_PER_SCAN)),
-                                           ordered=False)))
+    if reuse is not None and (reuse.unit_key, reuse.fe_key, reuse.n_units, reuse.slots.segment_keys) == (
+            unit_key, fe_key, n_units, state.slots.segment_keys) and reuse.controls == controls:
+        state.fe_of_unit, state.control_of_unit = reuse.fe_of_unit, reuse.control_of_unit
+        state.segment_of_unit = reuse.segment_of_unit
+        state.counts = {key: reuse.counts[key] for key in {_count_key(m.lineset) for m in models} & reuse.counts.keys()}
+    if any(_count_key(m.lineset) not in state.counts for m in models):
+        scans = max(1, math.ceil(n_lines / LINES_PER_SCAN))
+        _first_pass(state, _prefetched(_stream(con, relation, state, scans, ordered=False)))
     with ThreadPoolExecutor(max_workers=_threads()) as pool:
         state.fitted = list(pool.map(lambda model: _fit(state, model), models))
     sums = (executor or in_process)(con, relation, state, partitions)
@@ -266,7 +289,8 @@ def _stream(con: duckdb.DuckDBPyConnection, relation: str, state: PassState, par
     coded_lines is stored sorted by customer, so each range reads only its own row groups.
     """
     order = f" order by {', '.join(['ci', *state.slots.segment_keys])}" if ordered else ""
-    query = f"select {', '.join(state.columns())} from {relation} where ci >= $low and ci < $high{order}"
+    columns = state.columns(first_pass=not ordered)
+    query = f"select {', '.join(columns)} from {relation} where ci >= $low and ci < $high{order}"
     for partition in range(partitions):
         low = partition * state.n_customers // partitions
         high = (partition + 1) * state.n_customers // partitions
@@ -295,9 +319,9 @@ def _first_pass(state: PassState, chunks: Iterator[dict[str, np.ndarray]]) -> No
     state.fe_of_unit = np.zeros(units, np.int64)
     state.control_of_unit = np.zeros((units, len(state.controls)), np.int64)
     state.segment_of_unit = np.full((units, len(state.slots.segment_keys)), -1, np.int64)
-    linesets = list(dict.fromkeys(m.lineset for m in state.models))
+    linesets = list({_count_key(m.lineset): m.lineset for m in state.models}.values())
     for ls in linesets:
-        state.counts[ls] = (np.zeros((units, ls.width)), np.zeros((units, ls.width)))
+        state.counts[_count_key(ls)] = (np.zeros((units, ls.width)), np.zeros((units, ls.width)))
     for lines in chunks:
         unit = np.asarray(lines[state.unit_key], dtype=np.int64)
         if state.fe_key in lines:
@@ -312,7 +336,7 @@ def _first_pass(state: PassState, chunks: Iterator[dict[str, np.ndarray]]) -> No
             codes = _codes(lines, ls)
             keep = codes >= 0
             index = unit[keep] * ls.width + codes[keep]
-            n, sy = state.counts[ls]
+            n, sy = state.counts[_count_key(ls)]
             n += np.bincount(index, minlength=units * ls.width).reshape(units, ls.width)
             sy += np.bincount(index, weights=y[keep], minlength=units * ls.width).reshape(units, ls.width)
 
@@ -337,7 +361,7 @@ def _slot_matrix(state: PassState, segment_of: np.ndarray) -> sp.csr_matrix:
 
 def _fit(state: PassState, model: Model) -> Fitted:
     """Coefficients of every tested code in every slot, from the unit statistics (closed form)."""
-    n_cell, sy_cell = state.counts[model.lineset]
+    n_cell, sy_cell = state.counts[_count_key(model.lineset)]
     width = model.lineset.width
     if model.kind == "adjusted":
         unit_of_unit = state.fe_of_unit
@@ -403,19 +427,28 @@ def _fit(state: PassState, model: Model) -> Fitted:
     tested = list(model.lineset.tested)
     share_t = fitted.share_t = np.ascontiguousarray(share[:, tested])
     k_share = k[:, None] * share_t
-    # weight y: [k p (A), p (V)]; weight 1: [k y_bar p (A), k p^2 (B), 0 < p < 1 (count), p (W)]
-    by_y, by_one = [k_share], [y_bar[:, None] * k_share, k_share * share_t]
+    # weight y - y_bar: k p (A); weight 1: k p^2 (B), 0 < p < 1 (count), p (W); weight y: p (V)
+    by_y_t, by_one = [k_share], [k_share * share_t]
     if n_cov == 0:
         by_one.append(((share_t > 0) & (share_t < 1)).astype(np.float64))
     if model.with_rate:
-        by_y.append(share_t)
         by_one.append(share_t)
-    fitted.by_y, fitted.by_one = _columns(by_y), _columns(by_one)
-    if q_of_unit is not None and n_cov:
-        fitted.kq_of_unit = k[unit_of_unit][:, None] * (q_of_unit - q_bar[unit_of_unit])
-    if model.kind == "excess" and n_cov:
+        fitted.by_y = share_t
+    if n_cov and model.kind == "adjusted":
+        # per cell: k q~ (C's own part, E), k q~_l p (C), k q~_l q~_m (F); k and p of the cell's fixed effect
+        kq = fitted.cell_kq = k[unit_of_unit][:, None] * (q_of_unit - q_bar[unit_of_unit])
+        k_safe = np.where(k > 0, k, 1.0)[unit_of_unit]
         upper = np.triu_indices(n_cov)
-        fitted.q_bar_pairs = np.ascontiguousarray(q_bar[:, upper[0]] * q_bar[:, upper[1]])
+        fitted.cell_by_one = _columns([kq[:, [l]] * share_t[unit_of_unit] for l in range(n_cov)]
+                                      + [kq[:, upper[0]] * kq[:, upper[1]] / k_safe[:, None]])
+    elif n_cov:
+        # per (row, code): k, k p, k q_bar (C, E, F); per row: k q_bar (E), k q_bar_l p (C), k q_bar_l q_bar_m (F)
+        k_q_bar = k[:, None] * q_bar
+        upper = np.triu_indices(n_cov)
+        fitted.own_by_one = _columns([k[:, None], k_share, k_q_bar])
+        by_y_t.append(k_q_bar)
+        by_one += [k_q_bar[:, [l]] * share_t for l in range(n_cov)] + [k_q_bar[:, upper[0]] * q_bar[:, upper[1]]]
+    fitted.by_y_t, fitted.by_one = _columns(by_y_t), _columns(by_one)
     if model.with_rate:
         # the reference's lines weighted by the group's share of their cell: sum p * y0 / sum p * n0
         fitted.rate_weight = slots @ (share * (N[:, None] - n))
@@ -450,6 +483,14 @@ def _columns(blocks: list[np.ndarray]) -> np.ndarray:
         out[:, start:start + block.shape[1]] = block
         start += block.shape[1]
     return out
+
+
+def _symmetric(pairs: np.ndarray, n: int) -> np.ndarray:
+    """Rows x n x n from rows x (l <= m) pairs in np.triu_indices order."""
+    upper = np.triu_indices(n)
+    index = np.zeros((n, n), np.int64)
+    index[upper] = index[upper[::-1]] = np.arange(len(upper[0]))
+    return pairs[:, index.ravel()].reshape(pairs.shape[0], n, n)
 
 
 def _qq(slots: sp.csr_matrix, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -561,6 +602,16 @@ class _Rows:
         matrix = sp.csr_matrix((weights, unit, indptr), shape=(len(self.starts), per_unit.shape[0]))
         return np.asarray(matrix @ per_unit)
 
+    def own_times(self, codes: np.ndarray, width: int, weights: np.ndarray, unit: np.ndarray,
+                  per_unit: np.ndarray) -> np.ndarray:
+        """Rows x codes x columns: as `times`, summed apart for each code of the row's lines."""
+        own = self.row * width + codes
+        order = np.argsort(own, kind="stable")
+        indptr = np.zeros(len(self) * width + 1, np.int64)
+        np.cumsum(np.bincount(own, minlength=len(self) * width), out=indptr[1:])
+        matrix = sp.csr_matrix((weights[order], unit[order], indptr), shape=(len(indptr) - 1, per_unit.shape[0]))
+        return np.asarray(matrix @ per_unit).reshape(len(self), width, per_unit.shape[1])
+
 
 @dataclass(frozen=True)
 class _Rollup:
@@ -629,54 +680,53 @@ def _model_row_sums(fitted: Fitted, lines: dict[str, np.ndarray], unit: np.ndarr
     def cross(weights: np.ndarray, per_unit: np.ndarray) -> np.ndarray:
         return rows.times(weights * inside, a, per_unit)
 
-    share_t = fitted.share_t
     t = len(tested)
-    with_y, with_one = cross(y, fitted.by_y), cross(np.ones(len(a)), fitted.by_one)
-    sums = {
-        "A": by_own(k * y_t) - (with_y[:, :t] - with_one[:, :t]),
-        "B": by_own(k * (1 - 2 * own_share)) + with_one[:, t:2 * t],
-    }
     n_cov = fitted.pi.shape[2]
+    with_one = cross(np.ones(len(a)), fitted.by_one)
+    with_y_t = cross(y_t, fitted.by_y_t)
+    k_y_t = k * y_t
+    sums = {
+        "A": by_own(k_y_t) - with_y_t[:, :t],
+        "B": by_own(k * (1 - 2 * own_share)) + with_one[:, :t],
+    }
+    upper = np.triu_indices(n_cov)
     if n_cov and model.kind == "adjusted":
-        # q is constant within a cell: k * q~ per cell, gathered per line
-        kq = fitted.kq_of_unit[unit]
-        sums["C"] = np.stack([by_own(kq[:, l]) - cross(kq[:, l], share_t) for l in range(n_cov)], axis=2)
-        sums["E"] = np.stack([by_row(kq[:, l] * y_t) for l in range(n_cov)], axis=1)
-        F = np.zeros((n_rows, n_cov, n_cov))
-        k_safe = np.where(k > 0, k, 1.0)
-        for l in range(n_cov):
-            for m in range(l, n_cov):
-                F[:, l, m] = F[:, m, l] = by_row(kq[:, l] * kq[:, m] / k_safe)
-        sums["F"] = F
+        # q is constant within a cell: products over the lines' cells (pass units)
+        n_pairs = len(upper[0])
+        own_kq = rows.own_times(codes, width, inside, unit, fitted.cell_kq)[:, tested, :]
+        per_cell = rows.times(inside, unit, fitted.cell_by_one)
+        sums["C"] = own_kq - per_cell[:, :n_cov * t].reshape(n_rows, n_cov, t).transpose(0, 2, 1)
+        sums["E"] = rows.times(y_t * inside, unit, fitted.cell_kq)
+        sums["F"] = _symmetric(per_cell[:, n_cov * t:n_cov * t + n_pairs], n_cov)
     elif n_cov:
         # q follows from the line's code: sums per (row, code) times the codes' dummies
         comps = model.components
-        q_bar = fitted.q_bar[a]  # lines x covariate
-        k_own = by_own(k, columns=None)
-        ky_own = by_own(k * y_t, columns=None)
-        kq_bar_own = np.stack([by_own(k * q_bar[:, l], columns=None) for l in range(n_cov)], axis=2)  # r x g x l
-        sums["E"] = ky_own @ comps - cross(k * y_t, fitted.q_bar)
-        mixed = np.matmul(comps.T, kq_bar_own)  # r x l x m: sum k Q_l q_bar_m
-        F = np.matmul(comps.T * k_own[:, None, :], comps) - mixed - mixed.transpose(0, 2, 1)
-        upper = np.triu_indices(n_cov)
-        pairs = cross(k, fitted.q_bar_pairs)  # sum k q_bar_l q_bar_m, l <= m
-        F[:, upper[0], upper[1]] += pairs
-        F[:, upper[1], upper[0]] += np.where(upper[0] != upper[1], pairs, 0.0)
-        sums["F"] = F
+        per_code = rows.own_times(codes, width, inside, a, fitted.own_by_one)  # rows x codes x [k, k p, k q_bar]
+        k_own, k_share_own, kq_bar_own = per_code[:, :, 0], per_code[:, :, 1:1 + t], per_code[:, :, 1 + t:]
+        sums["E"] = by_own(k_y_t, columns=None) @ comps - with_y_t[:, t:t + n_cov]
+        n_codes = comps.shape[0]
+        # F = sum k (Q - q_bar)(Q - q_bar)': Q Q' by code, less the mixed terms, plus the q_bar pairs
+        mixed = (kq_bar_own.transpose(0, 2, 1).reshape(-1, n_codes) @ comps).reshape(n_rows, n_cov, n_cov)
+        outer = (comps[:, :, None] * comps[:, None, :]).reshape(n_codes, n_cov * n_cov)
+        blocks = with_one[:, t:]  # after k p^2: k q_bar_l p per covariate, then the pairs
+        sums["F"] = ((k_own @ outer).reshape(n_rows, n_cov, n_cov) - mixed - mixed.transpose(0, 2, 1)
+                     + _symmetric(blocks[:, n_cov * t:], n_cov))
+        # sum k (Q_l - q_bar_l) p over each row's lines: by code, then less the q_bar part
         own_c = k_own[:, tested][:, :, None] * comps[tested][None, :, :] - kq_bar_own[:, tested, :]
-        q_t = comps[codes] - q_bar
-        sums["C"] = own_c - np.stack([cross(k * q_t[:, l], share_t) for l in range(n_cov)], axis=2)
+        q_p = (k_share_own.transpose(0, 2, 1).reshape(-1, n_codes) @ comps).reshape(n_rows, t, n_cov) \
+            - blocks[:, :n_cov * t].reshape(n_rows, n_cov, t).transpose(0, 2, 1)
+        sums["C"] = own_c - q_p
     if n_cov:
         live = (k > 0).astype(np.float64)
         sums["count"] = np.repeat(by_row(live)[:, None], len(tested), axis=1)
         sums["own_count"] = by_own(live)
     else:
-        sums["count"] = with_one[:, 2 * t:3 * t]
+        sums["count"] = with_one[:, t:2 * t]
         sums["own_count"] = by_own(((own_share > 0) & (own_share < 1)).astype(np.float64))
     if model.kind == "contrast":
         sums["any_own"] = by_own(np.ones(len(a)), columns=None)
     if model.with_rate:
-        sums["V"] = with_y[:, t:2 * t] - by_own(own_share * y)
+        sums["V"] = cross(y, fitted.by_y) - by_own(own_share * y)
         sums["W"] = with_one[:, -t:] - by_own(own_share)
     return sums
 

@@ -142,6 +142,7 @@ class _Plan:
     def __init__(self, coding: Coding, dimensions: list[Dimension], check: str, *, leverage_adjusted: bool):
         self.coding, self.dimensions, self.check = coding, dimensions, check
         self.leverage_adjusted = leverage_adjusted
+        self.main_states: dict[str, contrasts.PassState] = {}  # per unit key: pass 1, reused by the secondary
         self.linesets: dict[tuple[tuple[str, ...], str | None], list[tuple[str, LineSet]]] = {}
         for d in dimensions:
             key = (d.columns, d.reference)
@@ -174,6 +175,7 @@ class _Plan:
                                              n_units=n_units, n_fe=n_fe, segments=segments, models=models,
                                              controls=controls, leverage_adjusted=self.leverage_adjusted,
                                              executor=executor)
+            self.main_states[unit_key] = state
             contrast_of = dict(zip(used, contrasts.results(state, sums), strict=True))
             for d in dims:
                 for slot, value in self._slots(state.slots, d):
@@ -237,7 +239,7 @@ class _Plan:
             state, sums = contrasts.fit_pass(con, "measurements", unit_key=unit_key, fe_key=fe_key,
                                              n_units=n_units, n_fe=n_fe, segments=segments, models=models,
                                              controls=controls, leverage_adjusted=self.leverage_adjusted,
-                                             executor=executor)
+                                             executor=executor, reuse=self.main_states.get(unit_key))
             per_model = dict(zip(tested, contrasts.results(state, sums), strict=True))
             for kind, t, ls in jobs:
                 slot = next(s for s, v in self._slots(state.slots, t.dimension) if v == t.segment_value)

@@ -216,7 +216,7 @@ def build_audit_lines(
             select min(timestamp)::date as first_day from transactions),
         lines as (
             select
-                t.transaction_id, t.customer_id, t.product_id, t.timestamp::date as day, t.currency,
+                t.customer_id, t.product_id, t.timestamp::date as day, t.currency,
                 t.category, t.channel, t.quantity, t.list_price, t.unit_price, t.discount_amount,
                 t.line_total, t.discount_code,
                 coalesce(t.unit_price < t.list_price, false) or coalesce(t.discount_amount > 0, false)
@@ -225,7 +225,6 @@ def build_audit_lines(
                 -- discount amount when the unit price was recorded before the discount
                 case when t.list_price > 0 then greatest(1 - t.unit_price / t.list_price,
                     coalesce(t.discount_amount / (t.list_price * t.quantity), 0)) end as discount_pct,
-                date_diff('day', coalesce(c.customer_since, f.first_day), t.timestamp::date) as tenure_days,
                 -- without customer_since, tenure comes from the first purchase in the warehouse, which
                 -- says nothing about customers seen within tenure_days of the data's start: unknown (null)
                 case when c.customer_since is null
