@@ -51,6 +51,7 @@ RANK_TOLERANCE = 1e-9
 # Lines per partition of customers (a range of customer indexes) streamed out of DuckDB and summed at
 # once: bounds the rows x groups arrays held at once and keeps the sparse products' output in cache.
 LINES_PER_PARTITION = 250_000
+CUSTOMERS_PER_SLICE = 20_000  # pass 2 sums a partition in slices of whole customers, at most this many
 LINES_PER_SCAN = 2_000_000  # pass 1 only sums per unit: larger partitions, fewer units-sized additions
 PASS_TWO_THREADS = 2  # partitions summed at once (each holds its own rows x groups arrays)
 
@@ -427,10 +428,8 @@ def _fit(state: PassState, model: Model) -> Fitted:
     tested = list(model.lineset.tested)
     share_t = fitted.share_t = np.ascontiguousarray(share[:, tested])
     k_share = k[:, None] * share_t
-    # weight y - y_bar: k p (A); weight 1: k p^2 (B), 0 < p < 1 (count), p (W); weight y: p (V)
+    # weight y - y_bar: k p (A); weight 1: k p^2 (B), p (W); weight y: p (V)
     by_y_t, by_one = [k_share], [k_share * share_t]
-    if n_cov == 0:
-        by_one.append(((share_t > 0) & (share_t < 1)).astype(np.float64))
     if model.with_rate:
         by_one.append(share_t)
         fitted.by_y = share_t
@@ -545,8 +544,12 @@ def partition_sums(state: PassState, lines: dict[str, np.ndarray]) -> PartitionS
         keys = [key[order] for key in keys]
     customer = keys[0]
     new_customer = np.flatnonzero(np.diff(customer)) + 1
-    cuts = [0, *new_customer[np.searchsorted(new_customer, np.arange(LINES_PER_PARTITION, n, LINES_PER_PARTITION))]
-            .tolist(), n] if n > 2 * LINES_PER_PARTITION else [0, n]
+    # slices of whole customers, at most about LINES_PER_PARTITION lines and CUSTOMERS_PER_SLICE
+    # customers (per-row arrays grow with customers: a short period has about one row per line)
+    by_lines = new_customer[np.searchsorted(new_customer, np.arange(LINES_PER_PARTITION, n, LINES_PER_PARTITION))
+                            .clip(max=len(new_customer) - 1)] if len(new_customer) else new_customer
+    by_customers = new_customer[CUSTOMERS_PER_SLICE - 1::CUSTOMERS_PER_SLICE]
+    cuts = [0, *np.union1d(by_lines, by_customers).tolist(), n]
     for start, stop in zip(cuts[:-1], cuts[1:], strict=True):
         if stop > start:
             add_sums(out, _slice_sums(state, {name: np.asarray(v)[start:stop] for name, v in lines.items()},
@@ -605,12 +608,18 @@ class _Rows:
     def own_times(self, codes: np.ndarray, width: int, weights: np.ndarray, unit: np.ndarray,
                   per_unit: np.ndarray) -> np.ndarray:
         """Rows x codes x columns: as `times`, summed apart for each code of the row's lines."""
-        own = self.row * width + codes
-        order = np.argsort(own, kind="stable")
-        indptr = np.zeros(len(self) * width + 1, np.int64)
-        np.cumsum(np.bincount(own, minlength=len(self) * width), out=indptr[1:])
-        matrix = sp.csr_matrix((weights[order], unit[order], indptr), shape=(len(indptr) - 1, per_unit.shape[0]))
-        return np.asarray(matrix @ per_unit).reshape(len(self), width, per_unit.shape[1])
+        summed = _index_times(self.row * width + codes, len(self) * width, weights, unit, per_unit)
+        return summed.reshape(len(self), width, per_unit.shape[1])
+
+
+def _index_times(index: np.ndarray, n_index: int, weights: np.ndarray, unit: np.ndarray, per_unit: np.ndarray
+                 ) -> np.ndarray:
+    """n_index x columns: sum over the lines of each index value of weight x per_unit[line's unit]."""
+    order = np.argsort(index, kind="stable")
+    indptr = np.zeros(n_index + 1, np.int64)
+    np.cumsum(np.bincount(index, minlength=n_index), out=indptr[1:])
+    matrix = sp.csr_matrix((weights[order], unit[order], indptr), shape=(n_index, per_unit.shape[0]))
+    return np.asarray(matrix @ per_unit)
 
 
 @dataclass(frozen=True)
@@ -701,19 +710,32 @@ def _model_row_sums(fitted: Fitted, lines: dict[str, np.ndarray], unit: np.ndarr
     elif n_cov:
         # q follows from the line's code: sums per (row, code) times the codes' dummies
         comps = model.components
-        per_code = rows.own_times(codes, width, inside, a, fitted.own_by_one)  # rows x codes x [k, k p, k q_bar]
-        k_own, k_share_own, kq_bar_own = per_code[:, :, 0], per_code[:, :, 1:1 + t], per_code[:, :, 1 + t:]
-        sums["E"] = by_own(k_y_t, columns=None) @ comps - with_y_t[:, t:t + n_cov]
-        n_codes = comps.shape[0]
+        # per (row, code) pair present: k, k p, k q_bar; a row's lines mostly share one code
+        keys, pair_of = np.unique(rows.row * width + codes, return_inverse=True)
+        pair_row, pair_code, n_pairs = keys // width, keys % width, len(keys)
+        per_pair = _index_times(pair_of, n_pairs, inside, a, fitted.own_by_one)
+        k_p, k_share_p, kq_bar_p = per_pair[:, 0], per_pair[:, 1:1 + t], per_pair[:, 1 + t:]
+        q_code = comps[pair_code]  # the pair's code's dummies
+        to_row = _summing(pair_row, n_rows, np.arange(n_pairs), n_pairs)
+
+        def per_row(values: np.ndarray) -> np.ndarray:  # pairs x ... -> rows x ...
+            return np.asarray(to_row @ values.reshape(n_pairs, -1)).reshape(n_rows, *values.shape[1:])
+
+        ky_p = np.bincount(pair_of, weights=k_y_t * inside, minlength=n_pairs)
+        sums["E"] = per_row(ky_p[:, None] * q_code) - with_y_t[:, t:t + n_cov]
         # F = sum k (Q - q_bar)(Q - q_bar)': Q Q' by code, less the mixed terms, plus the q_bar pairs
-        mixed = (kq_bar_own.transpose(0, 2, 1).reshape(-1, n_codes) @ comps).reshape(n_rows, n_cov, n_cov)
-        outer = (comps[:, :, None] * comps[:, None, :]).reshape(n_codes, n_cov * n_cov)
+        mixed = per_row(q_code[:, :, None] * kq_bar_p[:, None, :])  # r x l x m: sum k Q_l q_bar_m
         blocks = with_one[:, t:]  # after k p^2: k q_bar_l p per covariate, then the pairs
-        sums["F"] = ((k_own @ outer).reshape(n_rows, n_cov, n_cov) - mixed - mixed.transpose(0, 2, 1)
-                     + _symmetric(blocks[:, n_cov * t:], n_cov))
+        sums["F"] = (per_row(k_p[:, None, None] * (q_code[:, :, None] * q_code[:, None, :])) - mixed
+                     - mixed.transpose(0, 2, 1) + _symmetric(blocks[:, n_cov * t:], n_cov))
         # sum k (Q_l - q_bar_l) p over each row's lines: by code, then less the q_bar part
-        own_c = k_own[:, tested][:, :, None] * comps[tested][None, :, :] - kq_bar_own[:, tested, :]
-        q_p = (k_share_own.transpose(0, 2, 1).reshape(-1, n_codes) @ comps).reshape(n_rows, t, n_cov) \
+        position = np.full(width, -1)
+        position[tested] = np.arange(t)
+        of_tested = position[pair_code] >= 0
+        own_c = np.zeros((n_rows, t, n_cov))
+        own_c[pair_row[of_tested], position[pair_code[of_tested]]] = (
+            k_p[of_tested, None] * q_code[of_tested] - kq_bar_p[of_tested])
+        q_p = per_row(k_share_p[:, :, None] * q_code[:, None, :]) \
             - blocks[:, :n_cov * t].reshape(n_rows, n_cov, t).transpose(0, 2, 1)
         sums["C"] = own_c - q_p
     if n_cov:
@@ -721,7 +743,10 @@ def _model_row_sums(fitted: Fitted, lines: dict[str, np.ndarray], unit: np.ndarr
         sums["count"] = np.repeat(by_row(live)[:, None], len(tested), axis=1)
         sums["own_count"] = by_own(live)
     else:
-        sums["count"] = with_one[:, t:2 * t]
+        # A customer counts for a test when one of its lines is in a cell with 0 < p < 1: exactly when
+        # B = sum k (D - p)^2 > 0. Where B is 0 (every line at p = 0 or 1), its two parts add the same
+        # k's with opposite signs in the same order, so the computed B is exactly 0 too.
+        sums["count"] = sums["B"]
         sums["own_count"] = by_own(((own_share > 0) & (own_share < 1)).astype(np.float64))
     if model.kind == "contrast":
         sums["any_own"] = by_own(np.ones(len(a)), columns=None)
