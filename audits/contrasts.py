@@ -612,6 +612,19 @@ class _Rows:
         return summed.reshape(len(self), width, per_unit.shape[1])
 
 
+def _pairs(index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """np.unique(index, return_inverse=True) as (inverse, values), for an index that is sorted but for short
+    runs (a stable sort of runs, not a full sort)."""
+    order = np.argsort(index, kind="stable")
+    ordered = index[order]
+    new = np.empty(len(index), dtype=bool)
+    new[:1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=new[1:])
+    inverse = np.empty(len(index), np.int64)
+    inverse[order] = np.cumsum(new) - 1
+    return inverse, ordered[new]
+
+
 def _index_times(index: np.ndarray, n_index: int, weights: np.ndarray, unit: np.ndarray, per_unit: np.ndarray
                  ) -> np.ndarray:
     """n_index x columns: sum over the lines of each index value of weight x per_unit[line's unit]."""
@@ -671,7 +684,7 @@ def _model_row_sums(fitted: Fitted, lines: dict[str, np.ndarray], unit: np.ndarr
     codes = _codes(lines, model.lineset)
     inside = (codes >= 0).astype(np.float64)  # lines outside the line set weigh nothing
     codes = np.maximum(codes, 0)
-    a = fitted.unit_of_unit[unit]
+    a = unit if model.kind != "adjusted" else fitted.unit_of_unit[unit]  # else the identity
     n_rows = len(rows)
     k = fitted.k[a] * inside
     y_t = y - fitted.y_bar[a]
@@ -711,7 +724,7 @@ def _model_row_sums(fitted: Fitted, lines: dict[str, np.ndarray], unit: np.ndarr
         # q follows from the line's code: sums per (row, code) times the codes' dummies
         comps = model.components
         # per (row, code) pair present: k, k p, k q_bar; a row's lines mostly share one code
-        keys, pair_of = np.unique(rows.row * width + codes, return_inverse=True)
+        pair_of, keys = _pairs(rows.row * width + codes)
         pair_row, pair_code, n_pairs = keys // width, keys % width, len(keys)
         per_pair = _index_times(pair_of, n_pairs, inside, a, fitted.own_by_one)
         k_p, k_share_p, kq_bar_p = per_pair[:, 0], per_pair[:, 1:1 + t], per_pair[:, 1 + t:]

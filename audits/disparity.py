@@ -175,7 +175,7 @@ class _Plan:
                                              n_units=n_units, n_fe=n_fe, segments=segments, models=models,
                                              controls=controls, leverage_adjusted=self.leverage_adjusted,
                                              executor=executor)
-            self.main_states[unit_key] = state
+            self.main_states[unit_key] = replace(state, fitted=[])  # pass 1's arrays only, not the fits
             contrast_of = dict(zip(used, contrasts.results(state, sums), strict=True))
             for d in dims:
                 for slot, value in self._slots(state.slots, d):
