@@ -229,7 +229,8 @@ def fit_pass(
     streaming the lines again (the secondary models of a check reuse its main pass's).
     """
     state = PassState(unit_key, fe_key, Slots.build(segments), models, controls, leverage_adjusted, n_units, n_fe)
-    n_lines, max_customer = con.execute(f"select count(*), coalesce(max(ci), -1) from {relation}").fetchone()
+    # fetchall: a result left pending (fetchone) would block the executor's own use of the connection
+    n_lines, max_customer = con.execute(f"select count(*), coalesce(max(ci), -1) from {relation}").fetchall()[0]
     state.n_customers = int(max_customer) + 1
     partitions = max(1, math.ceil(n_lines / LINES_PER_PARTITION))
     if reuse is not None and (reuse.unit_key, reuse.fe_key, reuse.n_units, reuse.slots.segment_keys) == (

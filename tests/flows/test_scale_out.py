@@ -153,7 +153,10 @@ def test_dask_runs_give_the_single_process_findings(prefect_harness, filled_conf
     single = AuditResult.read(Path(local).parent / "findings.json")
     assert single.flagged
     for report in (remote_state.result(), in_process_cluster):
-        assert_same_findings(single, AuditResult.read(Path(report).parent / "findings.json"))
+        other = AuditResult.read(Path(report).parent / "findings.json")
+        # a secondary estimate that failed is only a note on its check (and changes what is flagged)
+        assert [c.reason for c in other.checks] == [c.reason for c in single.checks] == [None] * len(single.checks)
+        assert_same_findings(single, other)
 
     # One Prefect task per partition (2 workers: 2 partitions) for every pass 2 of every disparity check
     # (the main pass, and the intersections' excess pass where an intersection may be flagged).
