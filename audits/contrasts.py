@@ -43,6 +43,7 @@ import duckdb
 import numpy as np
 import scipy.sparse as sp
 
+from audits.line_sums import add_line_sums
 from audits.stats import Estimate, clustered_estimate, welch_satterthwaite_df
 
 Kind = Literal["contrast", "adjusted", "excess"]
@@ -188,17 +189,8 @@ class Fitted:
     bread: np.ndarray  # slot x code
     rate: np.ndarray | None = None  # slot x code
     rate_weight: np.ndarray | None = None
-    # Right-hand sides of pass 2's sparse products, computed once for every partition (see
-    # _model_row_sums): per model unit, products over each row's lines weighted by y - y_bar, by 1 and
-    # by y; the controls' per pass unit (cell), since the controls are constant within a cell; and the
-    # components' per (row, code) of the lines.
-    share_t: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
-    by_y_t: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
-    by_one: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
-    by_y: np.ndarray | None = None  # with_rate only
-    own_by_one: np.ndarray | None = None  # components
-    cell_by_one: np.ndarray | None = None  # controls
-    cell_kq: np.ndarray | None = None  # controls: pass unit x covariate, k * (q - q_bar of its fixed effect)
+    # pass 2's per pass unit row (see _fit): k, y_bar, tested codes' shares, covariates' z or q_bar
+    unit_table: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
 
 
 # A pass-2 executor: given the connection, the measurements relation, pass 1's state and a number of
@@ -426,29 +418,12 @@ def _fit(state: PassState, model: Model) -> Fitted:
             if solved is not None:
                 beta[s, g], pi[s, g], bread[s, g] = solved
     fitted = Fitted(model, unit_of_unit, k, y_bar, share, q_bar, beta, pi, pi_y, bread)
-    tested = list(model.lineset.tested)
-    share_t = fitted.share_t = np.ascontiguousarray(share[:, tested])
-    k_share = k[:, None] * share_t
-    # weight y - y_bar: k p (A); weight 1: k p^2 (B), p (W); weight y: p (V)
-    by_y_t, by_one = [k_share], [k_share * share_t]
-    if model.with_rate:
-        by_one.append(share_t)
-        fitted.by_y = share_t
-    if n_cov and model.kind == "adjusted":
-        # per cell: k q~ (C's own part, E), k q~_l p (C), k q~_l q~_m (F); k and p of the cell's fixed effect
-        kq = fitted.cell_kq = k[unit_of_unit][:, None] * (q_of_unit - q_bar[unit_of_unit])
-        k_safe = np.where(k > 0, k, 1.0)[unit_of_unit]
-        upper = np.triu_indices(n_cov)
-        fitted.cell_by_one = _columns([kq[:, [l]] * share_t[unit_of_unit] for l in range(n_cov)]
-                                      + [kq[:, upper[0]] * kq[:, upper[1]] / k_safe[:, None]])
-    elif n_cov:
-        # per (row, code): k, k p, k q_bar (C, E, F); per row: k q_bar (E), k q_bar_l p (C), k q_bar_l q_bar_m (F)
-        k_q_bar = k[:, None] * q_bar
-        upper = np.triu_indices(n_cov)
-        fitted.own_by_one = _columns([k[:, None], k_share, k_q_bar])
-        by_y_t.append(k_q_bar)
-        by_one += [k_q_bar[:, [l]] * share_t for l in range(n_cov)] + [k_q_bar[:, upper[0]] * q_bar[:, upper[1]]]
-    fitted.by_y_t, fitted.by_one = _columns(by_y_t), _columns(by_one)
+    # Pass 2 reads one row per line (random access to units is what it waits for): per pass unit, k, y_bar,
+    # the tested codes' shares, and per covariate q_bar, or for the adjusted model the cell's z = q - q_bar
+    per_unit = [k, y_bar, share[:, list(model.lineset.tested)], q_bar]
+    if model.kind == "adjusted":  # to the pass unit (cell), where the controls' deviation is constant
+        per_unit = [values[unit_of_unit] for values in per_unit[:3]] + [q_of_unit - q_bar[unit_of_unit]]
+    fitted.unit_table = np.column_stack(per_unit)
     if model.with_rate:
         # the reference's lines weighted by the group's share of their cell: sum p * y0 / sum p * n0
         fitted.rate_weight = slots @ (share * (N[:, None] - n))
@@ -473,24 +448,6 @@ def solve_treatment(inverse: np.ndarray, pi_y: np.ndarray, squ: np.ndarray, suu:
     if left <= RANK_TOLERANCE * suu:
         return None
     return (suy - pi_y @ squ) / left, pi, left
-
-
-def _columns(blocks: list[np.ndarray]) -> np.ndarray:
-    """Blocks of columns side by side (one allocation)."""
-    out = np.empty((blocks[0].shape[0], sum(b.shape[1] for b in blocks)))
-    start = 0
-    for block in blocks:
-        out[:, start:start + block.shape[1]] = block
-        start += block.shape[1]
-    return out
-
-
-def _symmetric(pairs: np.ndarray, n: int) -> np.ndarray:
-    """Rows x n x n from rows x (l <= m) pairs in np.triu_indices order."""
-    upper = np.triu_indices(n)
-    index = np.zeros((n, n), np.int64)
-    index[upper] = index[upper[::-1]] = np.arange(len(upper[0]))
-    return pairs[:, index.ravel()].reshape(pairs.shape[0], n, n)
 
 
 def _qq(slots: sp.csr_matrix, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -600,41 +557,6 @@ class _Rows:
     def __len__(self) -> int:
         return len(self.starts)
 
-    def times(self, weights: np.ndarray, unit: np.ndarray, per_unit: np.ndarray) -> np.ndarray:
-        """Rows x columns: sum over each row's lines of weight x per_unit[line's unit] (a CSR product)."""
-        indptr = np.append(self.starts, len(self.row))
-        matrix = sp.csr_matrix((weights, unit, indptr), shape=(len(self.starts), per_unit.shape[0]))
-        return np.asarray(matrix @ per_unit)
-
-    def own_times(self, codes: np.ndarray, width: int, weights: np.ndarray, unit: np.ndarray,
-                  per_unit: np.ndarray) -> np.ndarray:
-        """Rows x codes x columns: as `times`, summed apart for each code of the row's lines."""
-        summed = _index_times(self.row * width + codes, len(self) * width, weights, unit, per_unit)
-        return summed.reshape(len(self), width, per_unit.shape[1])
-
-
-def _pairs(index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """np.unique(index, return_inverse=True) as (inverse, values), for an index that is sorted but for short
-    runs (a stable sort of runs, not a full sort)."""
-    order = np.argsort(index, kind="stable")
-    ordered = index[order]
-    new = np.empty(len(index), dtype=bool)
-    new[:1] = True
-    np.not_equal(ordered[1:], ordered[:-1], out=new[1:])
-    inverse = np.empty(len(index), np.int64)
-    inverse[order] = np.cumsum(new) - 1
-    return inverse, ordered[new]
-
-
-def _index_times(index: np.ndarray, n_index: int, weights: np.ndarray, unit: np.ndarray, per_unit: np.ndarray
-                 ) -> np.ndarray:
-    """n_index x columns: sum over the lines of each index value of weight x per_unit[line's unit]."""
-    order = np.argsort(index, kind="stable")
-    indptr = np.zeros(n_index + 1, np.int64)
-    np.cumsum(np.bincount(index, minlength=n_index), out=indptr[1:])
-    matrix = sp.csr_matrix((weights[order], unit[order], indptr), shape=(n_index, per_unit.shape[0]))
-    return np.asarray(matrix @ per_unit)
-
 
 @dataclass(frozen=True)
 class _Rollup:
@@ -679,94 +601,32 @@ def _rollups(state: PassState, rows: _Rows) -> list[_Rollup]:
 
 def _model_row_sums(fitted: Fitted, lines: dict[str, np.ndarray], unit: np.ndarray, rows: _Rows,
                     y: np.ndarray) -> dict[str, np.ndarray]:
-    """Per row (customer x nested segment values) and tested code: the beta- and pi-free parts of the score."""
+    """Per row (customer x nested segment values) and tested code: the beta- and pi-free parts of the score
+    (audits/line_sums.py sums them in one compiled walk over the lines)."""
     model = fitted.model
-    width, tested = model.lineset.width, list(model.lineset.tested)
+    tested = np.asarray(model.lineset.tested, dtype=np.int64)
     codes = _codes(lines, model.lineset)
-    inside = (codes >= 0).astype(np.float64)  # lines outside the line set weigh nothing
-    codes = np.maximum(codes, 0)
-    a = unit if model.kind != "adjusted" else fitted.unit_of_unit[unit]  # else the identity
-    n_rows = len(rows)
-    k = fitted.k[a] * inside
-    y_t = y - fitted.y_bar[a]
-    share = fitted.share
-    own_share = share.ravel()[a * width + codes]
-    own = rows.row * width + codes
-
-    def by_own(weights: np.ndarray, columns: list[int] | None = tested) -> np.ndarray:
-        summed = np.bincount(own, weights=weights * inside, minlength=n_rows * width).reshape(n_rows, width)
-        return summed[:, columns] if columns is not None else summed
-
-    def by_row(weights: np.ndarray) -> np.ndarray:
-        return np.bincount(rows.row, weights=weights * inside, minlength=n_rows)
-
-    def cross(weights: np.ndarray, per_unit: np.ndarray) -> np.ndarray:
-        return rows.times(weights * inside, a, per_unit)
-
-    t = len(tested)
-    n_cov = fitted.pi.shape[2]
-    with_one = cross(np.ones(len(a)), fitted.by_one)
-    with_y_t = cross(y_t, fitted.by_y_t)
-    k_y_t = k * y_t
-    sums = {
-        "A": by_own(k_y_t) - with_y_t[:, :t],
-        "B": by_own(k * (1 - 2 * own_share)) + with_one[:, :t],
-    }
-    upper = np.triu_indices(n_cov)
-    if n_cov and model.kind == "adjusted":
-        # q is constant within a cell: products over the lines' cells (pass units)
-        n_pairs = len(upper[0])
-        own_kq = rows.own_times(codes, width, inside, unit, fitted.cell_kq)[:, tested, :]
-        per_cell = rows.times(inside, unit, fitted.cell_by_one)
-        sums["C"] = own_kq - per_cell[:, :n_cov * t].reshape(n_rows, n_cov, t).transpose(0, 2, 1)
-        sums["E"] = rows.times(y_t * inside, unit, fitted.cell_kq)
-        sums["F"] = _symmetric(per_cell[:, n_cov * t:n_cov * t + n_pairs], n_cov)
-    elif n_cov:
-        # q follows from the line's code: sums per (row, code) times the codes' dummies
-        comps = model.components
-        # per (row, code) pair present: k, k p, k q_bar; a row's lines mostly share one code
-        pair_of, keys = _pairs(rows.row * width + codes)
-        pair_row, pair_code, n_pairs = keys // width, keys % width, len(keys)
-        per_pair = _index_times(pair_of, n_pairs, inside, a, fitted.own_by_one)
-        k_p, k_share_p, kq_bar_p = per_pair[:, 0], per_pair[:, 1:1 + t], per_pair[:, 1 + t:]
-        q_code = comps[pair_code]  # the pair's code's dummies
-        to_row = _summing(pair_row, n_rows, np.arange(n_pairs), n_pairs)
-
-        def per_row(values: np.ndarray) -> np.ndarray:  # pairs x ... -> rows x ...
-            return np.asarray(to_row @ values.reshape(n_pairs, -1)).reshape(n_rows, *values.shape[1:])
-
-        ky_p = np.bincount(pair_of, weights=k_y_t * inside, minlength=n_pairs)
-        sums["E"] = per_row(ky_p[:, None] * q_code) - with_y_t[:, t:t + n_cov]
-        # F = sum k (Q - q_bar)(Q - q_bar)': Q Q' by code, less the mixed terms, plus the q_bar pairs
-        mixed = per_row(q_code[:, :, None] * kq_bar_p[:, None, :])  # r x l x m: sum k Q_l q_bar_m
-        blocks = with_one[:, t:]  # after k p^2: k q_bar_l p per covariate, then the pairs
-        sums["F"] = (per_row(k_p[:, None, None] * (q_code[:, :, None] * q_code[:, None, :])) - mixed
-                     - mixed.transpose(0, 2, 1) + _symmetric(blocks[:, n_cov * t:], n_cov))
-        # sum k (Q_l - q_bar_l) p over each row's lines: by code, then less the q_bar part
-        position = np.full(width, -1)
-        position[tested] = np.arange(t)
-        of_tested = position[pair_code] >= 0
-        own_c = np.zeros((n_rows, t, n_cov))
-        own_c[pair_row[of_tested], position[pair_code[of_tested]]] = (
-            k_p[of_tested, None] * q_code[of_tested] - kq_bar_p[of_tested])
-        q_p = per_row(k_share_p[:, :, None] * q_code[:, None, :]) \
-            - blocks[:, :n_cov * t].reshape(n_rows, n_cov, t).transpose(0, 2, 1)
-        sums["C"] = own_c - q_p
+    n_rows, t, n_cov = len(rows), len(tested), fitted.q_bar.shape[1]
+    code_q = np.ascontiguousarray(model.components, dtype=np.float64) if model.kind == "excess" else np.zeros((0, 0))
+    width = model.lineset.width
+    sums = {"A": np.zeros((n_rows, t)), "B": np.zeros((n_rows, t)), "own_count": np.zeros((n_rows, t))}
+    c_sum, e_sum, f_sum = np.zeros((n_rows, t, n_cov)), np.zeros((n_rows, n_cov)), np.zeros((n_rows, n_cov, n_cov))
+    live = np.zeros(n_rows if n_cov else 0)
+    any_own = np.zeros((n_rows, width) if model.kind == "contrast" else (0, 0))
+    v_sum, w_sum = (np.zeros((n_rows, t)), np.zeros((n_rows, t))) if model.with_rate else (np.zeros((0, 0)),) * 2
+    add_line_sums(rows.row, unit, codes, y, fitted.unit_table, tested, n_cov, code_q, n_cov > 0,
+                  model.kind == "contrast", model.with_rate,
+                  sums["A"], sums["B"], c_sum, e_sum, f_sum, live, sums["own_count"], any_own, v_sum, w_sum)
     if n_cov:
-        live = (k > 0).astype(np.float64)
-        sums["count"] = np.repeat(by_row(live)[:, None], len(tested), axis=1)
-        sums["own_count"] = by_own(live)
+        sums.update(C=c_sum, E=e_sum, F=f_sum, count=np.repeat(live[:, None], t, axis=1))
     else:
         # A customer counts for a test when one of its lines is in a cell with 0 < p < 1: exactly when
-        # B = sum k (D - p)^2 > 0. Where B is 0 (every line at p = 0 or 1), its two parts add the same
-        # k's with opposite signs in the same order, so the computed B is exactly 0 too.
+        # B = sum k (D - p)^2 > 0 (a line at p = 0 or 1 adds exactly 0).
         sums["count"] = sums["B"]
-        sums["own_count"] = by_own(((own_share > 0) & (own_share < 1)).astype(np.float64))
     if model.kind == "contrast":
-        sums["any_own"] = by_own(np.ones(len(a)), columns=None)
+        sums["any_own"] = any_own
     if model.with_rate:
-        sums["V"] = cross(y, fitted.by_y) - by_own(own_share * y)
-        sums["W"] = with_one[:, -t:] - by_own(own_share)
+        sums["V"], sums["W"] = v_sum, w_sum
     return sums
 
 
