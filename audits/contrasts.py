@@ -43,7 +43,7 @@ import duckdb
 import numpy as np
 import scipy.sparse as sp
 
-from audits.line_sums import add_line_sums
+from audits.line_sums import add_customer_totals, add_line_sums
 from audits.stats import Estimate, clustered_estimate, welch_satterthwaite_df
 
 Kind = Literal["contrast", "adjusted", "excess"]
@@ -560,42 +560,37 @@ class _Rows:
 
 @dataclass(frozen=True)
 class _Rollup:
-    """Rows -> the rows of one slot group (overall, or one nested segment column), and each one's slot."""
+    """Rows -> clusters of one slot group (overall: a customer; a nested segment column: a customer in one
+    segment value) and each cluster's slot. A cluster's rows are consecutive (`starts`), or, when rows
+    hold several nested segment columns, gathered first by `matrix` (summing rows into clusters)."""
 
-    slot_of: np.ndarray
-    to_slots: sp.csr_matrix  # rolled-up rows -> their slots (adds a test's customers up)
-    select: np.ndarray | slice | None = None  # one segment column: rows with a segment value, as they are
-    matrix: sp.csr_matrix | None = None  # otherwise a summing matrix (much faster than np.add.reduceat)
-
-    @classmethod
-    def of(cls, slot_of: np.ndarray, n_slots: int, *, select: np.ndarray | slice | None = None,
-           matrix: sp.csr_matrix | None = None) -> _Rollup:
-        return cls(slot_of, _summing(slot_of, n_slots), select, matrix)
+    starts: np.ndarray  # clusters + 1
+    slot_of: np.ndarray  # per cluster (-1: none)
+    matrix: sp.csr_matrix | None = None
 
     def apply(self, values: np.ndarray) -> np.ndarray:
-        if self.select is not None:
-            return values[self.select]
-        flat = values.reshape(values.shape[0], -1)
+        if self.matrix is None:
+            return values
+        flat = values.reshape(values.shape[0], math.prod(values.shape[1:]))
         return np.asarray(self.matrix @ flat).reshape((self.matrix.shape[0], *values.shape[1:]))
 
 
 def _rollups(state: PassState, rows: _Rows) -> list[_Rollup]:
     customer = rows.keys[0]
-    first = np.r_[True, customer[1:] != customer[:-1]]
-    n_slots, n_customers = len(state.slots), int(first.sum())
-    out = [_Rollup.of(np.zeros(n_customers, np.int64), n_slots, matrix=_summing(np.cumsum(first) - 1, n_customers))]
+    first = np.flatnonzero(np.r_[True, customer[1:] != customer[:-1]])
+    out = [_Rollup(np.append(first, len(customer)), np.zeros(len(first), np.int64))]
+    each_row = np.arange(len(customer) + 1)
     for j in range(len(state.slots.segment_keys)):
         value = rows.keys[j + 1]
-        valid = value >= 0
         if len(state.slots.segment_keys) == 1:
-            select = slice(None) if valid.all() else np.flatnonzero(valid)
-            out.append(_Rollup.of(state.slots.offsets[j] + value[valid], n_slots, select=select))
+            out.append(_Rollup(each_row, np.where(value >= 0, state.slots.offsets[j] + value, -1)))
             continue
+        valid = value >= 0
         key = customer * (int(value.max(initial=0)) + 1) + value
         uniq, inverse = np.unique(key[valid], return_inverse=True)
         matrix = _summing(inverse, len(uniq), np.flatnonzero(valid), len(customer))
         slot_of = state.slots.offsets[j] + value[valid][np.unique(inverse, return_index=True)[1]]
-        out.append(_Rollup.of(slot_of, n_slots, matrix=matrix))
+        out.append(_Rollup(np.arange(len(uniq) + 1), slot_of, matrix))
     return out
 
 
@@ -608,71 +603,40 @@ def _model_row_sums(fitted: Fitted, lines: dict[str, np.ndarray], unit: np.ndarr
     codes = _codes(lines, model.lineset)
     n_rows, t, n_cov = len(rows), len(tested), fitted.q_bar.shape[1]
     code_q = np.ascontiguousarray(model.components, dtype=np.float64) if model.kind == "excess" else np.zeros((0, 0))
-    width = model.lineset.width
-    sums = {"A": np.zeros((n_rows, t)), "B": np.zeros((n_rows, t)), "own_count": np.zeros((n_rows, t))}
-    c_sum, e_sum, f_sum = np.zeros((n_rows, t, n_cov)), np.zeros((n_rows, n_cov)), np.zeros((n_rows, n_cov, n_cov))
+    width = model.lineset.width if model.kind == "contrast" else 0  # any_own: contrasts only
+    sums = {"A": np.zeros((n_rows, t)), "B": np.zeros((n_rows, t)), "C": np.zeros((n_rows, t, n_cov)),
+            "E": np.zeros((n_rows, n_cov)), "F": np.zeros((n_rows, n_cov, n_cov)), "count": None,
+            "own_count": np.zeros((n_rows, t)), "any_own": np.zeros((n_rows, width)),
+            "V": np.zeros((n_rows, t if model.with_rate else 0)), "W": np.zeros((n_rows, t if model.with_rate else 0))}
     live = np.zeros(n_rows if n_cov else 0)
-    any_own = np.zeros((n_rows, width) if model.kind == "contrast" else (0, 0))
-    v_sum, w_sum = (np.zeros((n_rows, t)), np.zeros((n_rows, t))) if model.with_rate else (np.zeros((0, 0)),) * 2
-    add_line_sums(rows.row, unit, codes, y, fitted.unit_table, tested, n_cov, code_q, n_cov > 0,
-                  model.kind == "contrast", model.with_rate,
-                  sums["A"], sums["B"], c_sum, e_sum, f_sum, live, sums["own_count"], any_own, v_sum, w_sum)
-    if n_cov:
-        sums.update(C=c_sum, E=e_sum, F=f_sum, count=np.repeat(live[:, None], t, axis=1))
-    else:
-        # A customer counts for a test when one of its lines is in a cell with 0 < p < 1: exactly when
-        # B = sum k (D - p)^2 > 0 (a line at p = 0 or 1 adds exactly 0).
-        sums["count"] = sums["B"]
-    if model.kind == "contrast":
-        sums["any_own"] = any_own
-    if model.with_rate:
-        sums["V"], sums["W"] = v_sum, w_sum
+    add_line_sums(rows.row, unit, codes, y, fitted.unit_table, tested, n_cov, code_q, n_cov > 0, width > 0,
+                  model.with_rate, sums["A"], sums["B"], sums["C"], sums["E"], sums["F"], live, sums["own_count"],
+                  sums["any_own"], sums["V"], sums["W"])
+    # A customer counts for a test when one of its lines is in a cell with its reference: with covariates,
+    # a line of k > 0; else when 0 < p < 1, exactly when B = sum k (D - p)^2 > 0 (p = 0 or 1 adds exactly 0)
+    sums["count"] = np.repeat(live[:, None], t, axis=1) if n_cov else sums["B"]
     return sums
 
 
 def _model_totals(fitted: Fitted, sums: dict[str, np.ndarray], rollups: list[_Rollup]) -> dict[str, np.ndarray]:
-    """Square each customer's score per test and add up per slot x tested code."""
+    """Square each customer's score per test and add up per slot x tested code (audits/line_sums.py)."""
     tested = list(fitted.model.lineset.tested)
-    n_slots = fitted.beta.shape[0]
-    totals = {name: np.zeros((n_slots, len(tested))) for name in
+    n_slots, t = fitted.beta.shape[0], len(tested)
+    totals = {name: np.zeros((n_slots, t)) for name in
               ("meat_group", "meat_reference", "n_clusters", "n_group", "rate_meat")}
     totals["n_any_code"] = np.zeros((n_slots, fitted.model.lineset.width))
     totals["n_any"] = np.zeros((n_slots, 1))
-    beta_all = np.nan_to_num(fitted.beta[:, tested])
+    beta = np.nan_to_num(fitted.beta[:, tested])
+    pi, pi_y = np.ascontiguousarray(fitted.pi[:, tested]), fitted.pi_y
+    rate = np.nan_to_num(fitted.rate[:, tested]) if fitted.rate is not None else np.zeros((0, 0))
     for rollup in rollups:
-        slot_of = rollup.slot_of
-        if len(slot_of) == 0:
+        if len(rollup.slot_of) == 0:
             continue
-        rolled = {name: rollup.apply(values) for name, values in sums.items()}
-
-        def add(total: np.ndarray, values: np.ndarray) -> None:
-            total += np.asarray(rollup.to_slots @ values)  # noqa: B023 (called within this iteration)
-
-        beta = beta_all[slot_of]
-        if "C" in rolled:
-            pi, pi_y = fitted.pi[:, tested][slot_of], fitted.pi_y[slot_of]  # rows x code x cov, rows x cov
-            C, E, F = rolled["C"], rolled["E"], rolled["F"]
-            pi_f = np.einsum("rgl,rlm->rgm", pi, F, optimize=True)
-            score = (rolled["A"] - np.einsum("rl,rgl->rg", pi_y, C) - np.einsum("rgl,rl->rg", pi, E)
-                     + np.einsum("rgm,rm->rg", pi_f, pi_y)
-                     - beta * (rolled["B"] - 2 * np.einsum("rgl,rgl->rg", pi, C) + np.einsum("rgm,rgm->rg", pi_f, pi)))
-        else:
-            score = rolled["A"] - beta * rolled["B"]
-        in_group = rolled["own_count"] > 0
-        counted = rolled["count"] > 0
-        squared = score * score
-        add(totals["meat_group"], np.where(in_group, squared, 0.0))
-        add(totals["meat_reference"], np.where(counted & ~in_group, squared, 0.0))
-        add(totals["n_clusters"], counted.astype(np.float64))
-        add(totals["n_group"], (in_group & counted).astype(np.float64))
-        if "any_own" in rolled:  # customers measured at all, for groups never in a cell with their reference
-            has = rolled["any_own"] > 0
-            add(totals["n_any_code"], has.astype(np.float64))
-            add(totals["n_any"], has.any(axis=1)[:, None].astype(np.float64))
-        if fitted.rate is not None:
-            rate = np.nan_to_num(fitted.rate[:, tested][slot_of])
-            residual = rolled["V"] - rate * rolled["W"]
-            add(totals["rate_meat"], np.where(counted & ~in_group, residual * residual, 0.0))
+        rolled = [rollup.apply(values) for values in sums.values()]  # in add_customer_totals' order
+        add_customer_totals(rollup.starts, rollup.slot_of, *rolled, beta, pi, pi_y, rate,
+                            sums["any_own"].shape[1] > 0, fitted.rate is not None, totals["meat_group"],
+                            totals["meat_reference"], totals["n_clusters"], totals["n_group"], totals["rate_meat"],
+                            totals["n_any_code"], totals["n_any"])
     return totals
 
 

@@ -86,3 +86,90 @@ def add_line_sums(
             elif with_rate:
                 v_sum[r, j] += p * y[i]
                 w_sum[r, j] += p
+
+
+@njit(cache=True, nogil=True)
+def add_customer_totals(
+    starts: np.ndarray,  # int64, clusters + 1: cluster c sums rows starts[c] to starts[c + 1] - 1
+    slot_of: np.ndarray,  # int64 per cluster: its slot (-1: none)
+    a_sum: np.ndarray, b_sum: np.ndarray, c_sum: np.ndarray, e_sum: np.ndarray, f_sum: np.ndarray,
+    count: np.ndarray,  # rows x tested: > 0 when the row has a line in a cell with its test's reference
+    own_count: np.ndarray, any_own: np.ndarray, v_sum: np.ndarray, w_sum: np.ndarray,  # as add_line_sums
+    beta: np.ndarray,  # slot x tested (0 where not identified)
+    pi: np.ndarray,  # slot x tested x covariate
+    pi_y: np.ndarray,  # slot x covariate
+    rate: np.ndarray,  # slot x tested (with_rate; 0 where not identified)
+    with_any: bool, with_rate: bool,
+    meat_group: np.ndarray, meat_reference: np.ndarray, n_clusters: np.ndarray, n_group: np.ndarray,
+    rate_meat: np.ndarray, n_any_code: np.ndarray, n_any: np.ndarray,  # slot x tested (codes; 1)
+) -> None:
+    """Each cluster's (customer's, in one slot) score per test from its rows' sums, squared and added to
+    its slot: score = A - pi_y'C - pi'E + pi'F pi_y - beta (B - 2 pi'C + pi'F pi), and the counts."""
+    t, n_cov = a_sum.shape[1], e_sum.shape[1]
+    width = any_own.shape[1]
+    a, b, cnt, own, v, w = np.empty(t), np.empty(t), np.empty(t), np.empty(t), np.empty(t), np.empty(t)
+    c, e, f = np.empty((t, n_cov)), np.empty(n_cov), np.empty((n_cov, n_cov))
+    seen, pf = np.empty(width), np.empty(n_cov)
+    for cluster in range(len(slot_of)):
+        s = slot_of[cluster]
+        if s < 0:
+            continue
+        for array in (a, b, cnt, own, v, w):
+            array[:] = 0.0
+        c[:] = 0.0
+        e[:] = 0.0
+        f[:] = 0.0
+        seen[:] = 0.0
+        for r in range(starts[cluster], starts[cluster + 1]):
+            for j in range(t):
+                a[j] += a_sum[r, j]
+                b[j] += b_sum[r, j]
+                cnt[j] += count[r, j]
+                own[j] += own_count[r, j]
+                for l in range(n_cov):
+                    c[j, l] += c_sum[r, j, l]
+                if with_rate:
+                    v[j] += v_sum[r, j]
+                    w[j] += w_sum[r, j]
+            for l in range(n_cov):
+                e[l] += e_sum[r, l]
+                for m in range(n_cov):
+                    f[l, m] += f_sum[r, l, m]
+            if with_any:
+                for g in range(width):
+                    seen[g] += any_own[r, g]
+        for j in range(t):
+            score = a[j] - beta[s, j] * b[j]
+            if n_cov:
+                py_c, pi_e, pi_c, pf_py, pf_pi = 0.0, 0.0, 0.0, 0.0, 0.0
+                for l in range(n_cov):
+                    py_c += pi_y[s, l] * c[j, l]
+                    pi_e += pi[s, j, l] * e[l]
+                    pi_c += pi[s, j, l] * c[j, l]
+                for m in range(n_cov):
+                    pf[m] = 0.0
+                    for l in range(n_cov):
+                        pf[m] += pi[s, j, l] * f[l, m]
+                    pf_py += pf[m] * pi_y[s, m]
+                    pf_pi += pf[m] * pi[s, j, m]
+                score = a[j] - py_c - pi_e + pf_py - beta[s, j] * (b[j] - 2 * pi_c + pf_pi)
+            in_group, counted = own[j] > 0, cnt[j] > 0
+            if in_group:
+                meat_group[s, j] += score * score
+            elif counted:
+                meat_reference[s, j] += score * score
+                if with_rate:
+                    residual = v[j] - rate[s, j] * w[j]
+                    rate_meat[s, j] += residual * residual
+            if counted:
+                n_clusters[s, j] += 1.0
+                if in_group:
+                    n_group[s, j] += 1.0
+        if with_any:
+            has = False
+            for g in range(width):
+                if seen[g] > 0:
+                    n_any_code[s, g] += 1.0
+                    has = True
+            if has:
+                n_any[s, 0] += 1.0
