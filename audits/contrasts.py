@@ -16,13 +16,12 @@ with their normal equations, which depend only on per unit x group counts and su
 Pass 1 streams the lines once and sums counts n[unit, group] and sums of y. From them come, for every
 test and every segment value, the coefficients beta (and the covariates' pi, pi_y), in closed form.
 Pass 2 streams the lines again, one partition of customers at a time, and sums per customer (and
-segment value) the parts of the customer's score sum_i k_i D~_i e_i: what the customer's own group's
-lines add (a bincount) and what every group's share of the customer's cells adds (one sparse-by-dense
-product per quantity, customers x units times units x groups). With beta and pi known, each customer's
-score is a small polynomial in those sums; squared and added per test they give the customer-clustered
-sandwich, split into the group's customers and the others (for the Welch-Satterthwaite degrees of
-freedom). k_i = sqrt(n/(n-1)) for the line's unit of n lines undoes the shrinkage of demeaning (the
-unit mean's leverage, as in HC2); with `leverage_adjusted=False` k = 1, plain CR1.
+segment value) the parts of the customer's score sum_i k_i D~_i e_i, in one compiled walk over the lines
+per model (audits/line_sums.py). With beta and pi known, each customer's score is a small polynomial in
+those sums; squared and added per test they give the customer-clustered sandwich, split into the
+group's customers and the others (for the Welch-Satterthwaite degrees of freedom). k_i = sqrt(n/(n-1))
+for the line's unit of n lines undoes the shrinkage of demeaning (the unit mean's leverage, as in HC2);
+with `leverage_adjusted=False` k = 1, plain CR1.
 
 A segment column nested in the units (category: every product is in one) shares pass 1 and the row
 sums: a customer's overall sums are the sum of its per-segment sums. Every output of pass 2 is a sum
@@ -50,7 +49,7 @@ Kind = Literal["contrast", "adjusted", "excess"]
 # Relative size below which a covariate's variance, or D's variance left after the covariates, is zero.
 RANK_TOLERANCE = 1e-9
 # Lines per partition of customers (a range of customer indexes) streamed out of DuckDB and summed at
-# once: bounds the rows x groups arrays held at once and keeps the sparse products' output in cache.
+# once: bounds the rows x groups arrays held at once.
 LINES_PER_PARTITION = 250_000
 CUSTOMERS_PER_SLICE = 20_000  # pass 2 sums a partition in slices of whole customers, at most this many
 LINES_PER_SCAN = 2_000_000  # pass 1 only sums per unit: larger partitions, fewer units-sized additions
@@ -626,9 +625,10 @@ def _model_totals(fitted: Fitted, sums: dict[str, np.ndarray], rollups: list[_Ro
               ("meat_group", "meat_reference", "n_clusters", "n_group", "rate_meat")}
     totals["n_any_code"] = np.zeros((n_slots, fitted.model.lineset.width))
     totals["n_any"] = np.zeros((n_slots, 1))
-    beta = np.nan_to_num(fitted.beta[:, tested])
-    pi, pi_y = np.ascontiguousarray(fitted.pi[:, tested]), fitted.pi_y
-    rate = np.nan_to_num(fitted.rate[:, tested]) if fitted.rate is not None else np.zeros((0, 0))
+    # C-ordered, so that the compiled loop has one signature
+    beta = np.ascontiguousarray(np.nan_to_num(fitted.beta[:, tested]))
+    pi, pi_y = np.ascontiguousarray(fitted.pi[:, tested]), np.ascontiguousarray(fitted.pi_y)
+    rate = np.ascontiguousarray(np.nan_to_num(fitted.rate[:, tested])) if fitted.rate is not None else np.zeros((0, 0))
     for rollup in rollups:
         if len(rollup.slot_of) == 0:
             continue
