@@ -208,3 +208,15 @@ def add_customer_totals(
                     has = True
             if has:
                 n_any[s, 0] += 1.0
+
+
+def compile_kernels() -> None:
+    """Compile (or load from numba's cache) both loops for the argument types pass 2 uses, on tiny inputs:
+    what a first audit on a new installation would otherwise spend inside its first check."""
+    rows, floats, ints = np.zeros(1, np.int64), np.zeros(1), np.zeros(1, np.int64)
+    one, empty = np.zeros((1, 1)), np.zeros((1, 0))
+    add_line_sums(rows, rows, ints, floats, np.zeros((1, 3)), ints, 0, np.zeros((0, 0)), False, False, False,
+                  one, one, np.zeros((1, 1, 0)), empty, np.zeros((1, 0, 0)), np.zeros(0), one, one, one, one)
+    add_customer_totals(np.array([0, 1]), ints, one, one, np.zeros((1, 1, 0)), empty, np.zeros((1, 0, 0)), one, one,
+                        one, one, one, one, np.zeros((1, 1, 0)), empty, one, False, False, one, one, one, one, one,
+                        one, one)

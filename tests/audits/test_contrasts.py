@@ -80,3 +80,21 @@ def test_pass_two_sums_do_not_depend_on_line_order_or_partitions(con, monkeypatc
     assert whole.keys() == parts.keys() and whole
     for name in whole:
         np.testing.assert_allclose(parts[name], whole[name], rtol=1e-9, atol=1e-12, err_msg=name)
+
+
+def test_compiled_loops_have_one_signature_which_compile_kernels_builds(con):
+    """Every model kind (contrast with rates, adjusted, excess) calls pass 2's compiled loops with the same
+    argument types as `compile_kernels` (the bench compiles them before timing): no audit compiles again."""
+    from audits import line_sums
+
+    line_sums.compile_kernels()
+    config = market_config(audit={"attributes": ["gender", "age_band"], "intersections": [["gender", "age_band"]],
+                                  "segment_by": ["category"], "controls": ["channel"]})
+    build_audit_lines(con, config, period_start=SPEC.start, period_end=SPEC.end, filters={})
+    coding = code_audit_lines(con, config)
+    for check in ("price_gap", "discount_incidence"):
+        tests = disparity.run_disparity(con, check, config, coding, is_candidate=lambda test: True)
+        assert any(t.adjusted is not None for t in tests) or check != "price_gap"
+        assert any(t.excess is not None for t in tests)
+    assert len(line_sums.add_line_sums.signatures) == 1
+    assert len(line_sums.add_customer_totals.signatures) == 1
