@@ -37,25 +37,25 @@ PREFETCH_DISTANCE = 32
 
 
 @intrinsic
-def _prefetch_row(typingctx, array, index):  # noqa: ARG001 (numba's signature for intrinsics)
-    """Ask the CPU to bring row `index` of a C-ordered 2-D array into cache, its first and its last byte
-    (LLVM's prefetch hint; it changes no value). The unit rows are read in random order, and waiting for
-    each was most of the loop's time."""
+def _prefetch(typingctx, array, row, column):  # noqa: ARG001 (numba's signature for intrinsics)
+    """Ask the CPU to bring element [row, column] of a C-ordered 2-D float64 array into cache (LLVM's
+    prefetch hint; it changes no value). The unit rows are read in random order, and waiting for each
+    was most of the line loop's time."""
 
     def codegen(context, builder, signature, args):
         ary = context.make_array(signature.args[0])(context, builder, args[0])
-        row_bytes = builder.extract_value(ary.strides, 0)
-        start = builder.add(builder.ptrtoint(ary.data, ir.IntType(64)), builder.mul(args[1], row_bytes))
-        last = builder.sub(builder.add(start, row_bytes), ir.Constant(ir.IntType(64), 1))
+        i64 = ir.IntType(64)
+        offset = builder.add(builder.mul(args[1], builder.extract_value(ary.strides, 0)),
+                             builder.mul(args[2], ir.Constant(i64, 8)))
         i32, pointer = ir.IntType(32), ir.IntType(8).as_pointer()
+        address = builder.inttoptr(builder.add(builder.ptrtoint(ary.data, i64), offset), pointer)
         function = cgutils.get_or_insert_function(
             builder.module, ir.FunctionType(ir.VoidType(), [pointer, i32, i32, i32]), "llvm.prefetch.p0")
-        for address in (start, last):  # read, high temporal locality, data cache
-            builder.call(function, [builder.inttoptr(address, pointer), ir.Constant(i32, 0), ir.Constant(i32, 3),
-                                    ir.Constant(i32, 1)])
+        # read, high temporal locality, data cache
+        builder.call(function, [address, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
         return context.get_dummy_value()
 
-    return types.void(array, index), codegen
+    return types.void(array, row, column), codegen
 
 
 @njit(cache=True, nogil=True)
@@ -85,10 +85,13 @@ def add_line_sums(
     t = len(tested)
     z = np.empty(n_cov)
     z_from_code = code_q.shape[0] > 0
-    n = len(row)
+    n, width = len(row), table.shape[1]
     for i in range(n):
-        if i + PREFETCH_DISTANCE < n:
-            _prefetch_row(table, unit[i + PREFETCH_DISTANCE])
+        if i + PREFETCH_DISTANCE < n:  # every cache line (8 floats) of the unit row of the line ahead
+            ahead = unit[i + PREFETCH_DISTANCE]
+            for column in range(0, width, 8):
+                _prefetch(table, ahead, column)
+            _prefetch(table, ahead, width - 1)
         c = code[i]
         if c < 0:
             continue
@@ -144,7 +147,7 @@ def add_customer_totals(
     width = any_own.shape[1]
     a, b, cnt, own, v, w = np.empty(t), np.empty(t), np.empty(t), np.empty(t), np.empty(t), np.empty(t)
     c, e, f = np.empty((t, n_cov)), np.empty(n_cov), np.empty((n_cov, n_cov))
-    seen, pf = np.empty(width), np.empty(n_cov)
+    seen, f_py = np.empty(width), np.empty(n_cov)
     for cluster in range(len(slot_of)):
         s = slot_of[cluster]
         if s < 0:
@@ -173,20 +176,24 @@ def add_customer_totals(
             if with_any:
                 for g in range(width):
                     seen[g] += any_own[r, g]
+        for m in range(n_cov):  # F pi_y, shared by the tests
+            f_py[m] = 0.0
+            for l in range(n_cov):
+                f_py[m] += f[m, l] * pi_y[s, l]
         for j in range(t):
             score = a[j] - beta[s, j] * b[j]
             if n_cov:
                 py_c, pi_e, pi_c, pf_py, pf_pi = 0.0, 0.0, 0.0, 0.0, 0.0
                 for l in range(n_cov):
+                    pi_l = pi[s, j, l]
                     py_c += pi_y[s, l] * c[j, l]
-                    pi_e += pi[s, j, l] * e[l]
-                    pi_c += pi[s, j, l] * c[j, l]
-                for m in range(n_cov):
-                    pf[m] = 0.0
-                    for l in range(n_cov):
-                        pf[m] += pi[s, j, l] * f[l, m]
-                    pf_py += pf[m] * pi_y[s, m]
-                    pf_pi += pf[m] * pi[s, j, m]
+                    pi_e += pi_l * e[l]
+                    pi_c += pi_l * c[j, l]
+                    pf_py += pi_l * f_py[l]
+                    inner = 0.5 * f[l, l] * pi_l  # pi' F pi over l <= m: F is symmetric
+                    for m in range(l + 1, n_cov):
+                        inner += f[l, m] * pi[s, j, m]
+                    pf_pi += 2.0 * pi_l * inner
                 score = a[j] - py_c - pi_e + pf_py - beta[s, j] * (b[j] - 2 * pi_c + pf_pi)
             in_group, counted = own[j] > 0, cnt[j] > 0
             if in_group:
