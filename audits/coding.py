@@ -130,7 +130,7 @@ def code_lines(
         join pp_cells as x using (cell_key)
         join pp_fe as f using (fe_key)
         {" ".join(joins)}
-        order by c.ci""")  # sorted by customer: the engine reads ranges of customers (zone maps skip the rest)
+        order by {_line_order(segment_by)}""")
 
     for combo, group_set in list(sets.items()):
         found = [row[0] for row in con.execute(
@@ -149,10 +149,17 @@ def code_lines(
         "(select count(*) from pp_fe)").fetchone()
     segments = {}
     for j, column in enumerate(segment_by):
-        segments[column] = _segment(con, j, column, levels[column], n_cells=n_cells, n_fe=n_fe)
+        segments[column] = _segment(con, j, column, levels[column], n_cells=n_cells, n_fe=n_fe,
+                                   order=_line_order(segment_by))
     return Coding(sets=sets, segments=segments,
                   controls=tuple((c, f"q{j}", len(control_levels[c])) for j, c in enumerate(controls)),
                   n_customers=int(n_customers), n_cells=int(n_cells), n_fe=int(n_fe))
+
+
+def _line_order(segment_by: tuple[str, ...]) -> str:
+    """How `coded_lines` is sorted: by customer (the engine reads ranges of customers, and zone maps skip
+    the rest), then by segment codes, the order pass 2 sums rows in (so it needs no sort of its own)."""
+    return ", ".join(["ci", *(f"s{j}" for j in range(len(segment_by)))])
 
 
 def _level_table(con: duckdb.DuckDBPyConnection, i: int, values: list[str]) -> None:
@@ -169,7 +176,7 @@ def _levels(con: duckdb.DuckDBPyConnection, column: str, *, missing: str | None)
 
 
 def _segment(con: duckdb.DuckDBPyConnection, j: int, column: str, values: list[str], *, n_cells: int,
-             n_fe: int) -> SegmentCoding:
+             n_fe: int, order: str) -> SegmentCoding:
     """Nested segments reuse the overall indexes; others get cell x value and fixed effect x value indexes."""
     cells, fes = con.execute(f"select count(distinct (xi, s{j})), count(distinct (fi, s{j})) from coded_lines").fetchone()
     if cells == n_cells and fes == n_fe:
@@ -179,5 +186,5 @@ def _segment(con: duckdb.DuckDBPyConnection, j: int, column: str, values: list[s
                     f"(row_number() over (order by {base}, s{j}) - 1)::integer as {key} "
                     f"from (select distinct {base}, s{j} from coded_lines)")
         con.execute(f"create or replace temp table coded_lines as select l.*, i.{key} from coded_lines as l "
-                    f"join pp_{key} as i using ({base}, s{j}) order by l.ci")
+                    f"join pp_{key} as i using ({base}, s{j}) order by {order}")
     return SegmentCoding(column, f"s{j}", tuple(values), f"x{j}", f"f{j}", int(cells), int(fes))

@@ -231,7 +231,7 @@ def fit_pass(
         state.counts = {key: reuse.counts[key] for key in {_count_key(m.lineset) for m in models} & reuse.counts.keys()}
     if any(_count_key(m.lineset) not in state.counts for m in models):
         scans = max(1, math.ceil(n_lines / LINES_PER_SCAN))
-        _first_pass(state, _prefetched(_stream(con, relation, state, scans, ordered=False)))
+        _first_pass(state, _prefetched(_stream(con, relation, state, scans, first_pass=True)))
     with ThreadPoolExecutor(max_workers=_threads()) as pool:
         state.fitted = list(pool.map(lambda model: _fit(state, model), models))
     sums = (executor or in_process)(con, relation, state, partitions)
@@ -244,12 +244,12 @@ def in_process(con: duckdb.DuckDBPyConnection, relation: str, state: PassState, 
     total: PartitionSums = {}
     workers = _threads()
     if workers == 1:
-        for lines in _stream(con, relation, state, partitions, ordered=True):
+        for lines in _stream(con, relation, state, partitions):
             add_sums(total, partition_sums(state, lines))
         return total
     with ThreadPoolExecutor(max_workers=workers) as pool:
         pending: list[Future[PartitionSums]] = []
-        for lines in _stream(con, relation, state, partitions, ordered=True):
+        for lines in _stream(con, relation, state, partitions):
             pending.append(pool.submit(partition_sums, state, lines))
             while len(pending) > workers:
                 add_sums(total, pending.pop(0).result())
@@ -275,15 +275,14 @@ def partition_of(state: PassState, partitions: int) -> str:
     return f"(ci * {int(partitions)}) // {max(state.n_customers, 1)}"
 
 
-def _stream(con: duckdb.DuckDBPyConnection, relation: str, state: PassState, partitions: int, *, ordered: bool
-            ) -> Iterator[dict[str, np.ndarray]]:
+def _stream(con: duckdb.DuckDBPyConnection, relation: str, state: PassState, partitions: int, *,
+            first_pass: bool = False) -> Iterator[dict[str, np.ndarray]]:
     """The lines of one range of customers at a time, as numpy arrays (the columns are validated names).
 
-    coded_lines is stored sorted by customer, so each range reads only its own row groups.
+    coded_lines is stored sorted by customer and segment codes, so each range reads only its own row
+    groups and comes in the order pass 2 sums it (`partition_sums` sorts what does not).
     """
-    order = f" order by {', '.join(['ci', *state.slots.segment_keys])}" if ordered else ""
-    columns = state.columns(first_pass=not ordered)
-    query = f"select {', '.join(columns)} from {relation} where ci >= $low and ci < $high{order}"
+    query = f"select {', '.join(state.columns(first_pass=first_pass))} from {relation} where ci >= $low and ci < $high"
     for partition in range(partitions):
         low = partition * state.n_customers // partitions
         high = (partition + 1) * state.n_customers // partitions
