@@ -51,7 +51,11 @@ RANK_TOLERANCE = 1e-9
 # Lines per partition of customers (a range of customer indexes) streamed out of DuckDB and summed at
 # once: bounds the rows x groups arrays held at once.
 LINES_PER_PARTITION = 250_000
-CUSTOMERS_PER_SLICE = 20_000  # pass 2 sums a partition in slices of whole customers, at most this many
+# Pass 2 sums a partition in slices of whole customers, at most this many: a short period has about one
+# row (customer x segment value) per line, and the widest model's per-row sums (the excess model: about
+# 130 floats a row) then stay under glibc's mmap threshold, so each slice reuses freed memory instead of
+# faulting in fresh pages (30-day nightly audit at 10M: 3.2 -> 3.0 s).
+CUSTOMERS_PER_SLICE = 2_000
 LINES_PER_SCAN = 2_000_000  # pass 1 only sums per unit: larger partitions, fewer units-sized additions
 PASS_TWO_THREADS = 2  # partitions summed at once (each holds its own rows x groups arrays)
 
