@@ -98,3 +98,20 @@ def test_compiled_loops_have_one_signature_which_compile_kernels_builds(con):
         assert any(t.excess is not None for t in tests)
     assert len(line_sums.add_line_sums.signatures) == 1
     assert len(line_sums.add_customer_totals.signatures) == 1
+
+
+def test_compiled_loops_do_not_need_a_writable_cache_folder(monkeypatch):
+    """Where numba finds no folder to cache compiled code in, the loops are compiled in each process
+    instead of the import failing."""
+    from numba import njit
+    from numba.core import caching
+
+    from audits import line_sums
+
+    def twice(x):
+        return 2 * x
+
+    monkeypatch.setattr(caching.CacheImpl, "_locator_classes", [])
+    with pytest.raises(RuntimeError, match="cannot cache"):  # what plain njit(cache=True) does then
+        njit(cache=True)(twice)
+    assert line_sums._compiled(twice)(21) == 42
