@@ -42,7 +42,7 @@ import duckdb
 import numpy as np
 import scipy.sparse as sp
 
-from audits.line_sums import add_customer_totals, add_line_sums
+from audits.line_sums import add_customer_totals, add_line_sums, add_unit_counts
 from audits.stats import Estimate, clustered_estimate, welch_satterthwaite_df
 
 Kind = Literal["contrast", "adjusted", "excess"]
@@ -329,12 +329,7 @@ def _first_pass(state: PassState, chunks: Iterator[dict[str, np.ndarray]]) -> No
             state.segment_of_unit[unit, j] = lines[key]
         y = np.asarray(lines["y"], dtype=np.float64)
         for ls in linesets:
-            codes = _codes(lines, ls)
-            keep = codes >= 0
-            index = unit[keep] * ls.width + codes[keep]
-            n, sy = state.counts[_count_key(ls)]
-            n += np.bincount(index, minlength=units * ls.width).reshape(units, ls.width)
-            sy += np.bincount(index, weights=y[keep], minlength=units * ls.width).reshape(units, ls.width)
+            add_unit_counts(unit, _codes(lines, ls), y, *state.counts[_count_key(ls)])
 
 
 def _summing(into: np.ndarray, n_into: int, items: np.ndarray | None = None, n_items: int | None = None

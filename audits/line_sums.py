@@ -1,4 +1,5 @@
-"""Pass 2's two loops, compiled (numba): the per-row sums of one model, then each customer's score.
+"""The disparity engine's loops over lines, compiled (numba): pass 2's per-row sums of one model and each
+customer's score, and pass 1's unit counts (`add_unit_counts`).
 
 `add_line_sums` walks a partition's lines (rows: customer x nested segment values, lines in row order).
 For each line and each tested code g of the model, with the line's unit u, weight k = k[u], centred
@@ -19,7 +20,7 @@ built once per model in `contrasts._fit`): random access to units is what this l
 value), forms the customer's score for each test from them with the slot's beta and pi (known from
 pass 1), squares it and adds it to the slot's sandwich, split into the group's customers and the others.
 
-Both loops release the GIL, so pass 2's threads sum partitions side by side. Compiled code is cached next
+The loops release the GIL, so pass 2's threads sum partitions side by side. Compiled code is cached next
 to this file (numba's cache): only the first run on a machine pays the compilation (a few seconds).
 """
 
@@ -228,8 +229,19 @@ def add_customer_totals(
                 n_any[s, 0] += 1.0
 
 
+@_compiled
+def add_unit_counts(unit: np.ndarray, code: np.ndarray, y: np.ndarray, n: np.ndarray, sum_y: np.ndarray) -> None:
+    """Pass 1: each line's count and y added to its unit x code (lines with code -1 are outside the line
+    set). In place: a bincount per chunk would allocate and add a units x codes array each time."""
+    for i in range(len(unit)):
+        c = code[i]
+        if c >= 0:
+            n[unit[i], c] += 1.0
+            sum_y[unit[i], c] += y[i]
+
+
 def compile_kernels() -> None:
-    """Compile (or load from numba's cache) both loops for the argument types pass 2 uses, on tiny inputs:
+    """Compile (or load from numba's cache) the loops for the argument types the passes use, on tiny inputs:
     what a first audit on a new installation would otherwise spend inside its first check."""
     rows, floats, ints = np.zeros(1, np.int64), np.zeros(1), np.zeros(1, np.int64)
     one, empty = np.zeros((1, 1)), np.zeros((1, 0))
@@ -238,3 +250,4 @@ def compile_kernels() -> None:
     add_customer_totals(np.array([0, 1]), ints, one, one, np.zeros((1, 1, 0)), empty, np.zeros((1, 0, 0)), one, one,
                         one, one, one, one, np.zeros((1, 1, 0)), empty, one, False, False, one, one, one, one, one,
                         one, one)
+    add_unit_counts(rows, ints, floats, one, one)

@@ -83,7 +83,7 @@ def test_pass_two_sums_do_not_depend_on_line_order_or_partitions(con, monkeypatc
 
 
 def test_compiled_loops_have_one_signature_which_compile_kernels_builds(con):
-    """Every model kind (contrast with rates, adjusted, excess) calls pass 2's compiled loops with the same
+    """Every model kind (contrast with rates, adjusted, excess) calls the compiled loops with the same
     argument types as `compile_kernels` (the bench compiles them before timing): no audit compiles again."""
     from audits import line_sums
 
@@ -98,6 +98,7 @@ def test_compiled_loops_have_one_signature_which_compile_kernels_builds(con):
         assert any(t.excess is not None for t in tests)
     assert len(line_sums.add_line_sums.signatures) == 1
     assert len(line_sums.add_customer_totals.signatures) == 1
+    assert len(line_sums.add_unit_counts.signatures) == 1
 
 
 def test_compiled_loops_do_not_need_a_writable_cache_folder(monkeypatch):
