@@ -36,6 +36,7 @@ from audits.disparity import (  # noqa: F401  (re-exported: the runner is the au
 from audits.errors import ConfigError, one_line
 from audits.findings import CONSISTENCY_CHECKS, AuditResult, CheckRun, DataQuality, Finding, RunInfo
 from audits.judgement import is_candidate, judge, min_customers_to_judge
+from audits.line_sums import compile_in_background
 from audits.sqlfiles import SQL_DIR, SqlFileError, load_sql
 from audits.warehouse import quote_identifier, table_columns
 from audits.wording import summarize
@@ -69,6 +70,7 @@ def run_audit(
 ) -> AuditResult:
     """Audit the lines in [period_start, period_end] and return the findings (status not yet compared)."""
     started_at = dt.datetime.now(dt.timezone.utc)
+    loading = compile_in_background() if set(config.checks) & set(METRICS) else None
     build_audit_lines(con, config, period_start=period_start, period_end=period_end, filters=filters or {})
     n_lines, n_customers, fingerprint = con.execute(
         "select count(*), count(distinct customer_id), "
@@ -115,6 +117,8 @@ def run_audit(
             continue
         checks.append(CheckRun(check, "ok", time.monotonic() - clock, "; ".join(notes) or None, n_tests))
 
+    if loading is not None:
+        loading.join()
     checks.sort(key=lambda c: config.checks.index(c.check))
     findings = consistency + judge(raw_tests, config)
     finished_at = dt.datetime.now(dt.timezone.utc)
