@@ -178,22 +178,17 @@ def _count_key(lineset: LineSet) -> tuple[str, tuple[int, int] | None]:
 
 @dataclass
 class Fitted:
-    """One model's per-unit arrays and per slot x tested code coefficients."""
+    """One model's per slot x tested code coefficients, and the per-unit row pass 2 reads."""
 
     model: Model
-    unit_of_unit: np.ndarray  # pass unit -> model unit (identity, or cell -> fixed effect)
-    k: np.ndarray  # per model unit
-    y_bar: np.ndarray
-    share: np.ndarray  # model unit x code: the code's share of the unit's lines
-    q_bar: np.ndarray  # model unit x covariate
+    # per pass unit (see _fit): k, y_bar, the tested codes' shares, per covariate q_bar or (adjusted) z
+    unit_table: np.ndarray
     beta: np.ndarray  # slot x code (nan: not identified)
     pi: np.ndarray  # slot x code x covariate
     pi_y: np.ndarray  # slot x covariate
     bread: np.ndarray  # slot x code
     rate: np.ndarray | None = None  # slot x code
     rate_weight: np.ndarray | None = None
-    # pass 2's per pass unit row (see _fit): k, y_bar, tested codes' shares, covariates' z or q_bar
-    unit_table: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
 
 
 # A pass-2 executor: given the connection, the measurements relation, pass 1's state and a number of
@@ -414,13 +409,12 @@ def _fit(state: PassState, model: Model) -> Fitted:
             solved = solve_treatment(inverse, pi_y[s], squ[s, g] if n_cov else np.zeros(0), suu[s, g], suy[s, g])
             if solved is not None:
                 beta[s, g], pi[s, g], bread[s, g] = solved
-    fitted = Fitted(model, unit_of_unit, k, y_bar, share, q_bar, beta, pi, pi_y, bread)
     # Pass 2 reads one row per line (random access to units is what it waits for): per pass unit, k, y_bar,
     # the tested codes' shares, and per covariate q_bar, or for the adjusted model the cell's z = q - q_bar
     per_unit = [k, y_bar, share[:, list(model.lineset.tested)], q_bar]
     if model.kind == "adjusted":  # to the pass unit (cell), where the controls' deviation is constant
         per_unit = [values[unit_of_unit] for values in per_unit[:3]] + [q_of_unit - q_bar[unit_of_unit]]
-    fitted.unit_table = np.column_stack(per_unit)
+    fitted = Fitted(model, np.column_stack(per_unit), beta, pi, pi_y, bread)
     if model.with_rate:
         # the reference's lines weighted by the group's share of their cell: sum p * y0 / sum p * n0
         fitted.rate_weight = slots @ (share * (N[:, None] - n))
@@ -598,17 +592,16 @@ def _model_row_sums(fitted: Fitted, lines: dict[str, np.ndarray], unit: np.ndarr
     model = fitted.model
     tested = np.asarray(model.lineset.tested, dtype=np.int64)
     codes = _codes(lines, model.lineset)
-    n_rows, t, n_cov = len(rows), len(tested), fitted.q_bar.shape[1]
+    n_rows, t, n_cov = len(rows), len(tested), fitted.pi.shape[2]
     code_q = np.ascontiguousarray(model.components, dtype=np.float64) if model.kind == "excess" else np.zeros((0, 0))
     width = model.lineset.width if model.kind == "contrast" else 0  # any_own: contrasts only
     sums = {"A": np.zeros((n_rows, t)), "B": np.zeros((n_rows, t)), "C": np.zeros((n_rows, t, n_cov)),
-            "E": np.zeros((n_rows, n_cov)), "F": np.zeros((n_rows, n_cov, n_cov)), "count": None,
+            "E": np.zeros((n_rows, n_cov)), "F": np.zeros((n_rows, n_cov, n_cov)),
             "own_count": np.zeros((n_rows, t)), "any_own": np.zeros((n_rows, width)),
             "V": np.zeros((n_rows, t if model.with_rate else 0)), "W": np.zeros((n_rows, t if model.with_rate else 0))}
     live = np.zeros(n_rows if n_cov else 0)
-    add_line_sums(rows.row, unit, codes, y, fitted.unit_table, tested, n_cov, code_q, n_cov > 0, width > 0,
-                  model.with_rate, sums["A"], sums["B"], sums["C"], sums["E"], sums["F"], live, sums["own_count"],
-                  sums["any_own"], sums["V"], sums["W"])
+    add_line_sums(rows.row, unit, codes, y, fitted.unit_table, tested, code_q, sums["A"], sums["B"], sums["C"],
+                  sums["E"], sums["F"], live, sums["own_count"], sums["any_own"], sums["V"], sums["W"])
     # A customer counts for a test when one of its lines is in a cell with its reference: with covariates,
     # a line of k > 0; else when 0 < p < 1, exactly when B = sum k (D - p)^2 > 0 (p = 0 or 1 adds exactly 0)
     sums["count"] = np.repeat(live[:, None], t, axis=1) if n_cov else sums["B"]
@@ -630,9 +623,9 @@ def _model_totals(fitted: Fitted, sums: dict[str, np.ndarray], rollups: list[_Ro
     for rollup in rollups:
         if len(rollup.slot_of) == 0:
             continue
-        rolled = [rollup.apply(values) for values in sums.values()]  # in add_customer_totals' order
-        add_customer_totals(rollup.starts, rollup.slot_of, *rolled, beta, pi, pi_y, rate,
-                            sums["any_own"].shape[1] > 0, fitted.rate is not None, totals["meat_group"],
+        r = {name: rollup.apply(values) for name, values in sums.items()}
+        add_customer_totals(rollup.starts, rollup.slot_of, r["A"], r["B"], r["C"], r["E"], r["F"], r["count"],
+                            r["own_count"], r["any_own"], r["V"], r["W"], beta, pi, pi_y, rate, totals["meat_group"],
                             totals["meat_reference"], totals["n_clusters"], totals["n_group"], totals["rate_meat"],
                             totals["n_any_code"], totals["n_any"])
     return totals

@@ -79,23 +79,20 @@ def add_line_sums(
     y: np.ndarray,  # float64 per line
     table: np.ndarray,  # float64 pass unit x (k, y_bar, p of each tested code, z or q_bar per covariate)
     tested: np.ndarray,  # int64: the tested codes
-    n_cov: int,
     code_q: np.ndarray,  # float64 code x covariate: q by code (excess; z = q - q_bar), else empty (z in table)
-    live_counts: bool,  # count a line when k > 0 (models with covariates), else when 0 < p < 1
-    with_any: bool,  # count every code's lines (any_own)
-    with_rate: bool,  # V and W
     a_sum: np.ndarray,  # rows x tested
     b_sum: np.ndarray,  # rows x tested
     c_sum: np.ndarray,  # rows x tested x covariates
-    e_sum: np.ndarray,  # rows x covariates
+    e_sum: np.ndarray,  # rows x covariates (none: 0 columns)
     f_sum: np.ndarray,  # rows x covariates x covariates
-    live: np.ndarray,  # rows: lines with k > 0 (live_counts only)
-    own_count: np.ndarray,  # rows x tested
-    any_own: np.ndarray,  # rows x codes (with_any only)
-    v_sum: np.ndarray,  # rows x tested (with_rate only)
-    w_sum: np.ndarray,  # rows x tested (with_rate only)
+    live: np.ndarray,  # rows: lines with k > 0 (models with covariates)
+    own_count: np.ndarray,  # rows x tested: lines of the code, with k > 0 (covariates) or 0 < p < 1 (none)
+    any_own: np.ndarray,  # rows x codes: every code's lines (contrasts; else 0 columns)
+    v_sum: np.ndarray,  # rows x tested (reference rates; else 0 columns)
+    w_sum: np.ndarray,  # rows x tested (reference rates; else 0 columns)
 ) -> None:
-    t = len(tested)
+    t, n_cov = len(tested), e_sum.shape[1]
+    live_counts, with_any, with_rate = n_cov > 0, any_own.shape[1] > 0, v_sum.shape[1] > 0
     z = np.empty(n_cov)
     z_from_code = code_q.shape[0] > 0
     n, width = len(row), table.shape[1]
@@ -149,8 +146,7 @@ def add_customer_totals(
     beta: np.ndarray,  # slot x tested (0 where not identified)
     pi: np.ndarray,  # slot x tested x covariate
     pi_y: np.ndarray,  # slot x covariate
-    rate: np.ndarray,  # slot x tested (with_rate; 0 where not identified)
-    with_any: bool, with_rate: bool,
+    rate: np.ndarray,  # slot x tested (reference rates; 0 where not identified)
     meat_group: np.ndarray, meat_reference: np.ndarray, n_clusters: np.ndarray, n_group: np.ndarray,
     rate_meat: np.ndarray, n_any_code: np.ndarray, n_any: np.ndarray,  # slot x tested (codes; 1)
 ) -> None:
@@ -158,6 +154,7 @@ def add_customer_totals(
     its slot: score = A - pi_y'C - pi'E + pi'F pi_y - beta (B - 2 pi'C + pi'F pi), and the counts."""
     t, n_cov = a_sum.shape[1], e_sum.shape[1]
     width = any_own.shape[1]
+    with_any, with_rate = width > 0, v_sum.shape[1] > 0
     a, b, cnt, own, v, w = np.empty(t), np.empty(t), np.empty(t), np.empty(t), np.empty(t), np.empty(t)
     c, e, f = np.empty((t, n_cov)), np.empty(n_cov), np.empty((n_cov, n_cov))
     seen, f_py = np.empty(width), np.empty(n_cov)
@@ -246,11 +243,11 @@ def compile_kernels() -> None:
     what a first audit on a new installation would otherwise spend inside its first check."""
     rows, floats, ints = np.zeros(1, np.int64), np.zeros(1), np.zeros(1, np.int64)
     one, empty = np.zeros((1, 1)), np.zeros((1, 0))
-    add_line_sums(rows, rows, ints, floats, np.zeros((1, 3)), ints, 0, np.zeros((0, 0)), False, False, False,
-                  one, one, np.zeros((1, 1, 0)), empty, np.zeros((1, 0, 0)), np.zeros(0), one, one, one, one)
+    add_line_sums(rows, rows, ints, floats, np.zeros((1, 3)), ints, np.zeros((0, 0)), one, one, np.zeros((1, 1, 0)),
+                  empty, np.zeros((1, 0, 0)), np.zeros(0), one, empty, empty, empty)
     add_customer_totals(np.array([0, 1]), ints, one, one, np.zeros((1, 1, 0)), empty, np.zeros((1, 0, 0)), one, one,
-                        one, one, one, one, np.zeros((1, 1, 0)), empty, one, False, False, one, one, one, one, one,
-                        one, one)
+                        empty, empty, empty, one, np.zeros((1, 1, 0)), empty, np.zeros((0, 0)), one, one, one, one,
+                        one, one, one)
     add_unit_counts(rows, ints, floats, one, one)
 
 

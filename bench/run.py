@@ -422,7 +422,8 @@ def metadata(args: argparse.Namespace) -> dict[str, Any]:
 
 def compile_once() -> float:
     """Compile pass 2's loops before any stage is timed (numba caches them next to the code), as a first
-    run on a new installation does once; returns the seconds it took (about 0.1 s when already cached)."""
+    run on a new installation does once; returns the seconds it took (about 0.5 s when already cached,
+    starting the interpreter included)."""
     clock = time.monotonic()
     subprocess.run([sys.executable, "-c", "from audits.line_sums import compile_kernels; compile_kernels()"],
                    check=True)
