@@ -110,3 +110,44 @@ def test_chunking_does_not_change_the_result(chunk_rows):
     results = by_name(validate_transactions(con, "staged", config=config))
     assert results["expect_column_values_to_be_between:unit_price"][:2] == (False, 1)
     assert results["expect_column_values_to_not_be_null:customer_id"] == (True, 0, 7)
+
+
+FRESH_PROCESS = """
+import datetime as dt, json, sys
+import duckdb
+from audits.config import parse_config
+from audits.validate import DEFERRED_FOR_GE, validate_transactions
+from tests.audits.test_validate import GOOD, by_name, staged
+
+con = duckdb.connect()
+staged(con, [GOOD] * 3 + [("T{n}", dt.datetime(2026, 8, 1, 10), "C1", "P1", 1, 10.0, -1.0, "EUR")])
+results = by_name(validate_transactions(con, "staged", config=parse_config({})))
+executed = [m for m in ("scipy.stats._stats_py", "altair.vegalite") if m in sys.modules]
+stand_ins = [m for m in DEFERRED_FOR_GE if type(sys.modules.get(m)).__name__ == "_Deferred"]
+import scipy.stats.distributions
+from scipy import stats
+import altair
+print(json.dumps({"unit_price": results["expect_column_values_to_be_between:unit_price"][:2],
+                  "executed": executed, "stand_ins": stand_ins, "t": float(stats.t.sf(2.0, 10)),
+                  "same": stats.norm is scipy.stats.distributions.norm, "altair": bool(altair.Chart),
+                  "real": type(sys.modules["scipy.stats"]).__name__}))
+"""
+
+
+def test_great_expectations_runs_without_the_modules_it_never_uses():
+    """In a fresh interpreter (this one has scipy.stats already): GE validates with scipy.stats and
+    altair standing in unloaded, and both load whole, once, on first use."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", FRESH_PROCESS], cwd=root, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["unit_price"] == [False, 1]
+    assert seen["executed"] == [] and seen["stand_ins"] == ["scipy.stats", "altair"]
+    assert seen["t"] == pytest.approx(0.036694, rel=1e-4)
+    assert seen["same"] and seen["altair"] and seen["real"] == "module"
