@@ -105,3 +105,21 @@ def test_forest_rows_cross_the_focus_and_cap(sample: SimpleNamespace) -> None:
     assert forest_rows(rows, focus=focus) == [sample.HIGH_GAP, sample.LOW_GAP]
     capped = forest_rows([*same_segment, focus], focus=focus, limit=5)
     assert capped == [focus, *same_segment[:4]]
+
+
+def test_figures_are_valid_plotly_json(sample: SimpleNamespace) -> None:
+    """The figures are plain dicts; plotly's own classes must accept every property and give them back
+    unchanged (an unknown or misspelt property raises here instead of being ignored by the browser)."""
+    import plotly.graph_objects as go
+
+    result = sample.build_result()
+    figures = [
+        forest_figure([sample.HIGH_GAP, sample.LOW_GAP, sample.HOSTILE], focus=sample.HIGH_GAP),
+        forest_figure([sample.MEDIUM_INCIDENCE], focus=sample.MEDIUM_INCIDENCE, thresholds={"adverse_impact_ratio": 0.8}),
+        trend_figure(sample.HIGH_GAP, result.history, period_end="2026-05-31"),
+    ]
+    for figure in figures:
+        assert figure is not None
+        checked = go.Figure(figure, skip_invalid=False).to_plotly_json()
+        checked["layout"].pop("template", None)  # plotly adds its empty default
+        assert checked == figure
