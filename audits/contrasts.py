@@ -33,17 +33,19 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import duckdb
 import numpy as np
-import scipy.sparse as sp
 
-from audits.line_sums import add_customer_totals, add_line_sums, add_unit_counts
 from audits.stats import Estimate, clustered_estimate, welch_satterthwaite_df
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp
 
 Kind = Literal["contrast", "adjusted", "excess"]
 # Relative size below which a covariate's variance, or D's variance left after the covariates, is zero.
@@ -257,6 +259,29 @@ def in_process(con: duckdb.DuckDBPyConnection, relation: str, state: PassState, 
     return total
 
 
+def load_in_background() -> threading.Thread:
+    """Import numba, scipy.sparse and scipy.special and load the compiled loops (audits/line_sums.py) on a
+    thread: in a new process this costs about 0.6 s (the imports 0.15 s each, numba's first call 0.25 s),
+    which the audit spends meanwhile in DuckDB building the lines (DuckDB releases the GIL).
+    The passes import both where they use them, which waits for an import in progress; the loops' first
+    calls wait for numba's compiler lock. An error here surfaces there, with its traceback."""
+
+    def load() -> None:
+        try:
+            import scipy.sparse  # noqa: F401
+            import scipy.special  # noqa: F401  (audits/stats.py)
+
+            from audits.line_sums import compile_kernels
+
+            compile_kernels()
+        except Exception:  # noqa: BLE001 - raised again where the pass imports or calls it
+            pass
+
+    thread = threading.Thread(target=load, name="load-compiled-loops")
+    thread.start()
+    return thread
+
+
 def _threads() -> int:
     return max(1, min(PASS_TWO_THREADS, os.cpu_count() or 1))
 
@@ -306,6 +331,8 @@ def _codes(lines: dict[str, np.ndarray], lineset: LineSet) -> np.ndarray:
 
 
 def _first_pass(state: PassState, chunks: Iterator[dict[str, np.ndarray]]) -> None:
+    from audits import line_sums  # numba: imported meanwhile by load_in_background
+
     units = state.n_units
     state.fe_of_unit = np.zeros(units, np.int64)
     state.control_of_unit = np.zeros((units, len(state.controls)), np.int64)
@@ -324,12 +351,14 @@ def _first_pass(state: PassState, chunks: Iterator[dict[str, np.ndarray]]) -> No
             state.segment_of_unit[unit, j] = lines[key]
         y = np.asarray(lines["y"], dtype=np.float64)
         for ls in linesets:
-            add_unit_counts(unit, _codes(lines, ls), y, *state.counts[_count_key(ls)])
+            line_sums.add_unit_counts(unit, _codes(lines, ls), y, *state.counts[_count_key(ls)])
 
 
 def _summing(into: np.ndarray, n_into: int, items: np.ndarray | None = None, n_items: int | None = None
              ) -> sp.csr_matrix:
     """n_into x n_items: row into[i] sums item items[i] (default: item i); a product adds items up by target."""
+    import scipy.sparse as sp  # imported meanwhile by load_in_background
+
     items = np.arange(len(into)) if items is None else items
     return sp.csr_matrix((np.ones(len(into)), (into, items)), shape=(n_into, len(into) if n_items is None else n_items))
 
@@ -589,6 +618,8 @@ def _model_row_sums(fitted: Fitted, lines: dict[str, np.ndarray], unit: np.ndarr
                     y: np.ndarray) -> dict[str, np.ndarray]:
     """Per row (customer x nested segment values) and tested code: the beta- and pi-free parts of the score
     (audits/line_sums.py sums them in one compiled walk over the lines)."""
+    from audits import line_sums  # numba: imported meanwhile by load_in_background
+
     model = fitted.model
     tested = np.asarray(model.lineset.tested, dtype=np.int64)
     codes = _codes(lines, model.lineset)
@@ -600,8 +631,9 @@ def _model_row_sums(fitted: Fitted, lines: dict[str, np.ndarray], unit: np.ndarr
             "own_count": np.zeros((n_rows, t)), "any_own": np.zeros((n_rows, width)),
             "V": np.zeros((n_rows, t if model.with_rate else 0)), "W": np.zeros((n_rows, t if model.with_rate else 0))}
     live = np.zeros(n_rows if n_cov else 0)
-    add_line_sums(rows.row, unit, codes, y, fitted.unit_table, tested, code_q, sums["A"], sums["B"], sums["C"],
-                  sums["E"], sums["F"], live, sums["own_count"], sums["any_own"], sums["V"], sums["W"])
+    line_sums.add_line_sums(rows.row, unit, codes, y, fitted.unit_table, tested, code_q, sums["A"], sums["B"],
+                            sums["C"], sums["E"], sums["F"], live, sums["own_count"], sums["any_own"], sums["V"],
+                            sums["W"])
     # A customer counts for a test when one of its lines is in a cell with its reference: with covariates,
     # a line of k > 0; else when 0 < p < 1, exactly when B = sum k (D - p)^2 > 0 (p = 0 or 1 adds exactly 0)
     sums["count"] = np.repeat(live[:, None], t, axis=1) if n_cov else sums["B"]
@@ -610,6 +642,8 @@ def _model_row_sums(fitted: Fitted, lines: dict[str, np.ndarray], unit: np.ndarr
 
 def _model_totals(fitted: Fitted, sums: dict[str, np.ndarray], rollups: list[_Rollup]) -> dict[str, np.ndarray]:
     """Square each customer's score per test and add up per slot x tested code (audits/line_sums.py)."""
+    from audits import line_sums  # numba: imported meanwhile by load_in_background
+
     tested = list(fitted.model.lineset.tested)
     n_slots, t = fitted.beta.shape[0], len(tested)
     totals = {name: np.zeros((n_slots, t)) for name in
@@ -624,10 +658,10 @@ def _model_totals(fitted: Fitted, sums: dict[str, np.ndarray], rollups: list[_Ro
         if len(rollup.slot_of) == 0:
             continue
         r = {name: rollup.apply(values) for name, values in sums.items()}
-        add_customer_totals(rollup.starts, rollup.slot_of, r["A"], r["B"], r["C"], r["E"], r["F"], r["count"],
-                            r["own_count"], r["any_own"], r["V"], r["W"], beta, pi, pi_y, rate, totals["meat_group"],
-                            totals["meat_reference"], totals["n_clusters"], totals["n_group"], totals["rate_meat"],
-                            totals["n_any_code"], totals["n_any"])
+        line_sums.add_customer_totals(rollup.starts, rollup.slot_of, r["A"], r["B"], r["C"], r["E"], r["F"],
+                                      r["count"], r["own_count"], r["any_own"], r["V"], r["W"], beta, pi, pi_y, rate,
+                                      totals["meat_group"], totals["meat_reference"], totals["n_clusters"],
+                                      totals["n_group"], totals["rate_meat"], totals["n_any_code"], totals["n_any"])
     return totals
 
 

@@ -26,7 +26,6 @@ to this file (numba's cache): only the first run on a machine pays the compilati
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 
 import numpy as np
@@ -249,20 +248,3 @@ def compile_kernels() -> None:
                         empty, empty, empty, one, np.zeros((1, 1, 0)), empty, np.zeros((0, 0)), one, one, one, one,
                         one, one, one)
     add_unit_counts(rows, ints, floats, one, one)
-
-
-def compile_in_background() -> threading.Thread:
-    """`compile_kernels` on a thread. numba's first call in a process loads its compiler and the cached
-    loops (about 0.25 s); started before DuckDB builds the audit lines (which releases the GIL), that
-    happens meanwhile. The loops' own first calls wait for it (numba's compiler lock), and an error would
-    surface there, with its traceback, rather than here."""
-
-    def load() -> None:
-        try:
-            compile_kernels()
-        except Exception:  # noqa: BLE001 - raised again by the pass that calls the loop
-            pass
-
-    thread = threading.Thread(target=load, name="load-compiled-loops")
-    thread.start()
-    return thread

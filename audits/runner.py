@@ -23,6 +23,7 @@ import duckdb
 from audits import __version__
 from audits.config import Config
 from audits.coding import Coding, code_lines
+from audits.contrasts import load_in_background
 from audits.disparity import (  # noqa: F401  (re-exported: the runner is the audit's public face)
     INTERSECTION,
     METRICS,
@@ -36,7 +37,6 @@ from audits.disparity import (  # noqa: F401  (re-exported: the runner is the au
 from audits.errors import ConfigError, one_line
 from audits.findings import CONSISTENCY_CHECKS, AuditResult, CheckRun, DataQuality, Finding, RunInfo
 from audits.judgement import is_candidate, judge, min_customers_to_judge
-from audits.line_sums import compile_in_background
 from audits.sqlfiles import SQL_DIR, SqlFileError, load_sql
 from audits.warehouse import quote_identifier, table_columns
 from audits.wording import summarize
@@ -70,7 +70,7 @@ def run_audit(
 ) -> AuditResult:
     """Audit the lines in [period_start, period_end] and return the findings (status not yet compared)."""
     started_at = dt.datetime.now(dt.timezone.utc)
-    loading = compile_in_background() if set(config.checks) & set(METRICS) else None
+    loading = load_in_background() if set(config.checks) & set(METRICS) else None
     build_audit_lines(con, config, period_start=period_start, period_end=period_end, filters=filters or {})
     n_lines, n_customers, fingerprint = con.execute(
         "select count(*), count(distinct customer_id), "

@@ -36,14 +36,17 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
-import pyarrow as pa
 
 from audits.config import SourceConfig
 from audits.errors import ConfigError, InputError, one_line
 from audits.ledger import loaded_files
 from audits.warehouse import quote_identifier
+
+if TYPE_CHECKING:  # imported where used: only PostgreSQL sources need it
+    import pyarrow as pa
 
 NO_FILES = "{path}: no files match for source '{source}'; check the source's path"
 EMPTY_FILE = "{path}: file of source '{source}' has no rows; remove it or fix the export that wrote it"
@@ -214,6 +217,8 @@ def postgres_incremental_query(
     The watermark column's name is checked against the source's schema before it is quoted into
     the SQL; its value is always a bound parameter, typed like the column.
     """
+    import pyarrow as pa
+
     base = postgres_base_query(source)
     column = source.source_column(source.watermark)
     if watermark is None or column not in schema.names:
@@ -301,6 +306,7 @@ def _counted(
     reader: pa.RecordBatchReader, *, source: str, started: float, progress: Progress | None
 ) -> pa.RecordBatchReader:
     """The same stream, reporting rows fetched every few seconds on long reads."""
+    import pyarrow as pa
 
     def batches() -> Iterator[pa.RecordBatch]:
         rows, reported = 0, time.monotonic()
