@@ -67,7 +67,7 @@ class _Deferred(types.ModuleType):
         self.__spec__ = None  # what the import system reads: not being initialised
         if path is not None:
             self.__path__ = path
-        self.__deferred_lock = threading.Lock()
+        self.__deferred_lock = threading.RLock()  # re-entrant: a submodule may read the stand-in while it loads
 
     def __getattr__(self, attribute: str) -> Any:
         name = self.__name__
