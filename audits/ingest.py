@@ -39,7 +39,7 @@ from audits.ledger import (
     record_files,
     stored_watermark,
 )
-from audits.sources import SOURCE_FILE_COLUMN, SourceRead, read_source
+from audits.sources import SOURCE_FILE_COLUMN, SourceRead, read_source, unreadable
 from audits.staging import TRANSACTION_TYPES, stage_customers, stage_transactions
 from audits.warehouse import add_attribute_columns, quote_identifier
 
@@ -132,11 +132,20 @@ class _Batch:
             raise InputError(EMPTY.format(where=_where(source), source=source.name))
         if self.kind == "transactions":
             _import_great_expectations_meanwhile()
-            stage_transactions(self.con, source, self.config, mapped=self.mapped, attributes=list(self.attributes),
-                               source_types=read.columns)
-        else:
-            stage_customers(self.con, id_column=self.mapped["customer_id"], since_column=self.mapped["customer_since"],
-                            attributes=self.attributes, source_types=read.columns)
+        try:
+            if self.kind == "transactions":
+                stage_transactions(self.con, source, self.config, mapped=self.mapped,
+                                   attributes=list(self.attributes), source_types=read.columns, rows=read.relation,
+                                   row_id=read.row_id, rows_params=read.params)
+            else:
+                stage_customers(self.con, id_column=self.mapped["customer_id"],
+                                since_column=self.mapped["customer_since"], attributes=self.attributes,
+                                source_types=read.columns, rows=read.relation, row_id=read.row_id,
+                                rows_params=read.params)
+        except (duckdb.IOException, duckdb.InvalidInputException) as err:
+            if not read.files or read.relation == "src_rows":  # a copy in DuckDB: not a reading error
+                raise
+            raise unreadable(source, read.files, err) from err
         rows_read, rows_bad, rows_repeat = self.con.execute(
             "select count(*), count(*) filter (len(reasons) > 0), count(*) filter (is_repeat) from staged"
         ).fetchall()[0]
@@ -217,23 +226,24 @@ class _Batch:
 
     def _keep_bad_rows(self, read: SourceRead, rows_bad: int) -> None:
         """Temp table `bad_rows`: each bad row as the quarantine keeps it (reasons, values as read, file and
-        row within it); then drop the raw rows, so that validation and loading run with less memory."""
+        row within it); then drop the raw rows' copy, so that validation and loading run with less memory.
+        The raw rows are read again only when some are bad (from the files themselves for Parquet)."""
         q = quote_identifier
         raw = ", ".join(f"{q(c)} := s.{q(c)}" for c in read.columns)
         self.con.execute(f"""
             create or replace temp table bad_rows as
             with bad as (select source_row, reasons from staged where len(reasons) > 0),
+            raw_rows as (select {read.row_id} as raw_row, * from {read.relation} where $any_bad),
             first_rows as (
-                select {SOURCE_FILE_COLUMN} as source_file, min(rowid) as first_row from src_rows
-                where $any_bad group by all)
+                select {SOURCE_FILE_COLUMN} as source_file, min(raw_row) as first_row from raw_rows group by all)
             select $batch_id::bigint as batch_id, $source as source, s.{SOURCE_FILE_COLUMN} as source_file,
                    bad.source_row - coalesce(f.first_row, 0) + 1 as source_row,
                    array_to_string(bad.reasons, '; ') as reason, to_json(struct_pack({raw}))::varchar as raw
             from bad
-            join src_rows as s on s.rowid = bad.source_row
+            join raw_rows as s on s.raw_row = bad.source_row
             left join first_rows as f on f.source_file = s.{SOURCE_FILE_COLUMN}""",
-            {"batch_id": self.batch_id, "source": self.source.name, "any_bad": rows_bad > 0})
-        self.con.execute("drop table src_rows")
+            {**read.params, "batch_id": self.batch_id, "source": self.source.name, "any_bad": rows_bad > 0})
+        self.con.execute("drop table if exists src_rows")
 
     def _validate(self) -> list[dict[str, Any]]:
         from audits.validate import validate_transactions  # Great Expectations takes seconds to import

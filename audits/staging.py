@@ -1,4 +1,4 @@
-"""Staging: type the rows of `src_rows` into canonical columns and list every reason a row is bad.
+"""Staging: type the raw rows of a batch into canonical columns and list every reason a row is bad.
 
 Two SQL statements per batch, run inside DuckDB, create temp table `staged`: one row per source row
 with the canonical typed columns, `reasons` (empty for a good row; one 'column: what is wrong' per
@@ -15,6 +15,7 @@ other text.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from typing import Any
 
 import duckdb
@@ -85,13 +86,18 @@ def stage_transactions(
     mapped: dict[str, str | None],
     attributes: list[str],
     source_types: dict[str, str],
+    rows: str = "src_rows",
+    row_id: str = "rowid",
+    rows_params: Mapping[str, Any] | None = None,
 ) -> None:
-    """Create temp table `staged` from `src_rows`: canonical columns, attributes, reasons, is_repeat.
+    """Create temp table `staged` from the raw rows: canonical columns, attributes, reasons, is_repeat.
 
     `mapped` maps each canonical column to its source column (None: absent); `attributes` are
-    transaction attributes, each mapped in `mapped` too.
+    transaction attributes, each mapped in `mapped` too. `rows` is the SQL of the raw rows (with
+    `rows_params`), `row_id` its column numbering them in read order (audits/sources.py).
     """
     params: dict[str, Any] = {
+        **(rows_params or {}),
         "latest": dt.datetime.now() + dt.timedelta(days=config.max_future_days),
         "earliest": dt.datetime.fromisoformat(config.earliest),
         "currencies": [c.upper() for c in config.currencies],
@@ -116,7 +122,7 @@ def stage_transactions(
         content = ", ".join(f"cast(s.{quote_identifier(c)} as varchar)" for k, c in mapped.items()
                             if c is not None and k in TRANSACTION_TYPES)
         values["transaction_id"] = (f"md5(concat_ws('|', $source, {content}, "
-                                    f"row_number() over (partition by {content} order by s.rowid)))")
+                                    f"row_number() over (partition by {content} order by s.{row_id})))")
         present["transaction_id"] = "true"
         params["source"] = source.name
     for attribute in attributes:
@@ -150,9 +156,9 @@ def stage_transactions(
     sql = f"""
         create or replace temp table staged as
         with typed as (
-            select s.rowid as source_row, {typed}, {flags},
+            select s.{row_id} as source_row, {typed}, {flags},
                    {watermark} as watermark_value
-            from src_rows as s)
+            from {rows} as s)
         select source_row, {", ".join(q(c) for c in columns)}, watermark_value, hash(transaction_id) as id_hash,
                list_filter([{", ".join(rules)}], lambda r: r is not null) as reasons, false as is_repeat,
                {row_hash} as row_hash
@@ -168,8 +174,12 @@ def stage_customers(
     since_column: str | None,
     attributes: dict[str, str],
     source_types: dict[str, str],
+    rows: str = "src_rows",
+    row_id: str = "rowid",
+    rows_params: Mapping[str, Any] | None = None,
 ) -> None:
-    """Create temp table `staged` of customers from `src_rows`; `attributes` maps name -> source column."""
+    """Create temp table `staged` of customers from the raw rows (as for stage_transactions); `attributes`
+    maps name -> source column."""
     q = quote_identifier
     customer_id, has_id = convert(id_column, source_types[id_column], "varchar")
     since, has_since = convert(since_column, source_types.get(since_column or "", "VARCHAR"), "date")
@@ -179,9 +189,9 @@ def stage_customers(
     sql = f"""
         create or replace temp table staged as
         with typed as (
-            select s.rowid as source_row, {customer_id} as customer_id,
+            select s.{row_id} as source_row, {customer_id} as customer_id,
                    {since} as customer_since {attribute_sql}, {has_id} as has_id, {has_since} as has_since
-            from src_rows as s)
+            from {rows} as s)
         select source_row, {", ".join(q(c) for c in columns)},
                list_filter([
                    case when not has_id then 'customer_id: missing' end,
@@ -189,7 +199,7 @@ def stage_customers(
                ], lambda r: r is not null) as reasons, false as is_repeat,
                hash({", ".join(q(c) for c in columns)}) as row_hash
         from typed"""
-    _run_in_utc(con, sql, {})
+    _run_in_utc(con, sql, dict(rows_params or {}))
     _mark_duplicates(con, key="customer_id", reason=CUSTOMER_DUPLICATE)
 
 

@@ -234,3 +234,44 @@ def test_zoned_parquet_timestamps_are_stored_in_utc_and_native_numbers_need_no_t
         ("T1", dt.datetime(2026, 8, 1, 8), Decimal("1"), Decimal("9.5"))]
     assert rows(warehouse, "select reason from quarantine") == [("unit_price: not a valid number",)]
     assert batch.rows_quarantined == 1
+
+
+def _parquet_lines(ids: list[str], prices: list[float]) -> pa.Table:
+    n = len(ids)
+    return pa.table({"order_id": ids, "sold_at": [dt.datetime(2026, 8, 1, 10)] * n, "client": ["C1"] * n,
+                     "sku": ["P1"] * n, "qty": [1] * n, "unit_price": prices})
+
+
+def test_parquet_is_staged_from_the_files_with_rows_numbered_within_each(warehouse, tmp_path):
+    """Parquet rows are staged straight from the files: quarantined rows still name their file and row
+    within it, the raw values as read, and of a duplicated id the row read last (later file) is kept."""
+    folder = tmp_path / "tx"
+    folder.mkdir()
+    pq.write_table(_parquet_lines(["T1", "T2", "T3"], [10.0, -1.0, 7.0]), folder / "a.parquet")
+    pq.write_table(_parquet_lines(["T4", "T3", "T5"], [5.0, 8.0, float("nan")]), folder / "b.parquet")
+    [batch] = ingest_all(warehouse, config_for(tmp_path, "tx/*.parquet", kind="parquet", max_bad_share=0.6))
+    assert (batch.rows_read, batch.rows_loaded, batch.rows_quarantined, batch.files_read) == (6, 3, 3, 2)
+    quarantined = rows(warehouse, "select source_file, source_row, reason, raw::json->>'order_id' from quarantine "
+                                  "order by source_file, source_row")
+    assert [(Path(f).name, r, reason.split(":")[0], tid) for f, r, reason, tid in quarantined] == [
+        ("a.parquet", 2, "unit_price", "T2"),
+        ("a.parquet", 3, "transaction_id", "T3"),
+        ("b.parquet", 3, "unit_price", "T5")]
+    assert rows(warehouse, "select transaction_id, unit_price from transactions order by 1") == [
+        ("T1", Decimal("10")), ("T3", Decimal("8")), ("T4", Decimal("5"))]
+
+
+def test_a_damaged_parquet_page_is_an_input_error_naming_the_file(warehouse, tmp_path):
+    """The footer reads (columns, row counts), a data page does not: the error comes when staging reads the
+    rows, and it is the same one-line input error as for a file that cannot be opened."""
+    path = tmp_path / "tx.parquet"
+    n = 50_000
+    pq.write_table(_parquet_lines([f"T{i}" for i in range(n)], [float(i % 90 + 1) for i in range(n)]), path,
+                   compression="snappy")
+    data = bytearray(path.read_bytes())
+    for i in range(len(data) // 3, len(data) // 3 + 2_000):
+        data[i] ^= 0x5A
+    path.write_bytes(bytes(data))
+    with pytest.raises(InputError, match=r"tx\.parquet: cannot read source 'shop' as parquet"):
+        ingest_all(warehouse, config_for(tmp_path, "tx.parquet", kind="parquet"))
+    assert rows(warehouse, "select count(*) from transactions") == [(0,)]
