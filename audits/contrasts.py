@@ -85,6 +85,18 @@ class Model:
     # excess: the dummies of each intersection code, codes x covariates (components' levels, first dropped)
     components: np.ndarray | None = None
     with_rate: bool = False  # contrast: also the reference's rate on the contrast's weights (for ratios)
+    # the (slot, tested code) pairs to compute, None: all (a secondary model is asked for a few of them)
+    slot_codes: frozenset[tuple[int, int]] | None = None
+
+    def needed(self, n_slots: int) -> np.ndarray:
+        """uint8 slot x tested column: 1 for the tests to compute."""
+        if self.slot_codes is None:
+            return np.ones((n_slots, len(self.lineset.tested)), np.uint8)
+        needed = np.zeros((n_slots, len(self.lineset.tested)), np.uint8)
+        column = {code: j for j, code in enumerate(self.lineset.tested)}
+        for slot, code in self.slot_codes:
+            needed[slot, column[code]] = 1
+        return needed
 
 
 @dataclass
@@ -654,13 +666,14 @@ def _model_totals(fitted: Fitted, sums: dict[str, np.ndarray], rollups: list[_Ro
     beta = np.ascontiguousarray(np.nan_to_num(fitted.beta[:, tested]))
     pi, pi_y = np.ascontiguousarray(fitted.pi[:, tested]), np.ascontiguousarray(fitted.pi_y)
     rate = np.ascontiguousarray(np.nan_to_num(fitted.rate[:, tested])) if fitted.rate is not None else np.zeros((0, 0))
+    needed = fitted.model.needed(n_slots)
     for rollup in rollups:
         if len(rollup.slot_of) == 0:
             continue
         r = {name: rollup.apply(values) for name, values in sums.items()}
         line_sums.add_customer_totals(rollup.starts, rollup.slot_of, r["A"], r["B"], r["C"], r["E"], r["F"],
                                       r["count"], r["own_count"], r["any_own"], r["V"], r["W"], beta, pi, pi_y, rate,
-                                      totals["meat_group"], totals["meat_reference"], totals["n_clusters"],
+                                      needed, totals["meat_group"], totals["meat_reference"], totals["n_clusters"],
                                       totals["n_group"], totals["rate_meat"], totals["n_any_code"], totals["n_any"])
     return totals
 
@@ -678,6 +691,8 @@ def results(state: PassState, sums: PartitionSums) -> list[dict[tuple[int, int],
 
         for s in range(len(state.slots)):
             for column, g in enumerate(lineset.tested):
+                if fitted.model.slot_codes is not None and (s, g) not in fitted.model.slot_codes:
+                    continue  # not computed
                 beta = fitted.beta[s, g]
                 test = TestSums(beta=None if np.isnan(beta) else float(beta))
                 test.meat_group, test.meat_reference = total("meat_group", s, column), total("meat_reference", s, column)

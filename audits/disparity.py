@@ -226,16 +226,20 @@ class _Plan:
                      for t in excess if t.dimension in dims]
             if not jobs:
                 continue
-            # one model per kind and line set, testing the codes its jobs ask for
-            tested: dict[tuple[str, LineSet], set[int]] = {}
+            # one model per kind and line set, testing the codes its jobs ask for, in the slots they ask for
+            slots = contrasts.Slots.build(segments)
+            slot_codes: dict[tuple[str, LineSet], set[tuple[int, int]]] = {}
             components: dict[LineSet, np.ndarray] = {}
             for kind, t, ls in jobs:
-                tested.setdefault((kind, ls), set()).add(self._code_in(t.dimension.columns, t.group, ls))
+                slot = next(s for s, v in self._slots(slots, t.dimension) if v == t.segment_value)
+                slot_codes.setdefault((kind, ls), set()).add((slot, self._code_in(t.dimension.columns, t.group, ls)))
                 if kind == "excess":
                     components[ls] = _component_dummies(self.coding.sets[t.dimension.columns])
-            models = [Model(kind, replace(ls, tested=tuple(sorted(codes))),
-                            components=components[ls] if kind == "excess" else None)
-                      for (kind, ls), codes in tested.items()]
+            tested = {key: sorted({code for _, code in pairs}) for key, pairs in slot_codes.items()}
+            models = [Model(kind, replace(ls, tested=tuple(tested[(kind, ls)])),
+                            components=components[ls] if kind == "excess" else None,
+                            slot_codes=frozenset(slot_codes[(kind, ls)]))
+                      for kind, ls in tested]
             state, sums = contrasts.fit_pass(con, "measurements", unit_key=unit_key, fe_key=fe_key,
                                              n_units=n_units, n_fe=n_fe, segments=segments, models=models,
                                              controls=controls, leverage_adjusted=self.leverage_adjusted,

@@ -146,6 +146,7 @@ def add_customer_totals(
     pi: np.ndarray,  # slot x tested x covariate
     pi_y: np.ndarray,  # slot x covariate
     rate: np.ndarray,  # slot x tested (reference rates; 0 where not identified)
+    needed: np.ndarray,  # uint8 slot x tested: 1 for the tests to compute (the others are left at 0)
     meat_group: np.ndarray, meat_reference: np.ndarray, n_clusters: np.ndarray, n_group: np.ndarray,
     rate_meat: np.ndarray, n_any_code: np.ndarray, n_any: np.ndarray,  # slot x tested (codes; 1)
 ) -> None:
@@ -157,9 +158,14 @@ def add_customer_totals(
     a, b, cnt, own, v, w = np.empty(t), np.empty(t), np.empty(t), np.empty(t), np.empty(t), np.empty(t)
     c, e, f = np.empty((t, n_cov)), np.empty(n_cov), np.empty((n_cov, n_cov))
     seen, f_py = np.empty(width), np.empty(n_cov)
+    slot_needed = np.zeros(needed.shape[0], np.bool_)
+    for s in range(needed.shape[0]):
+        for j in range(t):
+            if needed[s, j]:
+                slot_needed[s] = True
     for cluster in range(len(slot_of)):
         s = slot_of[cluster]
-        if s < 0:
+        if s < 0 or not (slot_needed[s] or with_any):
             continue
         for array in (a, b, cnt, own, v, w):
             array[:] = 0.0
@@ -169,6 +175,8 @@ def add_customer_totals(
         seen[:] = 0.0
         for r in range(starts[cluster], starts[cluster + 1]):
             for j in range(t):
+                if not needed[s, j]:
+                    continue
                 a[j] += a_sum[r, j]
                 b[j] += b_sum[r, j]
                 cnt[j] += count[r, j]
@@ -190,6 +198,8 @@ def add_customer_totals(
             for l in range(n_cov):
                 f_py[m] += f[m, l] * pi_y[s, l]
         for j in range(t):
+            if not needed[s, j]:
+                continue
             score = a[j] - beta[s, j] * b[j]
             if n_cov:
                 py_c, pi_e, pi_c, pf_py, pf_pi = 0.0, 0.0, 0.0, 0.0, 0.0
@@ -245,6 +255,6 @@ def compile_kernels() -> None:
     add_line_sums(rows, rows, ints, floats, np.zeros((1, 3)), ints, np.zeros((0, 0)), one, one, np.zeros((1, 1, 0)),
                   empty, np.zeros((1, 0, 0)), np.zeros(0), one, empty, empty, empty)
     add_customer_totals(np.array([0, 1]), ints, one, one, np.zeros((1, 1, 0)), empty, np.zeros((1, 0, 0)), one, one,
-                        empty, empty, empty, one, np.zeros((1, 1, 0)), empty, np.zeros((0, 0)), one, one, one, one,
-                        one, one, one)
+                        empty, empty, empty, one, np.zeros((1, 1, 0)), empty, np.zeros((0, 0)),
+                        np.ones((1, 1), np.uint8), one, one, one, one, one, one, one)
     add_unit_counts(rows, ints, floats, one, one)

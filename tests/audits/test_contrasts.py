@@ -116,3 +116,37 @@ def test_compiled_loops_do_not_need_a_writable_cache_folder(monkeypatch):
     with pytest.raises(RuntimeError, match="cannot cache"):  # what plain njit(cache=True) does then
         njit(cache=True)(twice)
     assert line_sums._compiled(twice)(21) == 42
+
+
+def test_secondary_estimates_do_not_depend_on_which_others_are_asked_for(con):
+    """The adjusted and excess models compute only the (segment value, group) tests asked for: a test's
+    figures are the same whether it is asked for alone or with every other test."""
+    config = market_config(audit={"attributes": ["gender", "age_band"], "intersections": [["gender", "age_band"]],
+                                  "segment_by": ["category"], "controls": ["channel"]})
+    build_audit_lines(con, config, period_start=SPEC.start, period_end=SPEC.end, filters={})
+    coding = code_audit_lines(con, config)
+
+    def key(t):
+        return (t.dimension.columns, t.segment_value, t.group)
+
+    everything = {key(t): t for t in disparity.run_disparity(con, "price_gap", config, coding,
+                                                             is_candidate=lambda test: True)}
+    segment = sorted({t.segment_value for t in everything.values() if t.segment_value})[1]
+    asked = {k for k, t in everything.items() if t.segment_value == segment and t.estimate is not None}
+    some = {key(t): t for t in disparity.run_disparity(con, "price_gap", config, coding,
+                                                       is_candidate=lambda test: key(test) in asked)}
+    assert some.keys() == everything.keys() and asked
+    checked = 0
+    for k, t in some.items():
+        if k not in asked:
+            assert t.adjusted is None and t.excess is None
+            continue
+        full = everything[k]
+        assert (t.adjusted is None) == (full.adjusted is None) and (t.excess is None) == (full.excess is None)
+        if t.adjusted is not None and t.adjusted[0] is not None:
+            assert t.adjusted == pytest.approx(full.adjusted, rel=1e-9)
+            checked += 1
+        if t.excess is not None:
+            assert (t.excess.beta, t.excess.se) == pytest.approx((full.excess.beta, full.excess.se), rel=1e-9)
+            checked += 1
+    assert checked >= 5
