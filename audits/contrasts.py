@@ -275,7 +275,7 @@ def load_in_background() -> threading.Thread:
     """Import numba, scipy.sparse and scipy.special and load the compiled loops (audits/line_sums.py) on a
     thread: in a new process this costs about 0.6 s (the imports 0.15 s each, numba's first call 0.25 s),
     which the audit spends meanwhile in DuckDB building the lines (DuckDB releases the GIL).
-    The passes import both where they use them, which waits for an import in progress; the loops' first
+    The passes import them where they use them, which waits for an import in progress; the loops' first
     calls wait for numba's compiler lock. An error here surfaces there, with its traceback."""
 
     def load() -> None:

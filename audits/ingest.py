@@ -143,7 +143,7 @@ class _Batch:
                                 source_types=read.columns, rows=read.relation, row_id=read.row_id,
                                 rows_params=read.params)
         except (duckdb.IOException, duckdb.InvalidInputException) as err:
-            if not read.files or read.relation == "src_rows":  # a copy in DuckDB: not a reading error
+            if read.relation == "src_rows":  # staged from the copy in DuckDB: not a reading error
                 raise
             raise unreadable(source, read.files, err) from err
         rows_read, rows_bad, rows_repeat = self.con.execute(

@@ -173,7 +173,7 @@ def _read_files(
         relation = ("read_csv($files, header = true, all_varchar = true, delim = $delimiter, encoding = $encoding,"
                     " union_by_name = true, filename = $file_column)")
         options |= {"delimiter": source.delimiter, "encoding": source.encoding}
-    staged_from: dict[str, Any] = {}
+    staged_from: dict[str, Any] = {}  # SourceRead's relation, row_id and params; default: the copy src_rows
     try:
         described = con.execute(f"describe select * from {relation}", options).fetchall()
         columns = {name: type_ for name, type_, *_ in described if name != SOURCE_FILE_COLUMN}
@@ -185,11 +185,12 @@ def _read_files(
                 "relation": f"(select * exclude (file_row_number), (list_position($files, {file_column}) - 1) * "
                             f"{ROW_STRIDE} + file_row_number as __pp_row from {numbered})",
                 "row_id": "__pp_row", "params": options}
-            per_file_sql = f"select {file_column}, count(*) from {relation} group by all"
+            # a name DuckDB reports otherwise than it was given would find no rows: EMPTY_FILE below
+            per_file = dict(con.execute(f"select {file_column}, count(*) from {relation} group by all",
+                                        options).fetchall())
         else:
             con.execute(f"create temp table src_rows as select * from {relation}", options)
-            per_file_sql, options = f"select {SOURCE_FILE_COLUMN}, count(*) from src_rows group by all", {}
-        per_file = dict(con.execute(per_file_sql, options).fetchall())
+            per_file = dict(con.execute(f"select {SOURCE_FILE_COLUMN}, count(*) from src_rows group by all").fetchall())
     except (duckdb.IOException, duckdb.InvalidInputException, duckdb.ConversionException,
             duckdb.BinderException, duckdb.NotImplementedException) as err:
         raise unreadable(source, new, err) from err
