@@ -203,6 +203,9 @@ class Fitted:
     bread: np.ndarray  # slot x code
     rate: np.ndarray | None = None  # slot x code
     rate_weight: np.ndarray | None = None
+    # the totals loop's per-slot inputs, for the tested codes, C-ordered (one compiled signature):
+    # beta, pi, pi_y, rate (0 where not identified) and the tests to compute; see `_totals_inputs`
+    totals_inputs: tuple[np.ndarray, ...] = ()
 
 
 # A pass-2 executor: given the connection, the measurements relation, pass 1's state and a number of
@@ -462,7 +465,17 @@ def _fit(state: PassState, model: Model) -> Fitted:
         ref_sum = slots @ (share * (SY[:, None] - sy))
         fitted.rate = np.where(fitted.rate_weight > 0, ref_sum / np.where(fitted.rate_weight > 0,
                                                                            fitted.rate_weight, 1), np.nan)
+    fitted.totals_inputs = _totals_inputs(fitted)
     return fitted
+
+
+def _totals_inputs(fitted: Fitted) -> tuple[np.ndarray, ...]:
+    """What the totals loop reads of the fit, once per model rather than once per slice of customers."""
+    tested = list(fitted.model.lineset.tested)
+    beta = np.ascontiguousarray(np.nan_to_num(fitted.beta[:, tested]))
+    pi, pi_y = np.ascontiguousarray(fitted.pi[:, tested]), np.ascontiguousarray(fitted.pi_y)
+    rate = np.ascontiguousarray(np.nan_to_num(fitted.rate[:, tested])) if fitted.rate is not None else np.zeros((0, 0))
+    return beta, pi, pi_y, rate, fitted.model.needed(fitted.beta.shape[0])
 
 
 def solve_treatment(inverse: np.ndarray, pi_y: np.ndarray, squ: np.ndarray, suu: float, suy: float
@@ -656,17 +669,12 @@ def _model_totals(fitted: Fitted, sums: dict[str, np.ndarray], rollups: list[_Ro
     """Square each customer's score per test and add up per slot x tested code (audits/line_sums.py)."""
     from audits import line_sums  # numba: imported meanwhile by load_in_background
 
-    tested = list(fitted.model.lineset.tested)
-    n_slots, t = fitted.beta.shape[0], len(tested)
+    n_slots, t = fitted.beta.shape[0], len(fitted.model.lineset.tested)
     totals = {name: np.zeros((n_slots, t)) for name in
               ("meat_group", "meat_reference", "n_clusters", "n_group", "rate_meat")}
     totals["n_any_code"] = np.zeros((n_slots, fitted.model.lineset.width))
     totals["n_any"] = np.zeros((n_slots, 1))
-    # C-ordered, so that the compiled loop has one signature
-    beta = np.ascontiguousarray(np.nan_to_num(fitted.beta[:, tested]))
-    pi, pi_y = np.ascontiguousarray(fitted.pi[:, tested]), np.ascontiguousarray(fitted.pi_y)
-    rate = np.ascontiguousarray(np.nan_to_num(fitted.rate[:, tested])) if fitted.rate is not None else np.zeros((0, 0))
-    needed = fitted.model.needed(n_slots)
+    beta, pi, pi_y, rate, needed = fitted.totals_inputs
     for rollup in rollups:
         if len(rollup.slot_of) == 0:
             continue

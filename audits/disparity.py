@@ -227,12 +227,14 @@ class _Plan:
             if not jobs:
                 continue
             # one model per kind and line set, testing the codes its jobs ask for, in the slots they ask for
-            slots = contrasts.Slots.build(segments)
+            slots = contrasts.Slots.build(segments)  # as fit_pass builds them
+            # each job's (slot, code): where its test is in its model's results (the code depends on the line set)
+            placed = {(kind, id(t)): (next(s for s, v in self._slots(slots, t.dimension) if v == t.segment_value),
+                                      self._code_in(t.dimension.columns, t.group, ls)) for kind, t, ls in jobs}
             slot_codes: dict[tuple[str, LineSet], set[tuple[int, int]]] = {}
             components: dict[LineSet, np.ndarray] = {}
             for kind, t, ls in jobs:
-                slot = next(s for s, v in self._slots(slots, t.dimension) if v == t.segment_value)
-                slot_codes.setdefault((kind, ls), set()).add((slot, self._code_in(t.dimension.columns, t.group, ls)))
+                slot_codes.setdefault((kind, ls), set()).add(placed[(kind, id(t))])
                 if kind == "excess":
                     components[ls] = _component_dummies(self.coding.sets[t.dimension.columns])
             tested = {key: sorted({code for _, code in pairs}) for key, pairs in slot_codes.items()}
@@ -246,8 +248,7 @@ class _Plan:
                                              executor=executor, reuse=self.main_states.get(unit_key))
             per_model = dict(zip(tested, contrasts.results(state, sums), strict=True))
             for kind, t, ls in jobs:
-                slot = next(s for s, v in self._slots(state.slots, t.dimension) if v == t.segment_value)
-                result = per_model[(kind, ls)].get((slot, self._code_in(t.dimension.columns, t.group, ls)))
+                result = per_model[(kind, ls)].get(placed[(kind, id(t))])
                 found[(kind, id(t))] = result.estimate() if result is not None else None
         out = []
         for t in tests:
