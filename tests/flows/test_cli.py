@@ -88,7 +88,8 @@ def test_serve_registers_both_deployments_and_runs_what_the_ui_asks_for(prefect_
                     on_demand = client.read_deployment_by_name("on_demand_audit/on-demand")
                 except ObjectNotFound:
                     pass
-                if nightly and [s.schedule.cron for s in nightly.schedules] == ["45 4 * * *"] \
+                # serve registers one deployment after the other: the second may not exist yet
+                if nightly and on_demand and [s.schedule.cron for s in nightly.schedules] == ["45 4 * * *"] \
                         and on_demand.parameters["config_path"] == str(config.resolve()):
                     break
                 time.sleep(1)
