@@ -9,7 +9,8 @@ GE 1.x has no working DuckDB data source, so rows go to GE as pandas chunks of a
 fast without weakening it (about 0.7 s of CPU per million rows instead of 5 to 9 s; 0.6 s with
 chunks of a million rows, where the per-chunk overhead of GE weighs less):
 - Chunks are hash partitions of transaction_id, not row ranges: equal ids always share a chunk, so
-  uniqueness checked per chunk is uniqueness over the batch.
+  uniqueness checked per chunk is uniqueness over the batch. A batch of several chunks is first sorted
+  by chunk into a temp table, one pass, so that fetching a chunk reads only its own rows.
 - Only the columns an expectation reads, fetched as Arrow (no Decimal objects, no row-wise conversion);
   money as float64 (comparisons with 0 and between two prices are exact enough; sums are never taken
   here) and timestamps as datetime64[ns], which GE compares vectorised (datetime64[us] sends it down
@@ -42,6 +43,7 @@ REQUIRED_COLUMNS = ("transaction_id", "timestamp", "customer_id", "product_id", 
 OPTIONAL_COLUMNS = ("list_price", "currency")
 _FLOAT_COLUMNS = ("quantity", "unit_price", "list_price")
 ACCEPTED = "len(reasons) = 0 and not is_repeat"
+CHUNKED = "validation_chunks"  # temp table of a batch of several chunks, sorted by chunk
 # datetime64[ns] spans 1678-2261: values beyond are clamped to its ends, which stay out of any plausible
 # range, so the timestamp expectation still fails for them instead of the cast failing
 _NS_RANGE = "least(greatest(timestamp, timestamp '1678-01-01'), timestamp '2261-12-31')"
@@ -195,29 +197,21 @@ def validate_transactions(
     n_chunks = max(1, math.ceil(accepted / config.chunk_rows))
     totals: dict[str, dict[str, Any]] = {}
     validated = 0
-    for chunk in range(n_chunks):
-        # typed parameters: an untyped $n makes DuckDB compute the modulo in HUGEINT, 10 times slower
-        frame = con.sql(
-            f"select {columns} from {staged} where {ACCEPTED} and id_hash % $n::ubigint = $chunk::ubigint",
-            params={"n": n_chunks, "chunk": chunk},
-        ).to_arrow_table().to_pandas()
-        if frame.empty:
-            continue
-        result = batch_definition.get_batch(batch_parameters={"dataframe": frame}).validate(suite)
-        validated += len(frame)
-        for item in result.results:
-            kwargs = item.expectation_config.kwargs
-            column = kwargs.get("column") or f"{kwargs.get('column_A')} >= {kwargs.get('column_B')}"
-            name = item.expectation_config.type
-            entry = totals.setdefault(f"{name}:{column}", {
-                "expectation": name, "column": column, "success": True, "unexpected_count": 0, "element_count": 0})
-            entry["success"] = entry["success"] and bool(item.success)
-            entry["unexpected_count"] += int(item.result.get("unexpected_count") or 0)
-            entry["element_count"] += int(item.result.get("element_count") or len(frame))
-        if progress and n_chunks > 1:
-            seconds = time.monotonic() - started
-            progress(f"{label}: validated chunk {chunk + 1}/{n_chunks}, {validated:,} rows "
-                     f"({validated / max(seconds, 1e-9):,.0f} rows/s)")
+    if n_chunks > 1:
+        _sort_into_chunks(con, staged, columns, n_chunks)
+    try:
+        for chunk in range(n_chunks):
+            frame = _fetch_chunk(con, staged, columns, n_chunks, chunk)
+            if not frame.empty:
+                validated += len(frame)
+                _add_results(totals, batch_definition.get_batch(batch_parameters={"dataframe": frame}).validate(suite),
+                             len(frame))
+            if progress and n_chunks > 1:
+                seconds = time.monotonic() - started
+                progress(f"{label}: validated chunk {chunk + 1}/{n_chunks}, {validated:,} rows "
+                         f"({validated / max(seconds, 1e-9):,.0f} rows/s)")
+    finally:
+        con.execute(f"drop table if exists {CHUNKED}")
     if progress:
         seconds = time.monotonic() - started
         failed = sum(not e["success"] for e in totals.values())
@@ -225,6 +219,42 @@ def validate_transactions(
                  f"in {seconds:.1f} s ({validated / max(seconds, 1e-9):,.0f} rows/s): "
                  + ("all passed" if not failed else f"{failed} failed"))
     return list(totals.values())
+
+
+def _sort_into_chunks(con: duckdb.DuckDBPyConnection, staged: str, columns: str, n_chunks: int) -> None:
+    """Temp table CHUNKED: the accepted rows' validated columns, sorted by chunk, so that each chunk is then
+    read from its own stretch of row groups (DuckDB skips the others by their min/max) instead of by a
+    scan of the whole batch. n scans of the batch grow with the square of its size, and once the batch
+    no longer fits in memory each scan reads it back from disk: measured here, the ten scans of 10M rows
+    took 2.8 s and the sort 3.9 s, but 20M rows took 32.6 s against 14.5 s and 30M 74 s against 22.7 s."""
+    con.execute(f"""
+        create or replace temp table {CHUNKED} as
+        select {columns}, (id_hash % $n::ubigint)::uinteger as chunk
+        from {staged} where {ACCEPTED} order by chunk""", {"n": n_chunks})
+
+
+def _fetch_chunk(con: duckdb.DuckDBPyConnection, staged: str, columns: str, n_chunks: int, chunk: int) -> Any:
+    """Chunk `chunk` of n_chunks as a pandas DataFrame (through Arrow): from CHUNKED when the batch was
+    sorted into chunks, else (one chunk) the accepted rows of `staged` themselves."""
+    if n_chunks == 1:
+        relation = con.sql(f"select {columns} from {staged} where {ACCEPTED}")
+    else:
+        relation = con.sql(f"select * exclude (chunk) from {CHUNKED} where chunk = $chunk::uinteger",
+                           params={"chunk": chunk})
+    return relation.to_arrow_table().to_pandas()
+
+
+def _add_results(totals: dict[str, dict[str, Any]], result: Any, rows: int) -> None:
+    """Add one chunk's validation result to the totals, one entry per expectation and column."""
+    for item in result.results:
+        kwargs = item.expectation_config.kwargs
+        column = kwargs.get("column") or f"{kwargs.get('column_A')} >= {kwargs.get('column_B')}"
+        name = item.expectation_config.type
+        entry = totals.setdefault(f"{name}:{column}", {
+            "expectation": name, "column": column, "success": True, "unexpected_count": 0, "element_count": 0})
+        entry["success"] = entry["success"] and bool(item.success)
+        entry["unexpected_count"] += int(item.result.get("unexpected_count") or 0)
+        entry["element_count"] += int(item.result.get("element_count") or rows)
 
 
 def disable_batch_fingerprint() -> None:

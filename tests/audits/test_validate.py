@@ -77,12 +77,14 @@ def test_uniqueness_holds_over_the_batch_not_just_a_chunk():
     assert results["expect_column_values_to_not_be_null:transaction_id"][2] == 42  # every row, once
 
 
-def test_quarantined_and_repeated_rows_are_not_validated():
+@pytest.mark.parametrize("chunk_rows", [1, 1_000])  # several chunks (sorted into a temp table) and one
+def test_quarantined_and_repeated_rows_are_not_validated(chunk_rows):
     con = duckdb.connect()
     bad = ("T{n}", dt.datetime(2026, 8, 1, 10), None, "P1", 1, 10.0, -1.0, "EUR")
-    staged(con, [GOOD, bad, ("T0", *GOOD[1:])], reasons={1: ["customer_id: missing"]}, repeats={2})
-    results = validate_transactions(con, "staged", config=parse_config({}))
-    assert all(r["success"] and r["element_count"] == 1 for r in results)
+    staged(con, [GOOD, GOOD, bad, ("T0", *GOOD[1:])], reasons={2: ["customer_id: missing"]}, repeats={3})
+    results = validate_transactions(con, "staged", config=parse_config({"validation": {"chunk_rows": chunk_rows}}))
+    assert all(r["success"] and r["element_count"] == 2 for r in results)
+    assert not con.execute("select count(*) from duckdb_tables() where table_name = 'validation_chunks'").fetchone()[0]
 
 
 def test_optional_columns_and_policy_shape_the_suite():
