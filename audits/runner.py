@@ -205,12 +205,17 @@ def build_audit_lines(
     params: dict[str, Any] = {
         "start": dt.datetime.combine(period_start, dt.time()),
         "end": dt.datetime.combine(period_end + dt.timedelta(days=1), dt.time()),
-        "bands": [float(b) for b in config.quantity_bands],
+        **{f"band_{i}": float(b) for i, b in enumerate(config.quantity_bands)},
         "tenure_days": config.tenure_days,
         **{f"filter_{i}": str(value) for i, value in enumerate(filters.values())},
         **({"excluded_products": excluded} if excluded else {}),
     }
     controls = [quote_identifier(c) for c in config.controls]
+    # the highest band at or below the quantity (bands ascending), '≥<band>'; a CASE rather than a lambda
+    # over the list of bands, which costs 8 times as much (10M lines: 0.63 -> 0.08 s)
+    bands = "".join(f"when t.quantity >= $band_{i} then '≥' || cast($band_{i} as varchar) "
+                    for i in reversed(range(len(config.quantity_bands))))
+    quantity_band = f"case {bands}else 'other' end" if bands else "'other'"
     con.execute(f"""
         create or replace temp table audit_lines as
         with
@@ -236,8 +241,7 @@ def build_audit_lines(
                      when date_diff('day', coalesce(c.customer_since, f.first_day), t.timestamp::date)
                           > $tenure_days then 'existing'
                      else 'new' end as tenure,
-                coalesce('≥' || cast($bands[len(list_filter($bands, lambda b: b <= t.quantity))] as varchar),
-                         'other') as quantity_band
+                {quantity_band} as quantity_band
                 {extra}
             from transactions as t
             left join customers as c using (customer_id)

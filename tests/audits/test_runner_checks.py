@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from html.parser import HTMLParser
 
@@ -10,7 +11,7 @@ import pytest
 
 from audits import disparity
 from audits.findings import ALL_CHECKS, AuditResult
-from audits.runner import NO_LIST_PRICE, plan_dimensions
+from audits.runner import NO_LIST_PRICE, build_audit_lines, plan_dimensions
 from audits.sample import NO_EFFECTS, MarketSpec, PlantedEffect, generate_market
 from audits.sqlfiles import SqlQuery, load_sql
 from audits.warehouse import apply_schema
@@ -162,3 +163,23 @@ def _text_of(page: str, element_id: str) -> str:
     finder = Finder()
     finder.feed(page)
     return " ".join(" ".join(finder.text).split())
+
+
+@pytest.mark.parametrize(("bands", "labels"), [
+    ([1, 2, 5, 10, 50], ["other", "≥1.0", "≥2.0", "≥5.0", "≥50.0"]),
+    ([5], ["other", "other", "other", "≥5.0", "≥5.0"]),
+    ([], ["other"] * 5),
+])
+def test_quantity_band_is_the_highest_band_at_or_below_the_quantity(bands, labels):
+    con = duckdb.connect()
+    apply_schema(con)
+    con.execute("insert into customers (customer_id, batch_id) values ('C1', 1)")
+    con.execute("""
+        insert into transactions (source, transaction_id, timestamp, customer_id, product_id, quantity, unit_price, batch_id)
+        select 'shop', 'T' || q, timestamp '2026-01-05 10:00', 'C1', 'P1', q, 1, 1
+        from unnest([0.5, 1, 2.5, 7, 100]::decimal(18, 3)[]) as u(q)""")
+    config = market_config(audit={"attributes": ["quantity_band"], "intersections": [], "segment_by": [],
+                                  "controls": [], "quantity_bands": bands})
+    build_audit_lines(con, config, period_start=dt.date(2026, 1, 1),
+                      period_end=dt.date(2026, 1, 31), filters={})
+    assert [b for (b,) in con.execute("select quantity_band from audit_lines order by quantity").fetchall()] == labels
