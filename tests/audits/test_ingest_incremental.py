@@ -163,6 +163,35 @@ def test_a_new_mapping_reads_loaded_files_again_and_fills_the_new_attribute(ware
     assert rows(warehouse, "select distinct ship_country from transactions") == [("DE",)]
 
 
+def test_a_failed_expectation_rolls_back_the_corrections_and_new_rows_it_had_written(warehouse, tmp_path, monkeypatch):
+    """The rows are upserted before Great Expectations decides; a failed expectation must undo the upsert
+    (deleted old versions back, new rows gone) and keep only the quarantine and the batch's record."""
+    import audits.validate
+
+    write_csv(tmp_path / "landing" / "day1.csv", LINES)
+    config = replace(config_for(tmp_path, "landing/*.csv"), max_bad_share=0.5)  # one bad row of three is fine
+    [first] = ingest_all(warehouse, config)
+    before = rows(warehouse, "select * from transactions order by transaction_id")
+    hole = {"expectation": "expect_column_values_to_be_unique", "column": "transaction_id", "success": False,
+            "unexpected_count": 2, "element_count": 3}
+    monkeypatch.setattr(audits.validate, "validate_transactions", lambda *args, **kwargs: [hole])
+    write_csv(tmp_path / "landing" / "day2.csv", [
+        "T2,2026-08-01 11:00:00,C2,P1,2,10.00,8.50,EUR",  # a correction of T2: deletes the old version
+        "T4,2026-08-03 08:00:00,C3,P3,1,3.00,3.00,EUR",   # new
+        "T5,2026-08-03 09:00:00,,P3,1,3.00,3.00,EUR",     # no customer: quarantined
+    ])
+    with pytest.raises(DataQualityError, match="failed Great Expectations"):
+        ingest_all(warehouse, config)
+    assert rows(warehouse, "select * from transactions order by transaction_id") == before
+    assert rows(warehouse, "select batch_id, status from ingest_batches order by batch_id") == [
+        (first.batch_id, "loaded"), (first.batch_id + 1, "failed_quality")]
+    assert rows(warehouse, f"select count(*) from ingest_files where batch_id > {first.batch_id}") == [(0,)]
+    assert rows(warehouse, "select batch_id, source_row from quarantine") == [(first.batch_id + 1, 3)]
+    monkeypatch.undo()
+    [again] = ingest_all(warehouse, config)  # day2 was not recorded as read: it is read again, and loads
+    assert (again.files_read, again.rows_loaded, again.rows_replaced) == (1, 1, 1)
+
+
 def test_a_failed_expectation_stops_the_batch_even_when_the_row_rules_passed(warehouse, tmp_path, monkeypatch):
     import audits.validate
 
