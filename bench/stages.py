@@ -137,6 +137,7 @@ def _audit(job: dict[str, Any], sampler: Sampler) -> dict[str, Any]:
     return {
         "duckdb": settings,
         "rows_audited": result.run.transactions,
+        "period_days": (end - start).days + 1,
         "customers_audited": result.run.customers,
         "findings": len(result.findings),
         "flagged": len(result.flagged),
