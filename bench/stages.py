@@ -21,7 +21,7 @@ sys.path.append(str(Path(__file__).resolve().parent.parent))  # `bench` itself; 
 
 from bench.measure import Sampler, peak_rss_mb  # noqa: E402
 
-STAGES = ("generate", "ingest", "audit", "report", "floor", "naive")
+STAGES = ("generate", "ingest", "audit", "report", "floor", "naive", "nightly_flow")
 UNKNOWN_STAGE = "unknown stage {stage!r}; choose one of {choices}"
 
 
@@ -185,8 +185,25 @@ def _naive(job: dict[str, Any], sampler: Sampler) -> dict[str, Any]:
     return {"figures": figures, "rows": len(tx)}
 
 
+def _nightly_flow(job: dict[str, Any], sampler: Sampler) -> dict[str, Any]:
+    """What the nightly flow (flows/nightly.py) does, in one process as the flow runs its tasks, without
+    Prefect: the ingest, then per window (`job["windows"]`: the rolling window, the month to date) its
+    audit and its report. The stages' own code, one after the other; `parts` gives each one's seconds."""
+    parts: dict[str, float] = {}
+    clock = time.monotonic()
+    _ingest(job, sampler)
+    parts["ingest"] = time.monotonic() - clock
+    for window in job["windows"]:
+        for name, run in (("audit", _audit), ("report", _report)):
+            clock = time.monotonic()
+            run({**job, **window}, sampler)
+            parts[f"{name} {window['scope']}"] = time.monotonic() - clock
+    return {"parts": parts}
+
+
 _RUNNERS: dict[str, Callable[[dict[str, Any], Sampler], dict[str, Any]]] = {
     "generate": _generate, "ingest": _ingest, "audit": _audit, "report": _report, "floor": _floor, "naive": _naive,
+    "nightly_flow": _nightly_flow,
 }
 
 if __name__ == "__main__":
