@@ -188,23 +188,29 @@ class SizeRun:
         """The nightly run, --nightly-runs times, each on a copy of the warehouse as the first run left it: a
         total of a few seconds moves by up to a tenth from one run to the next. A run is what the nightly
         flow does by default: ingest of the new day, audit of the rolling window and its report, then audit
-        of the month to date and its report (nightly_mtd_*). The run with the median total of the first
-        three (the lower middle one of an even number) is kept as the nightly_* stages; every run's totals
-        go to self.nightly_totals (rolling window) and self.nightly_totals_with_month."""
+        of the month to date and its report (nightly_mtd_*). After them, on the same copy again, the
+        whole night in one process, as the flow runs its tasks (nightly_flow). The run whose rolling window
+        (its first three stages) has the median total (the lower middle one of an even number) is kept as
+        the nightly_* stages; every run's totals go to self.nightly_totals (rolling window),
+        self.nightly_totals_with_month and self.nightly_flow_totals."""
         import shutil
 
         wal = warehouse.with_name(warehouse.name + ".wal")
         saved = {f: f.with_name(f.name + ".before-nightly") for f in (warehouse, wal) if f.exists()}
         for original, copy in saved.items():
             shutil.copyfile(original, copy)
+
+        def restore() -> None:
+            for original, copy in saved.items():
+                shutil.copyfile(copy, original)
+            if wal not in saved:
+                wal.unlink(missing_ok=True)  # the last run's log, not the first run's state
+
         repeats: list[dict[str, ChildRun]] = []
         try:
             for attempt in range(max(1, self.args.nightly_runs)):
                 if attempt:
-                    for original, copy in saved.items():
-                        shutil.copyfile(copy, original)
-                    if wal not in saved:
-                        wal.unlink(missing_ok=True)  # the last run's log, not the first run's state
+                    restore()
                 runs: dict[str, ChildRun] = {}
                 for name, stage, job in (("nightly_ingest", "ingest", ingest_job), ("nightly_audit", "audit", audit_job),
                                          ("nightly_report", "report", audit_job),
@@ -214,10 +220,7 @@ class SizeRun:
                     if runs[name].status != "ok":
                         break
                 if len(runs) == len(NIGHTLY_STAGES) and all(run.status == "ok" for run in runs.values()):
-                    for original, copy in saved.items():  # the same night again, as one process
-                        shutil.copyfile(copy, original)
-                    if wal not in saved:
-                        wal.unlink(missing_ok=True)
+                    restore()  # the same night again, as one process
                     windows = [{key: job[key] for key in ("period_start", "period_end", "scope", "findings_path",
                                                           "report_dir")} for job in (audit_job, month_job)]
                     runs["nightly_flow"] = self.stage("nightly_flow", "nightly_flow", {**ingest_job, "windows": windows})
@@ -227,6 +230,7 @@ class SizeRun:
         finally:
             for copy in saved.values():
                 copy.unlink(missing_ok=True)
+
         def rolling(runs: dict[str, ChildRun]) -> float:
             return sum(runs[name].process_wall_s for name in NIGHTLY_STAGES[:3])
 
@@ -339,16 +343,11 @@ class SizeRun:
                 self.runs["naive"].process_peak_rss_mb, naive["rows"],
                 f"pandas: read {load['wall_s']:.1f} s + groupby {compute['wall_s']:.1f} s", key="naive")
         nightly = pipeline("nightly_", "nightly ") if "nightly_ingest" in self.runs else None
-        if nightly:
-            spread = ""
-            if len(self.nightly_totals) > 1:
-                spread = (f"; median of {len(self.nightly_totals)} runs "
-                          f"({min(self.nightly_totals):.1f}-{max(self.nightly_totals):.1f} s)")
+        if nightly:  # the kept run is the one with the median rolling total: its total is that median
+            _, spread = _median_of_runs(self.nightly_totals, nightly["process_wall_s"])
             row("nightly total", nightly["process_wall_s"], None, nightly["peak_rss_mb"], market.new_day_rows,
                 f"+{market.new_day_rows:,} lines, audit of {self.args.window_days} days{spread}", key="nightly_e2e")
-            month = self._month_to_date(row, failed, result, nightly)
-            if month is not None:
-                nightly["with_month_process_wall_s"] = month
+            self._whole_night(row, failed, result, nightly)
 
         by_key = {r["key"]: r for r in table}
         ratios: dict[str, Any] = {}
@@ -376,38 +375,40 @@ class SizeRun:
             "nightly_totals_with_month": self.nightly_totals_with_month, "nightly_flow_totals": self.nightly_flow_totals,
         }
 
-    def _month_to_date(self, row: Any, failed: Any, result: Any, nightly: dict[str, float]) -> float | None:
-        """Rows for the nightly run's month-to-date audit and report; returns the run's total with them."""
+    def _whole_night(self, row: Any, failed: Any, result: Any, nightly: dict[str, float]) -> None:
+        """Rows for the rest of what the nightly flow does (the month to date's audit and report) and for the
+        whole night's total, as stage processes and in one process (nightly_flow), each its own median over
+        the runs; the two totals go into `nightly` (with_month_process_wall_s, flow_process_wall_s)."""
         total = nightly["process_wall_s"]
         for name, label in (("nightly_mtd_audit", "nightly mtd audit"), ("nightly_mtd_report", "nightly mtd report")):
             if failed(name, label):
-                return None
+                return
             data, run = result(name), self.runs[name]
             phase = data["phases"][name.removeprefix("nightly_mtd_")]
             period = f"{data.get('period_days', '?')} day(s)" if name.endswith("audit") else ""
             row(label, phase["wall_s"], phase["cpu_s"], run.process_peak_rss_mb, data["rows_audited"],
                 f"month to date: {period}" if period else "", key=name)
             total += run.process_wall_s
-        spread = ""
-        if len(self.nightly_totals_with_month) > 1:  # its own median, as for the rolling window's total
-            total = statistics.median_low(self.nightly_totals_with_month)
-            spread = f"; median of {len(self.nightly_totals_with_month)} runs " \
-                     f"({min(self.nightly_totals_with_month):.1f}-{max(self.nightly_totals_with_month):.1f} s)"
+        total, spread = _median_of_runs(self.nightly_totals_with_month, total)
         row("nightly with mtd", total, None, None, None,
             f"what the nightly flow does by default: also the month to date{spread}", key="nightly_with_month_e2e")
+        nightly["with_month_process_wall_s"] = total
         if not failed("nightly_flow", "nightly flow"):
             run = self.runs["nightly_flow"]
-            flow_total, flow_spread = run.process_wall_s, ""
-            if len(self.nightly_flow_totals) > 1:
-                flow_total = statistics.median_low(self.nightly_flow_totals)
-                flow_spread = f"; median of {len(self.nightly_flow_totals)} runs " \
-                              f"({min(self.nightly_flow_totals):.1f}-{max(self.nightly_flow_totals):.1f} s)"
+            flow_total, flow_spread = _median_of_runs(self.nightly_flow_totals, run.process_wall_s)
             parts = ", ".join(f"{name} {seconds:.1f}" for name, seconds in run.result["parts"].items())
             row("nightly flow", flow_total, None, run.process_peak_rss_mb, None,
                 f"the same in one process, as the flow runs its tasks{flow_spread}; parts of one run: {parts}",
                 key="nightly_flow")
             nightly["flow_process_wall_s"] = flow_total
-        return total
+
+
+def _median_of_runs(totals: list[float], single: float) -> tuple[float, str]:
+    """The median (the lower middle one of an even number) of several runs' totals, and a note giving
+    their number and range; `single` and no note when there was one run."""
+    if len(totals) < 2:
+        return single, ""
+    return statistics.median_low(totals), f"; median of {len(totals)} runs ({min(totals):.1f}-{max(totals):.1f} s)"
 
 
 def targets(sizes: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
