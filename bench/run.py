@@ -476,7 +476,7 @@ def targets(sizes: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
             f"< {100 * TARGET_NIGHTLY_SHARE:g} %", None if share is None else share < TARGET_NIGHTLY_SHARE)
         share = r.get("nightly_with_month_over_first_run")
         if share is not None:
-            add("nightly with the month to date, as stage processes, vs first run (10M)",
+            add("nightly with the month to date on a month's 1st, as stage processes, vs first run (10M)",
                 _fmt(100 * share, " %"), f"< {100 * TARGET_NIGHTLY_SHARE:g} %", share < TARGET_NIGHTLY_SHARE)
         for key, when in (("nightly_flow_over_first_run", "on a month's 1st"),
                           ("nightly_flow_month_end_over_first_run", "on a month's 31st")):
