@@ -215,6 +215,9 @@ class SizeRun:
             if wal not in saved:
                 wal.unlink(missing_ok=True)  # the last run's log, not the first run's state
 
+        # the night in one process, after the stage processes: on the bench's new day (a 1st) and on a month's last
+        one_process = (("nightly_flow", month_job), ("nightly_flow_late", late_month_job))
+        every_stage = len(NIGHTLY_STAGES) + len(one_process)
         repeats: list[dict[str, ChildRun]] = []
         try:
             for attempt in range(max(1, self.args.nightly_runs)):
@@ -228,7 +231,7 @@ class SizeRun:
                     runs[name] = self.stage(name, stage, job)
                     if runs[name].status != "ok":
                         break
-                for name, month in (("nightly_flow", month_job), ("nightly_flow_late", late_month_job)):
+                for name, month in one_process:
                     if len(runs) < len(NIGHTLY_STAGES) or any(run.status != "ok" for run in runs.values()):
                         break
                     restore()  # the same night again, as one process
@@ -236,7 +239,7 @@ class SizeRun:
                                                           "report_dir")} for job in (audit_job, month)]
                     runs[name] = self.stage(name, "nightly_flow", {**ingest_job, "windows": windows})
                 repeats.append(runs)
-                if len(runs) < len(NIGHTLY_STAGES) + 2 or any(run.status != "ok" for run in runs.values()):
+                if len(runs) < every_stage or any(run.status != "ok" for run in runs.values()):
                     break  # a failure is reported as it is, not measured again
         finally:
             for copy in saved.values():
@@ -246,7 +249,7 @@ class SizeRun:
             return sum(runs[name].process_wall_s for name in NIGHTLY_STAGES[:3])
 
         complete = [runs for runs in repeats
-                    if len(runs) == len(NIGHTLY_STAGES) + 2 and all(r.status == "ok" for r in runs.values())]
+                    if len(runs) == every_stage and all(r.status == "ok" for r in runs.values())]
         self.nightly_totals = [rolling(runs) for runs in complete]
         self.nightly_totals_with_month = [sum(runs[name].process_wall_s for name in NIGHTLY_STAGES) for runs in complete]
         self.nightly_flow_totals = [runs["nightly_flow"].process_wall_s for runs in complete]
