@@ -10,6 +10,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from audits.config import load_config
 from audits.errors import ConfigError, DataQualityError, InputError
 from audits.findings import AuditResult
 from flows import tasks
@@ -32,6 +33,16 @@ def _artifact(flow_run_id) -> str:
     artifacts = response.json()
     assert len(artifacts) == 1
     return artifacts[0]["data"]
+
+
+def _task_runs(flow_run_id) -> list[dict]:
+    """The flow run's task runs, as the API returns them (a raw filter request: see _artifact)."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        response = client.request("POST", "/task_runs/filter", json={
+            "flow_runs": {"id": {"any_": [str(flow_run_id)]}}})
+    return response.json()
 
 
 def test_audit_windows_are_the_rolling_window_and_the_month_to_date():
@@ -104,6 +115,18 @@ def test_nightly_twice_loads_nothing_twice_and_marks_findings_persisting(prefect
     assert f"| {counts['high']} | {counts['medium']} | {counts['low']} | 0 | {len(rolling.flagged)} |" in markdown
     index = json.dumps(sorted(p.name for p in (config_path.parent / "reports").iterdir()))
     assert index == json.dumps(["index.html", "month-to-date", "rolling-30d"])
+
+    # the two windows' audits ran at once, and found exactly what each finds alone (statuses included: a
+    # third run compares with the second, as the second did with the first)
+    audits = [run for run in _task_runs(second_state.state_details.flow_run_id) if run["name"].startswith("audit-")]
+    assert len(audits) == 2
+    first_run, second_run = sorted(audits, key=lambda run: run["start_time"])
+    assert second_run["start_time"] < first_run["end_time"]
+    config = load_config(config_path)
+    for scope, start in (("rolling-30d", end - dt.timedelta(days=29)), ("month-to-date", end.replace(day=1))):
+        alone = tasks.audit.fn(config, start, end, scope=scope)
+        at_once = AuditResult.read(Path(second[scope]).parent / "findings.json")
+        assert alone.findings == at_once.findings
 
 
 def test_a_data_quality_stop_fails_the_flow_run_with_the_reason(prefect_harness, bad_market_config, monkeypatch):
