@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from pathlib import Path
 
 import duckdb
@@ -35,14 +36,21 @@ def _artifact(flow_run_id) -> str:
     return artifacts[0]["data"]
 
 
-def _task_runs(flow_run_id) -> list[dict]:
-    """The flow run's task runs, as the API returns them (a raw filter request: see _artifact)."""
+def _finished_task_runs(flow_run_id, name_prefix: str, count: int) -> list[dict]:
+    """The flow run's task runs whose name starts with `name_prefix`, once `count` of them have ended
+    (a raw filter request: see _artifact). Task runs reach the API through events, which may still be
+    on their way when the flow returns: waits up to 30 s for them."""
     from prefect.client.orchestration import get_client
 
-    with get_client(sync_client=True) as client:
-        response = client.request("POST", "/task_runs/filter", json={
-            "flow_runs": {"id": {"any_": [str(flow_run_id)]}}})
-    return response.json()
+    deadline = time.monotonic() + 30
+    while True:
+        with get_client(sync_client=True) as client:
+            response = client.request("POST", "/task_runs/filter", json={
+                "flow_runs": {"id": {"any_": [str(flow_run_id)]}}})
+        runs = [run for run in response.json() if run["name"].startswith(name_prefix)]
+        if sum(run["end_time"] is not None for run in runs) >= count or time.monotonic() > deadline:
+            return runs
+        time.sleep(0.2)
 
 
 def test_audit_windows_are_the_rolling_window_and_the_month_to_date():
@@ -118,7 +126,7 @@ def test_nightly_twice_loads_nothing_twice_and_marks_findings_persisting(prefect
 
     # the two windows' audits ran at once, and found exactly what each finds alone (statuses included: a
     # third run compares with the second, as the second did with the first)
-    audits = [run for run in _task_runs(second_state.state_details.flow_run_id) if run["name"].startswith("audit-")]
+    audits = _finished_task_runs(second_state.state_details.flow_run_id, "audit-", 2)
     assert len(audits) == 2
     first_run, second_run = sorted(audits, key=lambda run: run["start_time"])
     assert second_run["start_time"] < first_run["end_time"]
