@@ -132,7 +132,7 @@ class _Batch:
         if read.rows == 0:
             raise InputError(EMPTY.format(where=_where(source), source=source.name))
         if self.kind == "transactions":
-            _import_great_expectations_meanwhile()
+            import_great_expectations_meanwhile()
         try:
             if self.kind == "transactions":
                 stage_transactions(self.con, source, self.config, mapped=self.mapped,
@@ -359,10 +359,11 @@ def _fingerprint(source: SourceConfig, config: Config) -> str:
     return hashlib.sha256(repr(decisive).encode()).hexdigest()[:16]
 
 
-def _import_great_expectations_meanwhile() -> None:
-    """Start importing Great Expectations (about 2 s) on a thread while DuckDB stages the batch: DuckDB
-    releases the GIL, so on a small batch this halves the wall time. The validation's own import waits
-    for this one (Python's import lock) and raises any error it hit, so none is lost here."""
+def import_great_expectations_meanwhile() -> None:
+    """Start importing Great Expectations (about 2 s) on a thread: while DuckDB stages the batch (DuckDB
+    releases the GIL, so on a small batch this halves the wall time), or, from the CLI, while Prefect
+    starts its temporary server. The validation's own import waits for this one (Python's import lock)
+    and raises any error it hit, so none is lost here. Does nothing once GE is imported or importing."""
     if "great_expectations" in sys.modules:
         return
     from audits.validate import import_great_expectations  # light: GE itself is imported in the thread
