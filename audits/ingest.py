@@ -73,6 +73,7 @@ _CUSTOMER_RESERVED = ("customer_id", "customer_since", "batch_id")
 _TEMP_TABLES = ("src_rows", "staged", "bad_rows", "matched")
 
 Progress = Callable[[str], None]
+GE_IMPORT_THREAD = "import-great-expectations"  # the thread importing Great Expectations
 Kind = Literal["transactions", "customers"]
 
 
@@ -363,8 +364,10 @@ def import_great_expectations_meanwhile() -> None:
     """Start importing Great Expectations (about 2 s) on a thread: while DuckDB stages the batch (DuckDB
     releases the GIL, so on a small batch this halves the wall time), or, from the CLI, while Prefect
     starts its temporary server. The validation's own import waits for this one (Python's import lock)
-    and raises any error it hit, so none is lost here. Does nothing once GE is imported or importing."""
-    if "great_expectations" in sys.modules:
+    and raises any error it hit, so none is lost here. Does nothing once GE is imported or its import thread
+    runs (the CLI starts it, then the batch asks again; until the thread reaches GE's own import statement,
+    sys.modules alone would not tell)."""
+    if "great_expectations" in sys.modules or any(t.name == GE_IMPORT_THREAD for t in threading.enumerate()):
         return
     from audits.validate import import_great_expectations  # light: GE itself is imported in the thread
 
@@ -374,7 +377,7 @@ def import_great_expectations_meanwhile() -> None:
         except Exception:  # noqa: BLE001 - re-raised by the validation's own import, with its traceback
             pass
 
-    threading.Thread(target=load, name="import-great-expectations").start()
+    threading.Thread(target=load, name=GE_IMPORT_THREAD).start()
 
 
 def _pause_point(name: str) -> None:
