@@ -15,18 +15,19 @@ with their normal equations, which depend only on per unit x group counts and su
 
 Pass 1 streams the lines once and sums counts n[unit, group] and sums of y. From them come, for every
 test and every segment value, the coefficients beta (and the covariates' pi, pi_y), in closed form.
-Pass 2 streams the lines again, one partition of customers at a time, and sums per customer (and
-segment value) the parts of the customer's score sum_i k_i D~_i e_i, in one compiled walk over the lines
-per model (audits/line_sums.py). With beta and pi known, each customer's score is a small polynomial in
-those sums; squared and added per test they give the customer-clustered sandwich, split into the
-group's customers and the others (for the Welch-Satterthwaite degrees of freedom). k_i = sqrt(n/(n-1))
+Pass 2 streams the lines again, one partition of customers at a time, and with beta and pi known sums
+each customer's (and customer x segment value's) score sum_i k_i u_i (e_i - beta u_i), u and e the line's
+group indicator and measurement net of the unit mean and the covariates, in one compiled walk over the
+lines per model (audits/line_sums.py). Squared and added per test the scores give the customer-clustered
+sandwich, split into the group's customers and the others (for the Welch-Satterthwaite degrees of freedom). k_i = sqrt(n/(n-1))
 for the line's unit of n lines undoes the shrinkage of demeaning (the unit mean's leverage, as in HC2);
 with `leverage_adjusted=False` k = 1, plain CR1.
 
-A segment column nested in the units (category: every product is in one) shares pass 1 and the row
-sums: a customer's overall sums are the sum of its per-segment sums. Every output of pass 2 is a sum
+A segment column nested in the units (category: every product is in one) shares pass 1 and pass 2's
+walk: a line adds to its customer's score and to its customer-in-segment's. Every output of pass 2 is a sum
 over customers, so partitions of customers computed apart (other processes, Dask workers) add up to
-the whole. Memory: pass 1 holds units x groups arrays; pass 2 holds one partition's rows x groups.
+the whole. Memory: pass 1 holds units x groups arrays; pass 2 holds one partition's lines (and, with several
+nested segment columns, its rows x groups).
 """
 
 from __future__ import annotations
@@ -53,10 +54,10 @@ RANK_TOLERANCE = 1e-9
 # Lines per partition of customers (a range of customer indexes) streamed out of DuckDB and summed at
 # once: bounds the rows x groups arrays held at once.
 LINES_PER_PARTITION = 250_000
-# Pass 2 sums a partition in slices of whole customers, at most this many: a short period has about one
-# row (customer x segment value) per line, and the widest model's per-row sums (the excess model: about
-# 130 floats a row) then stay under glibc's mmap threshold, so each slice reuses freed memory instead of
-# faulting in fresh pages (30-day nightly audit at 10M: 3.2 -> 3.0 s).
+# With several nested segment columns, pass 2 sums a partition in slices of whole customers, at most this
+# many: a short period has about one row (customer x segment values) per line, and the widest model's
+# per-row sums (the excess model: about 130 floats a row) then stay under glibc's mmap threshold, so each
+# slice reuses freed memory instead of faulting in fresh pages.
 CUSTOMERS_PER_SLICE = 2_000
 LINES_PER_SCAN = 2_000_000  # pass 1 only sums per unit: larger partitions, fewer units-sized additions
 PASS_TWO_THREADS = 2  # partitions summed at once (each holds its own rows x groups arrays)
@@ -532,8 +533,7 @@ def _scaled_pinv(matrix: np.ndarray) -> np.ndarray:
 def partition_sums(state: PassState, lines: dict[str, np.ndarray]) -> PartitionSums:
     """Pass 2 over one partition of customers: per model, slot x code sums (additive over partitions).
 
-    The lines are summed in customer order (sorted here if they do not come sorted), in slices of
-    about LINES_PER_PARTITION lines.
+    The lines are summed in customer order (sorted here if they do not come sorted).
     """
     out: PartitionSums = {}
     n = len(lines["y"])
@@ -545,6 +545,17 @@ def partition_sums(state: PassState, lines: dict[str, np.ndarray]) -> PartitionS
         order = np.lexsort(keys[::-1])
         lines = {name: np.asarray(values)[order] for name, values in lines.items()}
         keys = [key[order] for key in keys]
+    if len(keys) <= 2:  # at most one nested segment column: every cluster's lines are consecutive
+        return _walk_sums(state, lines, keys)
+    return _sliced_sums(state, lines, keys)
+
+
+def _sliced_sums(state: PassState, lines: dict[str, np.ndarray], keys: list[np.ndarray]) -> PartitionSums:
+    """Pass 2 over sorted lines with several nested segment columns, whose clusters (a customer within one
+    column's value) are not consecutive lines: per slice of customers, every row's sums, then each
+    slot group's clusters gathered from its rows and scored (`_rollups`)."""
+    out: PartitionSums = {}
+    n = len(keys[0])
     customer = keys[0]
     new_customer = np.flatnonzero(np.diff(customer)) + 1
     # slices of whole customers, at most about LINES_PER_PARTITION lines and CUSTOMERS_PER_SLICE
@@ -569,6 +580,38 @@ def _is_sorted(keys: list[np.ndarray]) -> bool:
             return False
         previous_equal &= step == 0
     return True
+
+
+def _walk_sums(state: PassState, lines: dict[str, np.ndarray], keys: list[np.ndarray]) -> PartitionSums:
+    """Pass 2 over lines sorted by customer and (at most one) nested segment value: per model one walk
+    (`line_sums.add_cluster_scores`) that sums each customer's and row's score line by line and squares
+    it when its lines end, so no per-row arrays are built."""
+    from audits import line_sums  # numba: imported meanwhile by load_in_background
+
+    out: PartitionSums = {}
+    customer = keys[0]
+    segment = keys[1] if len(keys) > 1 else np.zeros(0, np.int64)
+    offset = state.slots.offsets[0] if len(keys) > 1 else 0
+    unit = np.asarray(lines[state.unit_key], dtype=np.int64)
+    y = np.asarray(lines["y"], dtype=np.float64)
+    for index, fitted in enumerate(state.fitted):
+        model = fitted.model
+        n_slots, t = fitted.beta.shape[0], len(model.lineset.tested)
+        totals = {name: np.zeros((n_slots, t)) for name in
+                  ("meat_group", "meat_reference", "n_clusters", "n_group", "rate_meat")}
+        totals["n_any_code"] = np.zeros((n_slots, model.lineset.width))
+        totals["n_any"] = np.zeros((n_slots, 1))
+        code_q = np.ascontiguousarray(model.components, dtype=np.float64) if model.kind == "excess" \
+            else np.zeros((0, 0))
+        beta, pi, pi_y, rate, needed = fitted.totals_inputs
+        line_sums.add_cluster_scores(customer, segment, offset, unit, _codes(lines, model.lineset), y,
+                                     fitted.unit_table, np.asarray(model.lineset.tested, dtype=np.int64), code_q,
+                                     model.kind == "contrast", beta, pi, pi_y, rate, needed, totals["meat_group"],
+                                     totals["meat_reference"], totals["n_clusters"], totals["n_group"],
+                                     totals["rate_meat"], totals["n_any_code"], totals["n_any"])
+        for name, values in totals.items():
+            out[f"{index}:{name}"] = values
+    return out
 
 
 def _slice_sums(state: PassState, lines: dict[str, np.ndarray], keys: list[np.ndarray]) -> PartitionSums:

@@ -1,24 +1,29 @@
-"""The disparity engine's loops over lines, compiled (numba): pass 2's per-row sums of one model and each
-customer's score, and pass 1's unit counts (`add_unit_counts`).
+"""The disparity engine's loops over lines, compiled (numba): pass 2's per-customer scores, and pass 1's unit
+counts (`add_unit_counts`).
 
-`add_line_sums` walks a partition's lines (rows: customer x nested segment values, lines in row order).
-For each line and each tested code g of the model, with the line's unit u, weight k = k[u], centred
-measurement y~ = y - y_bar[u], the group indicator D_g, the group's share p_g of the unit, and the
-covariates' deviations z = q - q_bar[u] (the controls' dummies of the line's cell for the adjusted
-model, the component attributes' dummies of the line's code for an intersection's excess; none
-otherwise), it adds to the line's row:
+`add_cluster_scores` is pass 2 for a pass with at most one nested segment column (every audit the config
+can describe with one `segment_by` column nested in the cells, and every audit without one). It walks a
+partition's lines in (customer, segment value) order. For each line and each tested code g of the model,
+with the line's unit u, weight k = k[u], centred measurement y~ = y - y_bar[u], the group indicator D_g,
+the group's share p_g of the unit, and the covariates' deviations z = q - q_bar[u] (the controls' dummies
+of the line's cell for the adjusted model, the component attributes' dummies of the line's code for an
+intersection's excess; none otherwise), it adds to the score of each cluster the line belongs to (its
+customer, in the overall slot; its customer within its segment value, in that value's slot)
 
-    A[g] += k (D_g - p_g) y~          B[g] += k (D_g - p_g)^2
-    C[g] += k (D_g - p_g) z           E += k z y~          F += k z z'
-    V[g] += (1 - D_g) p_g y           W[g] += (1 - D_g) p_g        (reference rates only)
+    k u (e - beta u),    u = D_g - p_g - pi_g'z,    e = y~ - pi_y'z
 
-and the counts the judgement needs. Lines outside the model's line set (code -1) add nothing. Each line
-reads one row of the model's unit table (k, y_bar, the tested codes' shares, the covariates' part,
-built once per model in `contrasts._fit`): random access to units is what this loop waits for.
+with the slot's beta and pi, known from pass 1, and squares the score into the slot's sandwich when the
+cluster's lines end (split into the group's customers and the others), with the counts the judgement
+needs and the reference's rate residual sum (1 - D_g) p_g (y - rate). Lines outside the model's line set
+(code -1) add nothing. Each line reads one row of the model's unit table (k, y_bar, the tested codes'
+shares, the covariates' part, built once per model in `contrasts._fit`): random access to units is what
+this loop waits for.
 
-`add_customer_totals` adds up the rows of each cluster (a customer, overall or within one segment
-value), forms the customer's score for each test from them with the slot's beta and pi (known from
-pass 1), squares it and adds it to the slot's sandwich, split into the group's customers and the others.
+With several nested segment columns a customer's lines within one column's value are not consecutive,
+so pass 2 goes in two steps: `add_line_sums` adds each row's (customer x every segment value) beta-free
+sums A = sum k (D_g - p_g) y~, B = sum k (D_g - p_g)^2, C = sum k (D_g - p_g) z, E = sum k z y~,
+F = sum k z z' (and V, W for the rates), and `add_customer_totals` adds up the rows of each cluster and
+forms the same score from them, A - pi_y'C - pi'E + pi'F pi_y - beta (B - 2 pi'C + pi'F pi).
 
 The loops release the GIL, so pass 2's threads sum partitions side by side. Compiled code is cached next
 to this file (numba's cache): only the first run on a machine pays the compilation (a few seconds).
@@ -70,6 +75,16 @@ def _prefetch(typingctx, array, row, column):  # noqa: ARG001 (numba's signature
     return types.void(array, row, column), codegen
 
 
+@njit(inline="always")  # inlined into the loops (numba IR), no call per line
+def _prefetch_ahead(table: np.ndarray, unit: np.ndarray, i: int) -> None:
+    """Prefetch every cache line (8 floats) of the unit row of the line PREFETCH_DISTANCE ahead of line i."""
+    if i + PREFETCH_DISTANCE < len(unit):
+        ahead, width = unit[i + PREFETCH_DISTANCE], table.shape[1]
+        for column in range(0, width, 8):
+            _prefetch(table, ahead, column)
+        _prefetch(table, ahead, width - 1)
+
+
 @_compiled
 def add_line_sums(
     row: np.ndarray,  # int64 per line: its row
@@ -94,13 +109,9 @@ def add_line_sums(
     live_counts, with_any, with_rate = n_cov > 0, any_own.shape[1] > 0, v_sum.shape[1] > 0
     z = np.empty(n_cov)
     z_from_code = code_q.shape[0] > 0
-    n, width = len(row), table.shape[1]
+    n = len(row)
     for i in range(n):
-        if i + PREFETCH_DISTANCE < n:  # every cache line (8 floats) of the unit row of the line ahead
-            ahead = unit[i + PREFETCH_DISTANCE]
-            for column in range(0, width, 8):
-                _prefetch(table, ahead, column)
-            _prefetch(table, ahead, width - 1)
+        _prefetch_ahead(table, unit, i)
         c = code[i]
         if c < 0:
             continue
@@ -237,6 +248,127 @@ def add_customer_totals(
 
 
 @_compiled
+def add_cluster_scores(
+    customer: np.ndarray,  # int64 per line: the customer's index; lines in (customer, segment) order
+    segment: np.ndarray,  # int64 per line: the nested segment column's code (-1: none), or empty (no segment)
+    segment_offset: int,  # the segment column's first slot
+    unit: np.ndarray, code: np.ndarray, y: np.ndarray, table: np.ndarray, tested: np.ndarray,
+    code_q: np.ndarray,  # as add_line_sums
+    track_any: bool,  # contrasts: count the customers with any line of each code
+    beta: np.ndarray, pi: np.ndarray, pi_y: np.ndarray, rate: np.ndarray, needed: np.ndarray,  # as add_customer_totals
+    meat_group: np.ndarray, meat_reference: np.ndarray, n_clusters: np.ndarray, n_group: np.ndarray,
+    rate_meat: np.ndarray, n_any_code: np.ndarray, n_any: np.ndarray,
+) -> None:
+    """Pass 2 in one walk over lines sorted by customer and segment value, for passes with at most one
+    nested segment column: each cluster's score is summed line by line, with its slot's coefficients,
+    and squared when the cluster's lines end.
+
+    With beta and pi known from pass 1, a cluster's score (see add_customer_totals) is a sum over its
+    lines of k u (e - beta u), where u = D - p - pi'z is the line's group indicator and e = y~ - pi_y'z
+    its measurement, both net of the unit mean and the covariates (Frisch-Waugh-Lovell). A line belongs
+    to two clusters: its customer's (the overall slot) and its row's (customer x segment value, that
+    value's slot), each with its slot's coefficients. So nothing per row or per customer is kept beyond
+    the cluster being summed, and only the tests asked for are summed (a secondary model needs a few)."""
+    n, t, n_cov = len(customer), len(tested), pi_y.shape[1]
+    width = n_any_code.shape[1] if track_any else 0
+    with_rate, segmented, z_from_code = rate.shape[1] > 0, len(segment) > 0, code_q.shape[0] > 0
+    # per level (0: the customer, overall slot; 1: the row, its segment value's slot) and test: the score,
+    # sum k (D - p)^2 (without covariates: > 0 when the cluster counts), the group's lines, the rate's residual
+    score, spread, own = np.zeros((2, t)), np.zeros((2, t)), np.zeros((2, t))
+    residual = np.zeros((2, t if with_rate else 0))
+    seen, live = np.zeros((2, width)), np.zeros(2)
+    z = np.empty(n_cov)
+    slot = np.zeros(2, np.int64)
+    levels = 2 if segmented else 1
+    slot_needed = np.zeros(needed.shape[0], np.bool_)
+    for s in range(needed.shape[0]):
+        for j in range(t):
+            if needed[s, j]:
+                slot_needed[s] = True
+    for i in range(n + 1):
+        ends_customer = i == n or (i > 0 and customer[i] != customer[i - 1])
+        ends_row = segmented and i > 0 and (ends_customer or segment[i] != segment[i - 1])
+        for level in range(levels):  # the clusters that end here: squared, added to their slot, cleared
+            if not (ends_row if level == 1 else ends_customer):
+                continue
+            s = slot[level]
+            if s >= 0:
+                has = False
+                for g in range(width):
+                    if seen[level, g] > 0:
+                        n_any_code[s, g] += 1.0
+                        has = True
+                if has:
+                    n_any[s, 0] += 1.0
+                for j in range(t):
+                    if not needed[s, j]:
+                        continue
+                    in_group = own[level, j] > 0
+                    counted = (live[level] if n_cov else spread[level, j]) > 0
+                    squared = score[level, j] * score[level, j]
+                    if in_group:
+                        meat_group[s, j] += squared
+                    elif counted:
+                        meat_reference[s, j] += squared
+                        if with_rate:
+                            rate_meat[s, j] += residual[level, j] * residual[level, j]
+                    if counted:
+                        n_clusters[s, j] += 1.0
+                        if in_group:
+                            n_group[s, j] += 1.0
+            for j in range(t):
+                score[level, j] = 0.0
+                spread[level, j] = 0.0
+                own[level, j] = 0.0
+            for j in range(residual.shape[1]):
+                residual[level, j] = 0.0
+            for g in range(width):
+                seen[level, g] = 0.0
+            live[level] = 0.0
+        if i == n:
+            break
+        if segmented:
+            slot[1] = segment_offset + segment[i] if segment[i] >= 0 else -1
+        _prefetch_ahead(table, unit, i)
+        g = code[i]
+        if g < 0:
+            continue
+        u = unit[i]
+        weight = table[u, 0]
+        y_t = y[i] - table[u, 1]
+        for l in range(n_cov):
+            z[l] = code_q[g, l] - table[u, 2 + t + l] if z_from_code else table[u, 2 + t + l]
+        for level in range(levels):
+            s = slot[level]
+            if s < 0:
+                continue
+            if width:
+                seen[level, g] += 1.0
+            if n_cov and weight > 0:
+                live[level] += 1.0
+            if not slot_needed[s]:
+                continue
+            e = y_t
+            for l in range(n_cov):
+                e -= pi_y[s, l] * z[l]
+            for j in range(t):
+                if not needed[s, j]:
+                    continue
+                p = table[u, 2 + j]
+                is_own = g == tested[j]
+                d = (1.0 if is_own else 0.0) - p
+                spread[level, j] += weight * d * d
+                for l in range(n_cov):
+                    d -= pi[s, j, l] * z[l]
+                score[level, j] += weight * d * (e - beta[s, j] * d)
+                if is_own:
+                    if (weight > 0) if n_cov else (0 < p < 1):
+                        own[level, j] += 1.0
+                elif with_rate:
+                    residual[level, j] += p * (y[i] - rate[s, j])
+
+
+@_compiled
 def add_unit_counts(unit: np.ndarray, code: np.ndarray, y: np.ndarray, n: np.ndarray, sum_y: np.ndarray) -> None:
     """Pass 1: each line's count and y added to its unit x code (lines with code -1 are outside the line
     set). In place: a bincount per chunk would allocate and add a units x codes array each time."""
@@ -257,4 +389,6 @@ def compile_kernels() -> None:
     add_customer_totals(np.array([0, 1]), ints, one, one, np.zeros((1, 1, 0)), empty, np.zeros((1, 0, 0)), one, one,
                         empty, empty, empty, one, np.zeros((1, 1, 0)), empty, np.zeros((0, 0)),
                         np.ones((1, 1), np.uint8), one, one, one, one, one, one, one)
+    add_cluster_scores(rows, rows, 0, rows, ints, floats, np.zeros((1, 3)), ints, np.zeros((0, 0)), True, one,
+                       np.zeros((1, 1, 0)), empty, empty, np.ones((1, 1), np.uint8), one, one, one, one, one, one, one)
     add_unit_counts(rows, ints, floats, one, one)

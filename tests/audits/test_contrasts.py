@@ -82,6 +82,38 @@ def test_pass_two_sums_do_not_depend_on_line_order_or_partitions(con, monkeypatc
         np.testing.assert_allclose(parts[name], whole[name], rtol=1e-9, atol=1e-12, err_msg=name)
 
 
+def test_the_walk_over_lines_equals_the_sums_by_rows(con, monkeypatch):
+    """Pass 2 with one nested segment column scores each cluster line by line (`add_cluster_scores`); the
+    general way, for several nested segment columns, sums rows first and forms the scores from their sums
+    (`add_line_sums`, `add_customer_totals`). Both give the same sums, for every model kind: contrasts with
+    and without rates, and the adjusted and excess models of a secondary pass (asked for every test here)."""
+    config = market_config(audit={"attributes": ["gender", "age_band"], "intersections": [["gender", "age_band"]],
+                                  "segment_by": ["category"], "controls": ["channel"]})
+    compared: list[str] = []
+
+    def both_ways(con, relation, state, partitions):
+        order = ", ".join(("ci", *state.slots.segment_keys))
+        lines = con.execute(f"select {', '.join(state.columns())} from {relation} order by {order}").fetchnumpy()
+        keys = [np.asarray(lines["ci"], dtype=np.int64)] + [np.asarray(lines[k], dtype=np.int64)
+                                                             for k in state.slots.segment_keys]
+        assert len(keys) == 2  # the pass has one nested segment column: the walk is what partition_sums uses
+        walked = contrasts._walk_sums(state, lines, keys)
+        with monkeypatch.context() as small:
+            small.setattr(contrasts, "CUSTOMERS_PER_SLICE", 37)
+            by_rows = contrasts._sliced_sums(state, lines, keys)
+        assert walked.keys() == by_rows.keys() and walked
+        for name in walked:
+            np.testing.assert_allclose(walked[name], by_rows[name], rtol=1e-10, atol=1e-12, err_msg=name)
+        compared.extend(m.kind + (" with rate" if m.with_rate else "") for m in state.models)
+        return contrasts.in_process(con, relation, state, partitions)
+
+    build_audit_lines(con, config, period_start=SPEC.start, period_end=SPEC.end, filters={})
+    coding = code_audit_lines(con, config)
+    for check in ("price_gap", "discount_incidence"):
+        disparity.run_disparity(con, check, config, coding, both_ways, is_candidate=lambda test: True)
+    assert {"contrast", "contrast with rate", "adjusted", "excess"} <= set(compared)
+
+
 def test_compiled_loops_have_one_signature_which_compile_kernels_builds(con):
     """Every model kind (contrast with rates, adjusted, excess) calls the compiled loops with the same
     argument types as `compile_kernels` (the bench compiles them before timing): no audit compiles again."""
@@ -98,6 +130,7 @@ def test_compiled_loops_have_one_signature_which_compile_kernels_builds(con):
         assert any(t.excess is not None for t in tests)
     assert len(line_sums.add_line_sums.signatures) == 1
     assert len(line_sums.add_customer_totals.signatures) == 1
+    assert len(line_sums.add_cluster_scores.signatures) == 1
     assert len(line_sums.add_unit_counts.signatures) == 1
 
 
