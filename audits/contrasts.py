@@ -27,7 +27,7 @@ A segment column nested in the units (category: every product is in one) shares 
 walk: a line adds to its customer's score and to its customer-in-segment's. Every output of pass 2 is a sum
 over customers, so partitions of customers computed apart (other processes, Dask workers) add up to
 the whole. Memory: pass 1 holds units x groups arrays; pass 2 holds one partition's lines (and, with several
-nested segment columns, its rows x groups).
+nested segment columns, its rows x groups), or, for a pass of at most LINES_PER_SCAN lines, all of them.
 """
 
 from __future__ import annotations
@@ -176,6 +176,8 @@ class PassState:
     # n, sum y per unit x code, per line set's codes (see _count_key)
     counts: dict[tuple[str, tuple[int, int] | None], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     fitted: list[Fitted] = field(default_factory=list)
+    # the pass's lines in (customer, segment codes) order, when they were read once and held (fit_pass)
+    lines: dict[str, np.ndarray] | None = None
 
     def columns(self, *, first_pass: bool = False) -> list[str]:
         """What a pass reads; pass 1 always reads the fixed effect and controls of each unit, so that
@@ -234,25 +236,69 @@ def fit_pass(
     """Both passes over `relation` (a table or view of measurements) for the given models.
 
     `reuse`: an earlier pass over the same relation and units, whose pass-1 counts are taken instead of
-    streaming the lines again (the secondary models of a check reuse its main pass's).
+    streaming the lines again (the secondary models of a check reuse its main pass's), and its lines
+    when it held them.
+
+    Passes in this process over at most LINES_PER_SCAN lines read them once and hold them (at most a few
+    hundred MB): pass 1, pass 2 and a secondary pass then share one read, where streaming would query
+    DuckDB for pass 1, again per partition of pass 2 and again for the secondary pass (a 30-day audit:
+    nine queries a check). Larger passes stream, in bounded memory.
     """
     state = PassState(unit_key, fe_key, Slots.build(segments), models, controls, leverage_adjusted, n_units, n_fe)
     # fetchall: a result left pending (fetchone) would block the executor's own use of the connection
     n_lines, max_customer = con.execute(f"select count(*), coalesce(max(ci), -1) from {relation}").fetchall()[0]
     state.n_customers = int(max_customer) + 1
     partitions = max(1, math.ceil(n_lines / LINES_PER_PARTITION))
+    held = executor in (None, in_process) and n_lines <= LINES_PER_SCAN
     if reuse is not None and (reuse.unit_key, reuse.fe_key, reuse.n_units, reuse.slots.segment_keys) == (
             unit_key, fe_key, n_units, state.slots.segment_keys) and reuse.controls == controls:
         state.fe_of_unit, state.control_of_unit = reuse.fe_of_unit, reuse.control_of_unit
         state.segment_of_unit = reuse.segment_of_unit
         state.counts = {key: reuse.counts[key] for key in {_count_key(m.lineset) for m in models} & reuse.counts.keys()}
+        if held and reuse.lines is not None and set(state.columns()) <= reuse.lines.keys():
+            state.lines = reuse.lines
     if any(_count_key(m.lineset) not in state.counts for m in models):
-        scans = max(1, math.ceil(n_lines / LINES_PER_SCAN))
-        _first_pass(state, _prefetched(_stream(con, relation, state, scans, first_pass=True)))
+        if held:
+            state.lines = _read_sorted(con, relation, state, state.columns(first_pass=True))
+            _first_pass(state, iter([state.lines]))
+        else:
+            scans = max(1, math.ceil(n_lines / LINES_PER_SCAN))
+            _first_pass(state, _prefetched(_stream(con, relation, state, scans, first_pass=True)))
     with ThreadPoolExecutor(max_workers=_threads()) as pool:
         state.fitted = list(pool.map(lambda model: _fit(state, model), models))
-    sums = (executor or in_process)(con, relation, state, partitions)
-    return state, sums
+    if held:
+        if state.lines is None:
+            state.lines = _read_sorted(con, relation, state, state.columns())
+        return state, _held_sums(state, state.lines, partitions)
+    return state, (executor or in_process)(con, relation, state, partitions)
+
+
+def _read_sorted(con: duckdb.DuckDBPyConnection, relation: str, state: PassState, columns: list[str]
+                 ) -> dict[str, np.ndarray]:
+    """All of the relation's lines at once (the columns are validated names), in (customer, segment codes)
+    order, the order pass 2 sums them in (sorted here, once, if DuckDB's parallel scan mixed them)."""
+    lines = con.execute(f"select {', '.join(columns)} from {relation}").fetchnumpy()
+    lines = {name: np.asarray(values) for name, values in lines.items()}
+    keys = [np.asarray(lines["ci"], dtype=np.int64)] + [np.asarray(lines[k], dtype=np.int64)
+                                                         for k in state.slots.segment_keys]
+    if len(keys[0]) > 1 and not _is_sorted(keys):
+        order = np.lexsort(keys[::-1])
+        lines = {name: values[order] for name, values in lines.items()}
+    return lines
+
+
+def _held_sums(state: PassState, lines: dict[str, np.ndarray], partitions: int) -> PartitionSums:
+    """Pass 2 over held lines (sorted by customer): the same partitions of customers as `in_process`
+    streams, summed by threads side by side, added up in order."""
+    customer = lines["ci"]
+    bounds = np.searchsorted(customer, [p * state.n_customers // partitions for p in range(partitions + 1)])
+    total: PartitionSums = {}
+    with ThreadPoolExecutor(max_workers=_threads()) as pool:
+        parts = [pool.submit(partition_sums, state, {name: values[low:high] for name, values in lines.items()})
+                 for low, high in zip(bounds[:-1], bounds[1:], strict=True)]
+        for part in parts:
+            add_sums(total, part.result())
+    return total
 
 
 def in_process(con: duckdb.DuckDBPyConnection, relation: str, state: PassState, partitions: int) -> PartitionSums:

@@ -114,6 +114,45 @@ def test_the_walk_over_lines_equals_the_sums_by_rows(con, monkeypatch):
     assert {"contrast", "contrast with rate", "adjusted", "excess"} <= set(compared)
 
 
+def test_lines_read_once_and_held_give_what_streaming_gives(con, monkeypatch):
+    """A pass of at most LINES_PER_SCAN lines in this process reads its lines once and holds them for pass 1,
+    pass 2 and the secondary pass; streaming them from DuckDB per pass and partition gives the same tests,
+    secondary estimates included. Any executor but `in_process` itself streams."""
+    config = market_config(audit={"attributes": ["gender", "age_band"], "intersections": [["gender", "age_band"]],
+                                  "segment_by": ["category"], "controls": ["channel"]})
+    build_audit_lines(con, config, period_start=SPEC.start, period_end=SPEC.end, filters={})
+    coding = code_audit_lines(con, config)
+    held_passes: list[bool] = []
+    original = contrasts._held_sums
+    monkeypatch.setattr(contrasts, "LINES_PER_PARTITION", 700)  # several partitions of customers
+
+    def counted(*args):
+        held_passes.append(True)
+        return original(*args)
+
+    def streaming(*args):
+        return contrasts.in_process(*args)
+
+    for check in ("price_gap", "discount_incidence"):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(contrasts, "_held_sums", counted)
+            held = disparity.run_disparity(con, check, config, coding, is_candidate=lambda test: True)
+        streamed = disparity.run_disparity(con, check, config, coding, streaming, is_candidate=lambda test: True)
+        assert len(held) == len(streamed) and held
+        assert any(t.excess is not None for t in held) and (check != "price_gap" or any(t.adjusted is not None for t in held))
+        for a, b in zip(held, streamed, strict=True):
+            assert (a.dimension, a.segment_value, a.group, a.n_customers_group, a.n_customers_reference) == \
+                (b.dimension, b.segment_value, b.group, b.n_customers_group, b.n_customers_reference)
+            assert (a.adjusted is None, a.excess is None) == (b.adjusted is None, b.excess is None)
+            pairs = [(a.estimate, b.estimate), (a.ci_low, b.ci_low), (a.p_value, b.p_value)]
+            pairs += list(zip(a.adjusted or (), b.adjusted or (), strict=True))
+            if a.excess is not None:
+                pairs += [(a.excess.beta, b.excess.beta), (a.excess.se, b.excess.se), (a.excess.p_value, b.excess.p_value)]
+            for x, y in pairs:
+                assert x == y if x is None or y is None else x == pytest.approx(y, rel=1e-10, abs=1e-14)
+    assert len(held_passes) >= 4  # main and secondary passes of both checks held their lines
+
+
 def test_compiled_loops_have_one_signature_which_compile_kernels_builds(con):
     """Every model kind (contrast with rates, adjusted, excess) calls the compiled loops with the same
     argument types as `compile_kernels` (the bench compiles them before timing): no audit compiles again."""
