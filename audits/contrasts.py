@@ -15,19 +15,20 @@ with their normal equations, which depend only on per unit x group counts and su
 
 Pass 1 streams the lines once and sums counts n[unit, group] and sums of y. From them come, for every
 test and every segment value, the coefficients beta (and the covariates' pi, pi_y), in closed form.
-Pass 2 streams the lines again, one partition of customers at a time, and with beta and pi known sums
+Pass 2 goes over the lines again, one partition of customers at a time, and with beta and pi known sums
 each customer's (and customer x segment value's) score sum_i k_i u_i (e_i - beta u_i), u and e the line's
 group indicator and measurement net of the unit mean and the covariates, in one compiled walk over the
 lines per model (audits/line_sums.py). Squared and added per test the scores give the customer-clustered
-sandwich, split into the group's customers and the others (for the Welch-Satterthwaite degrees of freedom). k_i = sqrt(n/(n-1))
-for the line's unit of n lines undoes the shrinkage of demeaning (the unit mean's leverage, as in HC2);
-with `leverage_adjusted=False` k = 1, plain CR1.
+sandwich, split into the group's customers and the others (for the Welch-Satterthwaite degrees of
+freedom). k_i = sqrt(n/(n-1)) for the line's unit of n lines undoes the shrinkage of demeaning (the unit
+mean's leverage, as in HC2); with `leverage_adjusted=False` k = 1, plain CR1.
 
 A segment column nested in the units (category: every product is in one) shares pass 1 and pass 2's
-walk: a line adds to its customer's score and to its customer-in-segment's. Every output of pass 2 is a sum
-over customers, so partitions of customers computed apart (other processes, Dask workers) add up to
-the whole. Memory: pass 1 holds units x groups arrays; pass 2 holds one partition's lines (and, with several
-nested segment columns, its rows x groups), or, for a pass of at most LINES_PER_SCAN lines, all of them.
+walk: a line adds to its customer's score and to its customer-in-segment's. Every output of pass 2 is a
+sum over customers, so partitions of customers computed apart (other processes, Dask workers) add up to
+the whole. Memory: pass 1 holds units x groups arrays; pass 2 holds one partition's lines (and, with
+several nested segment columns, its rows x groups), or, for a pass of at most LINES_PER_SCAN lines, all
+of them.
 """
 
 from __future__ import annotations
@@ -52,15 +53,17 @@ Kind = Literal["contrast", "adjusted", "excess"]
 # Relative size below which a covariate's variance, or D's variance left after the covariates, is zero.
 RANK_TOLERANCE = 1e-9
 # Lines per partition of customers (a range of customer indexes) streamed out of DuckDB and summed at
-# once: bounds the rows x groups arrays held at once.
+# once: bounds what pass 2 holds per partition (with several nested segment columns, rows x groups arrays).
 LINES_PER_PARTITION = 250_000
 # With several nested segment columns, pass 2 sums a partition in slices of whole customers, at most this
 # many: a short period has about one row (customer x segment values) per line, and the widest model's
 # per-row sums (the excess model: about 130 floats a row) then stay under glibc's mmap threshold, so each
 # slice reuses freed memory instead of faulting in fresh pages.
 CUSTOMERS_PER_SLICE = 2_000
-LINES_PER_SCAN = 2_000_000  # pass 1 only sums per unit: larger partitions, fewer units-sized additions
-PASS_TWO_THREADS = 2  # partitions summed at once (each holds its own rows x groups arrays)
+# Pass 1 only sums per unit: larger partitions, fewer units-sized additions. A pass of at most this many
+# lines reads them once and holds them for both passes (fit_pass).
+LINES_PER_SCAN = 2_000_000
+PASS_TWO_THREADS = 2  # partitions summed at once
 
 
 @dataclass(frozen=True)
