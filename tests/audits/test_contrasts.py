@@ -112,6 +112,43 @@ def test_the_walk_over_lines_equals_the_sums_by_rows(con, monkeypatch):
     assert {"contrast", "contrast with rate", "adjusted", "excess"} <= set(compared)
 
 
+def test_a_second_nested_segment_column_leaves_the_first_columns_figures_as_they_were(con, monkeypatch):
+    """With two nested segment columns (category, and currency, constant within product x day x currency)
+    pass 2 sums rows first and gathers them into each column's clusters; the overall and per-category
+    tests equal those of the pass with category alone, which walks the lines. The market has one
+    currency, so each test within it equals the overall one."""
+    audit = {"attributes": ["gender", "age_band"], "intersections": [["gender", "age_band"]], "controls": ["channel"]}
+    sliced: list[int] = []
+    original = contrasts._sliced_sums
+
+    def counted(state, lines, keys):
+        sliced.append(len(keys))
+        return original(state, lines, keys)
+
+    monkeypatch.setattr(contrasts, "_sliced_sums", counted)
+
+    def tests(segment_by):
+        config = market_config(audit={**audit, "segment_by": segment_by})
+        build_audit_lines(con, config, period_start=SPEC.start, period_end=SPEC.end, filters={})
+        found = disparity.run_disparity(con, "price_gap", config, code_audit_lines(con, config),
+                                        is_candidate=lambda test: True)
+        return {(t.dimension.columns, t.dimension.segment_column, t.segment_value, t.group): t for t in found}
+
+    alone = tests(["category"])
+    assert not sliced
+    both = tests(["category", "currency"])
+    assert sliced and set(sliced) == {3}  # customer, category, currency: the rows-first way
+    within_currency = {key: t for key, t in both.items() if key[1] == "currency"}
+    assert {t.segment_value for t in within_currency.values()} == {"EUR"}
+    assert alone and alone.keys() <= both.keys()
+    pairs = [(a, both[key]) for key, a in alone.items()]
+    pairs += [(both[(key[0], None, "", key[3])], t) for key, t in within_currency.items()]
+    for a, b in pairs:
+        assert (a.n_customers_group, a.n_customers_reference) == (b.n_customers_group, b.n_customers_reference)
+        for x, y in ((a.estimate, b.estimate), (a.ci_low, b.ci_low), (a.p_value, b.p_value)):
+            assert x == y if x is None or y is None else x == pytest.approx(y, rel=1e-10, abs=1e-14)
+
+
 def test_lines_read_once_and_held_give_what_streaming_gives(con, monkeypatch):
     """A pass of at most LINES_PER_SCAN lines in this process reads its lines once and holds them for pass 1,
     pass 2 and the secondary pass; streaming them from DuckDB per pass and partition gives the same tests,
