@@ -281,41 +281,48 @@ def _read_sorted(con: duckdb.DuckDBPyConnection, relation: str, state: PassState
     """All of the relation's lines at once (the columns are validated names), in (customer, segment codes)
     order, the order pass 2 sums them in (sorted here, once, if DuckDB's parallel scan mixed them)."""
     lines = con.execute(f"select {', '.join(columns)} from {relation}").fetchnumpy()
+    return _in_line_order(state, lines)[0]
+
+
+def _in_line_order(state: PassState, lines: dict[str, np.ndarray]
+                   ) -> tuple[dict[str, np.ndarray], list[np.ndarray]]:
+    """The lines in (customer, segment codes) order (sorted only if they do not come so), with those keys."""
     lines = {name: np.asarray(values) for name, values in lines.items()}
     keys = [np.asarray(lines["ci"], dtype=np.int64)] + [np.asarray(lines[k], dtype=np.int64)
                                                          for k in state.slots.segment_keys]
     if len(keys[0]) > 1 and not _is_sorted(keys):
         order = np.lexsort(keys[::-1])
         lines = {name: values[order] for name, values in lines.items()}
-    return lines
+        keys = [key[order] for key in keys]
+    return lines, keys
 
 
 def _held_sums(state: PassState, lines: dict[str, np.ndarray], partitions: int) -> PartitionSums:
     """Pass 2 over held lines (sorted by customer): the same partitions of customers as `in_process`
-    streams, summed by threads side by side, added up in order."""
-    customer = lines["ci"]
-    bounds = np.searchsorted(customer, [p * state.n_customers // partitions for p in range(partitions + 1)])
-    total: PartitionSums = {}
-    with ThreadPoolExecutor(max_workers=_threads()) as pool:
-        parts = [pool.submit(partition_sums, state, {name: values[low:high] for name, values in lines.items()})
-                 for low, high in zip(bounds[:-1], bounds[1:], strict=True)]
-        for part in parts:
-            add_sums(total, part.result())
-    return total
+    streams, as slices of the held arrays."""
+    bounds = np.searchsorted(lines["ci"], [p * state.n_customers // partitions for p in range(partitions + 1)])
+    return _sum_partitions(state, ({name: values[low:high] for name, values in lines.items()}
+                                   for low, high in zip(bounds[:-1], bounds[1:], strict=True)))
 
 
 def in_process(con: duckdb.DuckDBPyConnection, relation: str, state: PassState, partitions: int) -> PartitionSums:
     """Pass 2 over every partition of customers in this process: DuckDB streams the next partition
     while threads sum the previous ones (numpy and scipy release the GIL in their loops)."""
+    return _sum_partitions(state, _stream(con, relation, state, partitions))
+
+
+def _sum_partitions(state: PassState, partitions: Iterator[dict[str, np.ndarray]]) -> PartitionSums:
+    """Each partition's sums, by threads side by side (at most one more partition waiting than threads),
+    added up in the partitions' order."""
     total: PartitionSums = {}
     workers = _threads()
     if workers == 1:
-        for lines in _stream(con, relation, state, partitions):
+        for lines in partitions:
             add_sums(total, partition_sums(state, lines))
         return total
     with ThreadPoolExecutor(max_workers=workers) as pool:
         pending: list[Future[PartitionSums]] = []
-        for lines in _stream(con, relation, state, partitions):
+        for lines in partitions:
             pending.append(pool.submit(partition_sums, state, lines))
             while len(pending) > workers:
                 add_sums(total, pending.pop(0).result())
@@ -584,16 +591,9 @@ def partition_sums(state: PassState, lines: dict[str, np.ndarray]) -> PartitionS
 
     The lines are summed in customer order (sorted here if they do not come sorted).
     """
-    out: PartitionSums = {}
-    n = len(lines["y"])
-    if n == 0:
-        return out
-    keys = [np.asarray(lines["ci"], dtype=np.int64)] + [np.asarray(lines[k], dtype=np.int64)
-                                                         for k in state.slots.segment_keys]
-    if n > 1 and not _is_sorted(keys):
-        order = np.lexsort(keys[::-1])
-        lines = {name: np.asarray(values)[order] for name, values in lines.items()}
-        keys = [key[order] for key in keys]
+    if len(lines["y"]) == 0:
+        return {}
+    lines, keys = _in_line_order(state, lines)
     if len(keys) <= 2:  # at most one nested segment column: every cluster's lines are consecutive
         return _walk_sums(state, lines, keys)
     return _sliced_sums(state, lines, keys)

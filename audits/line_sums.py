@@ -85,6 +85,17 @@ def _prefetch_ahead(table: np.ndarray, unit: np.ndarray, i: int) -> None:
         _prefetch(table, ahead, width - 1)
 
 
+@njit(inline="always")
+def _slots_needed(needed: np.ndarray) -> np.ndarray:
+    """Per slot: is any of its tests to be computed (`needed`: uint8 slot x tested)?"""
+    out = np.zeros(needed.shape[0], np.bool_)
+    for s in range(needed.shape[0]):
+        for j in range(needed.shape[1]):
+            if needed[s, j]:
+                out[s] = True
+    return out
+
+
 @_compiled
 def add_line_sums(
     row: np.ndarray,  # int64 per line: its row
@@ -169,11 +180,7 @@ def add_customer_totals(
     a, b, cnt, own, v, w = np.empty(t), np.empty(t), np.empty(t), np.empty(t), np.empty(t), np.empty(t)
     c, e, f = np.empty((t, n_cov)), np.empty(n_cov), np.empty((n_cov, n_cov))
     seen, f_py = np.empty(width), np.empty(n_cov)
-    slot_needed = np.zeros(needed.shape[0], np.bool_)
-    for s in range(needed.shape[0]):
-        for j in range(t):
-            if needed[s, j]:
-                slot_needed[s] = True
+    slot_needed = _slots_needed(needed)
     for cluster in range(len(slot_of)):
         s = slot_of[cluster]
         if s < 0 or not (slot_needed[s] or with_any):
@@ -280,11 +287,7 @@ def add_cluster_scores(
     z = np.empty(n_cov)
     slot = np.zeros(2, np.int64)
     levels = 2 if segmented else 1
-    slot_needed = np.zeros(needed.shape[0], np.bool_)
-    for s in range(needed.shape[0]):
-        for j in range(t):
-            if needed[s, j]:
-                slot_needed[s] = True
+    slot_needed = _slots_needed(needed)
     for i in range(n + 1):
         ends_customer = i == n or (i > 0 and customer[i] != customer[i - 1])
         ends_row = segmented and i > 0 and (ends_customer or segment[i] != segment[i - 1])

@@ -59,8 +59,9 @@ def test_the_nightly_command_starts_importing_great_expectations_before_its_flow
     script = (
         "import sys, threading\n"
         "import flows.nightly\n"
+        "from audits.ingest import GE_IMPORT_THREAD\n"
         "def flow(**kwargs):\n"
-        "    importing = any(t.name == 'import-great-expectations' for t in threading.enumerate())\n"
+        "    importing = any(t.name == GE_IMPORT_THREAD for t in threading.enumerate())\n"
         "    print('great_expectations imported or importing:', 'great_expectations' in sys.modules or importing)\n"
         "    return {}\n"
         "flows.nightly.nightly_audit = flow\n"
