@@ -454,8 +454,11 @@ def _fit(state: PassState, model: Model) -> Fitted:
         unit_of_unit = state.fe_of_unit
         to_fe = _summing(unit_of_unit, state.n_fe)
         n, sy = to_fe @ n_cell, to_fe @ sy_cell
-        segment_of = np.zeros((state.n_fe, state.segment_of_unit.shape[1]), np.int64)
-        segment_of[unit_of_unit] = state.segment_of_unit
+        # a fixed effect's segment values are its cells' (nested: every cell of it has the same); a cell
+        # without lines in this pass has neither, and must not write its defaults over fixed effect 0's
+        segment_of = np.full((state.n_fe, state.segment_of_unit.shape[1]), -1, np.int64)
+        has_lines = n_cell.sum(axis=1) > 0
+        segment_of[unit_of_unit[has_lines]] = state.segment_of_unit[has_lines]
     else:
         unit_of_unit = np.arange(state.n_units)
         n, sy = n_cell, sy_cell
