@@ -80,13 +80,20 @@ def code_lines(
     groupings: list[tuple[str, ...]],
     segment_by: tuple[str, ...],
     controls: tuple[str, ...],
+    source: str = "audit_lines",
+    target: str = "coded_lines",
+    keep: tuple[str, ...] = (),
 ) -> Coding:
-    """Create temp table `coded_lines` from `audit_lines` (validated column names only)."""
+    """Create table `target` (default temp table `coded_lines`) from `source` (default `audit_lines`).
+
+    Names are validated identifiers (a schema-qualified target is a table of that attached database, an
+    unqualified one a temp table); `keep`: columns of `source` carried over as they are (a shared span's
+    day, which its windows are cut by)."""
     singles = list(dict.fromkeys(c for combo in groupings for c in combo))
     levels: dict[str, list[str]] = {}
     for column in dict.fromkeys([*singles, *segment_by]):
-        levels[column] = _levels(con, column, missing=None)
-    control_levels = {c: _levels(con, c, missing=MISSING_LEVEL) for c in controls}
+        levels[column] = _levels(con, source, column, missing=None)
+    control_levels = {c: _levels(con, source, c, missing=MISSING_LEVEL) for c in controls}
 
     joins, selects = [], []
     for i, column in enumerate(levels):
@@ -114,18 +121,18 @@ def code_lines(
         segment_select.append(f"coalesce({single_code[column]}, -1)::integer as s{j}")
     con.execute("create or replace temp table pp_customers as select customer_id, "
                 "(row_number() over (order by customer_id) - 1)::integer as ci "
-                "from (select distinct customer_id from audit_lines)")
+                f"from (select distinct customer_id from {source})")
     con.execute("create or replace temp table pp_cells as select cell_key, "
                 "(row_number() over (order by cell_key) - 1)::integer as xi "
-                "from (select distinct cell_key from audit_lines)")
+                f"from (select distinct cell_key from {source})")
     con.execute("create or replace temp table pp_fe as select fe_key, "
                 "(row_number() over (order by fe_key) - 1)::integer as fi "
-                "from (select distinct fe_key from audit_lines)")
-    measured = ", ".join(f"l.{c}" for c in MEASURED_COLUMNS)
+                f"from (select distinct fe_key from {source})")
+    measured = ", ".join(f"l.{c}" for c in (*MEASURED_COLUMNS, *keep))
     con.execute(f"""
-        create or replace temp table coded_lines as
+        {_create(target)} as
         select c.ci, x.xi, f.fi, {", ".join([*segment_select, *selects]) or "0 as unused"}, {measured}
-        from audit_lines as l
+        from {source} as l
         join pp_customers as c using (customer_id)
         join pp_cells as x using (cell_key)
         join pp_fe as f using (fe_key)
@@ -134,7 +141,7 @@ def code_lines(
 
     for combo, group_set in list(sets.items()):
         found = [row[0] for row in con.execute(
-            f"select distinct {group_set.key} from coded_lines where {group_set.key} >= 0 order by 1").fetchall()]
+            f"select distinct {group_set.key} from {target} where {group_set.key} >= 0 order by 1").fetchall()]
         labels = {}
         for code in found:
             parts, rest = [], code
@@ -149,11 +156,16 @@ def code_lines(
         "(select count(*) from pp_fe)").fetchone()
     segments = {}
     for j, column in enumerate(segment_by):
-        segments[column] = _segment(con, j, column, levels[column], n_cells=n_cells, n_fe=n_fe,
+        segments[column] = _segment(con, target, j, column, levels[column], n_cells=n_cells, n_fe=n_fe,
                                    order=_line_order(segment_by))
     return Coding(sets=sets, segments=segments,
                   controls=tuple((c, f"q{j}", len(control_levels[c])) for j, c in enumerate(controls)),
                   n_customers=int(n_customers), n_cells=int(n_cells), n_fe=int(n_fe))
+
+
+def _create(target: str) -> str:
+    """The statement that (re)creates `target`: a table of an attached database when schema-qualified."""
+    return f"create or replace table {target}" if "." in target else f"create or replace temp table {target}"
 
 
 def _line_order(segment_by: tuple[str, ...]) -> str:
@@ -168,23 +180,23 @@ def _level_table(con: duckdb.DuckDBPyConnection, i: int, values: list[str]) -> N
                 "select unnest($v) as v, (generate_subscripts($v, 1) - 1)::integer as code", {"v": values})
 
 
-def _levels(con: duckdb.DuckDBPyConnection, column: str, *, missing: str | None) -> list[str]:
+def _levels(con: duckdb.DuckDBPyConnection, source: str, column: str, *, missing: str | None) -> list[str]:
     name = quote_identifier(column)
     value = f"cast({name} as varchar)" if missing is None else f"coalesce(cast({name} as varchar), '{missing}')"
     return [row[0] for row in con.execute(
-        f"select distinct {value} as v from audit_lines where v is not null order by v").fetchall()]
+        f"select distinct {value} as v from {source} where v is not null order by v").fetchall()]
 
 
-def _segment(con: duckdb.DuckDBPyConnection, j: int, column: str, values: list[str], *, n_cells: int,
-             n_fe: int, order: str) -> SegmentCoding:
+def _segment(con: duckdb.DuckDBPyConnection, target: str, j: int, column: str, values: list[str], *,
+             n_cells: int, n_fe: int, order: str) -> SegmentCoding:
     """Nested segments reuse the overall indexes; others get cell x value and fixed effect x value indexes."""
-    cells, fes = con.execute(f"select count(distinct (xi, s{j})), count(distinct (fi, s{j})) from coded_lines").fetchone()
+    cells, fes = con.execute(f"select count(distinct (xi, s{j})), count(distinct (fi, s{j})) from {target}").fetchone()
     if cells == n_cells and fes == n_fe:
         return SegmentCoding(column, f"s{j}", tuple(values), "xi", "fi", n_cells, n_fe)
     for key, base in ((f"x{j}", "xi"), (f"f{j}", "fi")):
         con.execute(f"create or replace temp table pp_{key} as select {base}, s{j}, "
                     f"(row_number() over (order by {base}, s{j}) - 1)::integer as {key} "
-                    f"from (select distinct {base}, s{j} from coded_lines)")
-        con.execute(f"create or replace temp table coded_lines as select l.*, i.{key} from coded_lines as l "
+                    f"from (select distinct {base}, s{j} from {target})")
+        con.execute(f"{_create(target)} as select l.*, i.{key} from {target} as l "
                     f"join pp_{key} as i using ({base}, s{j}) order by {order}")
     return SegmentCoding(column, f"s{j}", tuple(values), f"x{j}", f"f{j}", int(cells), int(fes))

@@ -15,6 +15,7 @@ import hashlib
 import time
 import uuid
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
@@ -56,6 +57,12 @@ NOTHING_TO_CHECK = {
 CHECK_ERRORS = (duckdb.Error, ArithmeticError, ValueError, SqlFileError)
 
 
+# A window shares the lines built and coded for a longer one when it covers at least this share of the
+# span they would share (the month's last night: 31 days and 30). A shorter window gets its own: pass 1's
+# arrays are sized by the span's cells, and every read of a window scans the span's lines.
+SHARED_SPAN_MIN_SHARE = 0.5
+
+
 def run_audit(
     con: duckdb.DuckDBPyConnection,
     config: Config,
@@ -69,73 +76,213 @@ def run_audit(
     contrast: ContrastExecutor = in_process_contrast,
 ) -> AuditResult:
     """Audit the lines in [period_start, period_end] and return the findings (status not yet compared)."""
-    started_at = dt.datetime.now(dt.timezone.utc)
+    return run_audits(con, config, {scope: (period_start, period_end)}, data_quality=data_quality,
+                      filters=filters, run_ids={scope: run_id} if run_id else None, contrast=contrast)[scope]
+
+
+def run_audits(
+    con: duckdb.DuckDBPyConnection,
+    config: Config,
+    windows: Mapping[str, tuple[dt.date, dt.date]],
+    *,
+    data_quality: DataQuality,
+    filters: Mapping[str, str] | None = None,
+    run_ids: Mapping[str, str] | None = None,
+    contrast: ContrastExecutor = in_process_contrast,
+    at_once: bool = True,
+) -> dict[str, AuditResult]:
+    """Audit each window (scope -> first and last day) and return each one's findings, as `run_audit` would.
+
+    Windows that mostly overlap (the nightly's rolling window and a month to date near its end) share one
+    build and coding of their span's lines, and each reads its own days from them: a line's measurement,
+    cell and codes do not depend on the window, and every count and sum the checks compute is taken over
+    the window's lines only. `at_once`: audit the windows side by side on threads (each on its own cursor
+    of `con`), else one after another (a Dask executor fans each audit out to the cluster itself)."""
     loading = load_in_background() if set(config.checks) & set(METRICS) else None
-    build_audit_lines(con, config, period_start=period_start, period_end=period_end, filters=filters or {})
-    n_lines, n_customers, fingerprint = con.execute(
-        "select count(*), count(distinct customer_id), "
-        "coalesce(sum(hash(customer_id, product_id, day, unit_price, list_price, quantity))::varchar, '0') "
-        "from audit_lines"
-    ).fetchone()
-    has_list_price = con.execute("select count(list_price) > 0 from audit_lines").fetchone()[0]
+    spans = _shared_spans(windows)
 
-    coding: Coding | None = None
-    checks: list[CheckRun] = []
-    raw_tests: list[RawTest] = []
-    consistency: list[Finding] = []
-    # consistency checks first: they read audit_lines, which the disparity checks no longer need
-    for check in sorted(config.checks, key=lambda c: c in METRICS):
-        if check in METRICS and coding is None:
-            coding = code_audit_lines(con, config)
-            con.execute("drop table audit_lines")  # its narrow coded copy is all that is read from now on
-        clock = time.monotonic()
-        if not (SQL_DIR / "checks" / f"{check}.sql").exists():
-            checks.append(CheckRun(check, "skipped", 0.0, "not available in this version"))
-            continue
-        if check in NEEDS_LIST_PRICE and not has_list_price:
-            checks.append(CheckRun(check, "skipped", 0.0, NO_LIST_PRICE))
-            continue
-        notes: list[str] = []
-        try:
-            if check in CONSISTENCY_CHECKS:
-                found = _run_consistency(con, check, config)
-                if not found:
-                    reason = NOTHING_TO_CHECK.get(check, "no line has the columns this check needs")
-                    checks.append(CheckRun(check, "skipped", time.monotonic() - clock, reason))
-                    continue
-                consistency.extend(found)
-                n_tests = len(found)
-            else:
-                assert coding is not None
-                tests = run_disparity(con, check, config, coding, contrast, notes=notes,
-                                      is_candidate=lambda test: is_candidate(test, config))
-                raw_tests.extend(tests)
-                n_tests = len(tests)
-        except CHECK_ERRORS as err:
-            reason = one_line(f"{type(err).__name__}: {err}", limit=300)
-            checks.append(CheckRun(check, "errored", time.monotonic() - clock, reason))
-            continue
-        checks.append(CheckRun(check, "ok", time.monotonic() - clock, "; ".join(notes) or None, n_tests))
+    def audit_span(cursor: duckdb.DuckDBPyConnection, scopes: list[str]) -> dict[str, AuditResult]:
+        with cursor:
+            return _audit_span(cursor, config, {s: windows[s] for s in scopes}, data_quality=data_quality,
+                               filters=filters or {}, run_ids=run_ids or {}, contrast=contrast, at_once=at_once)
 
+    results: dict[str, AuditResult] = {}
+    if at_once and len(spans) > 1:
+        with ThreadPoolExecutor(max_workers=len(spans)) as pool:
+            for done in [pool.submit(audit_span, con.cursor(), scopes) for scopes in spans]:
+                results.update(done.result())
+    else:
+        for scopes in spans:
+            results.update(audit_span(con.cursor(), scopes))
     if loading is not None:
         loading.join()
-    checks.sort(key=lambda c: config.checks.index(c.check))
-    findings = consistency + judge(raw_tests, config)
-    finished_at = dt.datetime.now(dt.timezone.utc)
-    run = RunInfo(
-        run_id=run_id or f"{finished_at:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}",
-        period_start=period_start.isoformat(),
-        period_end=period_end.isoformat(),
-        transactions=int(n_lines),
-        customers=int(n_customers),
-        config_sha256=config.sha256,
-        data_sha256=hashlib.sha256(f"{n_lines}:{fingerprint}".encode()).hexdigest(),
-        version=__version__,
-        scope=scope,
-        started_at=started_at.isoformat(timespec="seconds"),
-        finished_at=finished_at.isoformat(timespec="seconds"),
-    )
-    method = {
+    return {scope: results[scope] for scope in windows}
+
+
+def _shared_spans(windows: Mapping[str, tuple[dt.date, dt.date]]) -> list[list[str]]:
+    """The windows grouped by the span whose lines they share, longest window first in each group."""
+    spans: list[tuple[dt.date, dt.date, list[str]]] = []
+    for scope in sorted(windows, key=lambda s: windows[s][0] - windows[s][1]):  # longest first
+        start, end = windows[scope]
+        for i, (first, last, scopes) in enumerate(spans):
+            union = (max(last, end) - min(first, start)).days + 1
+            if (end - start).days + 1 >= SHARED_SPAN_MIN_SHARE * union:
+                spans[i] = (min(first, start), max(last, end), [*scopes, scope])
+                break
+        else:
+            spans.append((start, end, [scope]))
+    return [scopes for _, _, scopes in spans]
+
+
+def _audit_span(
+    con: duckdb.DuckDBPyConnection,
+    config: Config,
+    windows: Mapping[str, tuple[dt.date, dt.date]],
+    *,
+    data_quality: DataQuality,
+    filters: Mapping[str, str],
+    run_ids: Mapping[str, str],
+    contrast: ContrastExecutor,
+    at_once: bool,
+) -> dict[str, AuditResult]:
+    """Build and code the lines of the windows' span once, in a database of this process's own (attached
+    in memory, spilling like temp tables), then audit each window over its days of them."""
+    started_at = dt.datetime.now(dt.timezone.utc)
+    span = f"pp_span_{uuid.uuid4().hex[:12]}"
+    con.execute(f"attach ':memory:' as {span}")
+    try:
+        build_audit_lines(con, config, period_start=min(w[0] for w in windows.values()),
+                          period_end=max(w[1] for w in windows.values()), filters=filters,
+                          table=f"{span}.audit_lines")
+        cursors = {scope: con.cursor() for scope in windows}
+        try:
+            runs = {scope: _WindowRun(cursors[scope], config, scope, *windows[scope], span=span, started_at=started_at)
+                    for scope in windows}
+            # consistency checks first: they read audit_lines, which the disparity checks no longer need
+            for run in runs.values():
+                run.count_lines()
+                run.consistency_checks()
+            coding = None
+            if any(c in METRICS for c in config.checks):
+                coding = code_audit_lines(con, config, source=f"{span}.audit_lines",
+                                          target=f"{span}.coded_lines", keep=("day",))
+            con.execute(f"drop table {span}.audit_lines")  # its narrow coded copy is all that is read from now on
+
+            def finish(run: _WindowRun) -> AuditResult:
+                run.disparity_checks(coding, contrast)
+                return run.result(data_quality=data_quality, filters=filters, run_id=run_ids.get(run.scope))
+
+            if at_once and len(runs) > 1:
+                with ThreadPoolExecutor(max_workers=len(runs)) as pool:
+                    done = {scope: pool.submit(finish, run) for scope, run in runs.items()}
+                    return {scope: future.result() for scope, future in done.items()}
+            return {scope: finish(run) for scope, run in runs.items()}
+        finally:
+            for cursor in cursors.values():
+                cursor.close()
+    finally:
+        con.execute(f"detach {span}")
+
+
+class _WindowRun:
+    """One window's audit over a span's shared lines: its temp views `audit_lines` and `coded_lines` on its
+    own cursor are the span's tables cut to the window's days (dates, never text from a user, in the SQL)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, config: Config, scope: str, period_start: dt.date,
+                 period_end: dt.date, *, span: str, started_at: dt.datetime) -> None:
+        self.con, self.config, self.scope = con, config, scope
+        self.period_start, self.period_end, self.span, self.started_at = period_start, period_end, span, started_at
+        self.days = f"day between date '{period_start.isoformat()}' and date '{period_end.isoformat()}'"
+        self.checks: list[CheckRun] = []
+        self.raw_tests: list[RawTest] = []
+        self.consistency: list[Finding] = []
+        self.n_lines = self.n_customers = 0
+        self.fingerprint = "0"
+        self.has_list_price = False
+        con.execute(f"create or replace temp view audit_lines as select * from {span}.audit_lines where {self.days}")
+
+    def count_lines(self) -> None:
+        self.n_lines, self.n_customers, self.fingerprint, self.has_list_price = self.con.execute(
+            "select count(*), count(distinct customer_id), "
+            "coalesce(sum(hash(customer_id, product_id, day, unit_price, list_price, quantity))::varchar, '0'), "
+            "count(list_price) > 0 from audit_lines"
+        ).fetchone()
+
+    def _skipped(self, check: str) -> bool:
+        if not (SQL_DIR / "checks" / f"{check}.sql").exists():
+            self.checks.append(CheckRun(check, "skipped", 0.0, "not available in this version"))
+            return True
+        if check in NEEDS_LIST_PRICE and not self.has_list_price:
+            self.checks.append(CheckRun(check, "skipped", 0.0, NO_LIST_PRICE))
+            return True
+        return False
+
+    def consistency_checks(self) -> None:
+        for check in (c for c in self.config.checks if c in CONSISTENCY_CHECKS):
+            clock = time.monotonic()
+            if self._skipped(check):
+                continue
+            try:
+                found = _run_consistency(self.con, check, self.config)
+            except CHECK_ERRORS as err:
+                self.checks.append(CheckRun(check, "errored", time.monotonic() - clock, _reason(err)))
+                continue
+            if not found:
+                reason = NOTHING_TO_CHECK.get(check, "no line has the columns this check needs")
+                self.checks.append(CheckRun(check, "skipped", time.monotonic() - clock, reason))
+                continue
+            self.consistency.extend(found)
+            self.checks.append(CheckRun(check, "ok", time.monotonic() - clock, None, len(found)))
+        self.con.execute("drop view audit_lines")
+
+    def disparity_checks(self, coding: Coding | None, contrast: ContrastExecutor) -> None:
+        if coding is not None:
+            self.con.execute("create or replace temp view coded_lines as "
+                             f"select * exclude (day) from {self.span}.coded_lines where {self.days}")
+        for check in (c for c in self.config.checks if c not in CONSISTENCY_CHECKS):
+            clock = time.monotonic()
+            if self._skipped(check):
+                continue
+            assert coding is not None
+            notes: list[str] = []
+            try:
+                tests = run_disparity(self.con, check, self.config, coding, contrast, notes=notes,
+                                      is_candidate=lambda test: is_candidate(test, self.config))
+            except CHECK_ERRORS as err:
+                self.checks.append(CheckRun(check, "errored", time.monotonic() - clock, _reason(err)))
+                continue
+            self.raw_tests.extend(tests)
+            self.checks.append(CheckRun(check, "ok", time.monotonic() - clock, "; ".join(notes) or None, len(tests)))
+
+    def result(self, *, data_quality: DataQuality, filters: Mapping[str, str], run_id: str | None) -> AuditResult:
+        config = self.config
+        checks = sorted(self.checks, key=lambda c: config.checks.index(c.check))
+        findings = self.consistency + judge(self.raw_tests, config)
+        finished_at = dt.datetime.now(dt.timezone.utc)
+        run = RunInfo(
+            run_id=run_id or f"{finished_at:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}",
+            period_start=self.period_start.isoformat(),
+            period_end=self.period_end.isoformat(),
+            transactions=int(self.n_lines),
+            customers=int(self.n_customers),
+            config_sha256=config.sha256,
+            data_sha256=hashlib.sha256(f"{self.n_lines}:{self.fingerprint}".encode()).hexdigest(),
+            version=__version__,
+            scope=self.scope,
+            started_at=self.started_at.isoformat(timespec="seconds"),
+            finished_at=finished_at.isoformat(timespec="seconds"),
+        )
+        return AuditResult(run=run, data_quality=data_quality, findings=findings, checks=checks,
+                           method=_method(config, filters))
+
+
+def _reason(err: BaseException) -> str:
+    return one_line(f"{type(err).__name__}: {err}", limit=300)
+
+
+def _method(config: Config, filters: Mapping[str, str]) -> dict[str, Any]:
+    """How the run's figures were reached, as findings.json states it."""
+    return {
         "thresholds": config.thresholds(),
         "attributes": list(config.attributes),
         "intersections": [list(i) for i in config.intersections],
@@ -143,7 +290,7 @@ def run_audit(
         "controls": list(config.controls),
         "reference": dict(config.reference),
         "checks": list(config.checks),
-        "filters": dict(filters or {}),
+        "filters": dict(filters),
         "tenure_days": config.tenure_days,
         "confidence": 0.95,
         "min_customers_to_judge": min_customers_to_judge(config),
@@ -155,7 +302,6 @@ def run_audit(
         "intersection_rule": "an intersection whose excess over its components is not adverse is noted as "
                              "explained_by its flagged components instead of flagged",
     }
-    return AuditResult(run=run, data_quality=data_quality, findings=findings, checks=checks, method=method)
 
 
 def build_audit_lines(
@@ -165,8 +311,10 @@ def build_audit_lines(
     period_start: dt.date,
     period_end: dt.date,
     filters: Mapping[str, str],
+    table: str = "audit_lines",
 ) -> dict[str, str]:
-    """Create temp table `audit_lines`; returns audited column -> SQL source (validated identifiers)."""
+    """Create `table` (default temp table `audit_lines`; a schema-qualified name is a table of that attached
+    database); returns audited column -> SQL source (validated identifiers)."""
     tx_columns = set(table_columns(con, "transactions"))
     customer_columns = set(table_columns(con, "customers"))
 
@@ -217,7 +365,7 @@ def build_audit_lines(
                     for i in reversed(range(len(config.quantity_bands))))
     quantity_band = f"case {bands}else 'other' end" if bands else "'other'"
     con.execute(f"""
-        create or replace temp table audit_lines as
+        {"create or replace table" if "." in table else "create or replace temp table"} {table} as
         with
         first_purchase as (
             select customer_id, min(timestamp)::date as first_day from transactions group by customer_id),
@@ -259,13 +407,15 @@ def build_audit_lines(
     return wanted
 
 
-def code_audit_lines(con: duckdb.DuckDBPyConnection, config: Config) -> Coding:
-    """Temp table `coded_lines`: the audit lines with the integer codes the disparity engine groups by."""
+def code_audit_lines(con: duckdb.DuckDBPyConnection, config: Config, *, source: str = "audit_lines",
+                     target: str = "coded_lines", keep: tuple[str, ...] = ()) -> Coding:
+    """Table `target` (default temp table `coded_lines`): the lines of `source` with the integer codes the
+    disparity engine groups by (audits/coding.py)."""
     groupings = [(a,) for a in config.attributes] + [tuple(i) for i in config.intersections]
     if "loyalty_penalty" in config.checks:
         groupings.append(("tenure",))
     return code_lines(con, groupings=groupings, segment_by=tuple(config.segment_by),
-                      controls=tuple(config.controls))
+                      controls=tuple(config.controls), source=source, target=target, keep=keep)
 
 
 def _run_consistency(con: duckdb.DuckDBPyConnection, check: str, config: Config) -> list[Finding]:

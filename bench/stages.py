@@ -120,30 +120,41 @@ def _ingest(job: dict[str, Any], sampler: Sampler) -> dict[str, Any]:
 
 def _audit(job: dict[str, Any], sampler: Sampler) -> dict[str, Any]:
     """run_audit over the job's period, then the run-over-run comparison the nightly flow does."""
+    return _audits({**job, "windows": [job]}, sampler)[0]
+
+
+def _audits(job: dict[str, Any], sampler: Sampler) -> list[dict[str, Any]]:
+    """run_audits over the job's windows (as the nightly flow's audit task does), then each one's
+    run-over-run comparison; each window's findings.json is written, and a summary returned per window."""
     from audits.history import compare_with_previous
     from audits.ingest import data_quality_summary
-    from audits.runner import run_audit
+    from audits.runner import run_audits
 
     config = _config(job)
-    start, end = dt.date.fromisoformat(job["period_start"]), dt.date.fromisoformat(job["period_end"])
+    windows = {w["scope"]: (dt.date.fromisoformat(w["period_start"]), dt.date.fromisoformat(w["period_end"]))
+               for w in job["windows"]}
     with sampler.phase("audit"):
         with _open(config) as con:
             settings = _duckdb_settings(con)
             quality = data_quality_summary(con)
-            result = run_audit(con, config, period_start=start, period_end=end, data_quality=quality,
-                               scope=job["scope"])
-            result = compare_with_previous(con, result)
-    result.write(Path(job["findings_path"]))
-    return {
-        "duckdb": settings,
-        "rows_audited": result.run.transactions,
-        "period_days": (end - start).days + 1,
-        "customers_audited": result.run.customers,
-        "findings": len(result.findings),
-        "flagged": len(result.flagged),
-        "checks": [{"check": c.check, "status": c.status, "seconds": c.seconds, "n_tests": c.n_tests,
-                    "reason": c.reason} for c in result.checks],
-    }
+            results = run_audits(con, config, windows, data_quality=quality)
+            results = {scope: compare_with_previous(con, result) for scope, result in results.items()}
+    out = []
+    for window in job["windows"]:
+        result = results[window["scope"]]
+        result.write(Path(window["findings_path"]))
+        start, end = windows[window["scope"]]
+        out.append({
+            "duckdb": settings,
+            "rows_audited": result.run.transactions,
+            "period_days": (end - start).days + 1,
+            "customers_audited": result.run.customers,
+            "findings": len(result.findings),
+            "flagged": len(result.flagged),
+            "checks": [{"check": c.check, "status": c.status, "seconds": c.seconds, "n_tests": c.n_tests,
+                        "reason": c.reason} for c in result.checks],
+        })
+    return out
 
 
 def _report(job: dict[str, Any], sampler: Sampler) -> dict[str, Any]:
@@ -187,27 +198,22 @@ def _naive(job: dict[str, Any], sampler: Sampler) -> dict[str, Any]:
 
 def _nightly_flow(job: dict[str, Any], sampler: Sampler) -> dict[str, Any]:
     """What the nightly flow (flows/nightly.py) does, in one process as the flow runs its tasks, without
-    Prefect: the ingest, then the windows' audits at once (`job["windows"]`: the rolling window, the month
-    to date), each one's report as soon as it is done, in order. The stages' own code; `parts` gives each
-    one's seconds (the audits' overlap) and `audits and reports` the span from the audits' start to the last report."""
-    from concurrent.futures import ThreadPoolExecutor
-
+    Prefect: the ingest, then the windows' audits (`job["windows"]`: the rolling window, the month to date)
+    in one call of run_audits, as the flow's audit task makes it, then each one's report in order. The
+    stages' own code; `parts` gives each one's seconds, and `audits and reports` the span from the audits'
+    start to the last report."""
     parts: dict[str, float] = {}
     clock = time.monotonic()
     _ingest(job, sampler)
     parts["ingest"] = time.monotonic() - clock
 
-    def timed(name: str, run: Callable[[dict[str, Any], Sampler], dict[str, Any]], window: dict[str, Any]) -> None:
-        started = time.monotonic()
-        run({**job, **window}, sampler)
-        parts[f"{name} {window['scope']}"] = time.monotonic() - started
-
     clock = time.monotonic()
-    with ThreadPoolExecutor(max_workers=len(job["windows"])) as pool:
-        audits = [pool.submit(timed, "audit", _audit, window) for window in job["windows"]]
-        for window, audit in zip(job["windows"], audits, strict=True):
-            audit.result()
-            timed("report", _report, window)
+    _audits(job, sampler)
+    parts["audits"] = time.monotonic() - clock
+    for window in job["windows"]:
+        started = time.monotonic()
+        _report({**job, **window}, sampler)
+        parts[f"report {window['scope']}"] = time.monotonic() - started
     parts["audits and reports"] = time.monotonic() - clock
     return {"parts": parts}
 

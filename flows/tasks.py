@@ -23,7 +23,7 @@ from audits.errors import InputError
 from audits.findings import AuditResult, DataQuality
 from audits.history import all_runs, compare_with_previous, record_run
 from audits.ingest import data_quality_summary, ingest_all
-from audits.runner import run_audit
+from audits.runner import run_audits
 from audits.warehouse import open_warehouse
 from flows.dask_contrast import ScaleOut, contrast_executor
 
@@ -100,14 +100,37 @@ def audit(
     scale_out: ScaleOut | None = None,
 ) -> AuditResult:
     """Run every configured check on the period and compare with the previous run of the scope."""
-    with contrast_executor(scale_out or ScaleOut(), config, run_label=scope) as contrast, _open(config) as con:
+    return _audits(config, {scope: (period_start, period_end)}, data_quality=data_quality, filters=filters,
+                   scale_out=scale_out)[scope]
+
+
+@task(cache_policy=NONE)
+def audit_each_window(
+    config: Config,
+    windows: Mapping[str, tuple[dt.date, dt.date]],
+    *,
+    data_quality: DataQuality | None = None,
+    scale_out: ScaleOut | None = None,
+) -> dict[str, AuditResult]:
+    """Run every configured check on each window (scope -> first and last day) and compare each with its
+    scope's previous run: side by side, windows that mostly overlap sharing their lines' build and coding
+    (audits.runner.run_audits); one after another on Dask, where each audit fans out to the cluster."""
+    return _audits(config, windows, data_quality=data_quality, scale_out=scale_out)
+
+
+def _audits(config: Config, windows: Mapping[str, tuple[dt.date, dt.date]], *, data_quality: DataQuality | None,
+            scale_out: ScaleOut | None, filters: Mapping[str, str] | None = None) -> dict[str, AuditResult]:
+    scale_out = scale_out or ScaleOut()
+    with contrast_executor(scale_out, config, run_label="-".join(windows)) as contrast, _open(config) as con:
         quality = data_quality if data_quality is not None else data_quality_summary(con)
-        result = run_audit(con, config, period_start=period_start, period_end=period_end,
-                           data_quality=quality, scope=scope, filters=filters, contrast=contrast)
-        result = compare_with_previous(con, result)
-    _say(f"audit {scope} {period_start} to {period_end}: {result.run.transactions:,} lines, "
-         f"{len(result.findings)} tests, {len(result.flagged)} flagged")
-    return result
+        results = run_audits(con, config, windows, data_quality=quality, filters=filters, contrast=contrast,
+                             at_once=scale_out.executor == "local")
+        results = {scope: compare_with_previous(con, result) for scope, result in results.items()}
+    for scope, result in results.items():
+        start, end = windows[scope]
+        _say(f"audit {scope} {start} to {end}: {result.run.transactions:,} lines, "
+             f"{len(result.findings)} tests, {len(result.flagged)} flagged")
+    return results
 
 
 @task(cache_policy=NONE)

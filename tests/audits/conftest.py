@@ -12,11 +12,12 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pytest
 
 from audits.config import Config, parse_config
 from audits.findings import AuditResult, DataQuality
 from audits.runner import run_audit
-from audits.sample import TRANSACTION_COLUMN_MAP, Market
+from audits.sample import TRANSACTION_COLUMN_MAP, Market, MarketSpec, generate_market
 from audits.warehouse import add_attribute_columns, apply_schema
 
 DEMO_AUDIT: dict[str, Any] = {
@@ -25,6 +26,21 @@ DEMO_AUDIT: dict[str, Any] = {
     "segment_by": ["category"],
     "controls": ["channel"],
 }
+
+
+# A small market for the engine's properties: 900 customers over 20 days (tests/audits/test_contrasts.py,
+# test_shared_windows.py), in the `con` fixture.
+SMALL_SPEC = MarketSpec(n_customers=900, days=20, n_products=25, seed=11)
+
+
+@pytest.fixture(scope="module")
+def con():
+    """An in-memory warehouse holding SMALL_SPEC's market, one per test module."""
+    connection = duckdb.connect(":memory:")
+    apply_schema(connection)
+    load_market(connection, generate_market(SMALL_SPEC))
+    yield connection
+    connection.close()
 
 
 def market_config(*, audit: dict[str, Any] | None = None, **sections: dict[str, Any]) -> Config:

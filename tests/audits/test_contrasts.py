@@ -9,26 +9,14 @@
 
 from __future__ import annotations
 
-import duckdb
 import numpy as np
 import pytest
 
 from audits import contrasts, disparity
 from audits.runner import build_audit_lines, code_audit_lines
-from audits.sample import MarketSpec, generate_market
-from audits.warehouse import apply_schema
-from tests.audits.conftest import load_market, market_config
+from tests.audits.conftest import SMALL_SPEC, market_config
 
-SPEC = MarketSpec(n_customers=900, days=20, n_products=25, seed=11)
-
-
-@pytest.fixture(scope="module")
-def con():
-    connection = duckdb.connect(":memory:")
-    apply_schema(connection)
-    load_market(connection, generate_market(SPEC))
-    yield connection
-    connection.close()
+SPEC = SMALL_SPEC
 
 
 def _tests(con, config, filters=None):
