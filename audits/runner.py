@@ -58,8 +58,11 @@ CHECK_ERRORS = (duckdb.Error, ArithmeticError, ValueError, SqlFileError)
 
 
 # A window shares the lines built and coded for a longer one when it covers at least this share of the
-# span they would share (the month's last night: 31 days and 30). A shorter window gets its own: pass 1's
-# arrays are sized by the span's cells, and every read of a window scans the span's lines.
+# span they would share (the nightly's month to date from its 15th on). A shorter window gets its own:
+# pass 1's arrays are sized by the span's cells, and each of its reads scans the span's lines. Both
+# audits of a 30-day rolling window and a month to date of d days at 10M, shared against apart (median
+# of 3): d = 1: 2.55 against 2.38 s; 7: 2.78 / 2.72 s; 10: 2.87 / 2.93 s; 15: 2.96 / 3.14 s; 22: 3.06 /
+# 3.43 s; 31: 3.38 / 3.95 s.
 SHARED_SPAN_MIN_SHARE = 0.5
 
 
