@@ -189,13 +189,15 @@ def _audit_span(
 
 class _WindowRun:
     """One window's audit over a span's shared lines: its temp views `audit_lines` and `coded_lines` on its
-    own cursor are the span's tables cut to the window's days (dates, never text from a user, in the SQL)."""
+    own cursor are the span's tables cut to the window's days."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, config: Config, scope: str, period_start: dt.date,
                  period_end: dt.date, *, span: str, started_at: dt.datetime) -> None:
         self.con, self.config, self.scope = con, config, scope
         self.period_start, self.period_end, self.span, self.started_at = period_start, period_end, span, started_at
-        self.days = f"day between date '{period_start.isoformat()}' and date '{period_end.isoformat()}'"
+        # a view cannot hold parameters: the days are formatted from date objects, so only YYYY-MM-DD gets in
+        first, last = (dt.date(d.year, d.month, d.day).isoformat() for d in (period_start, period_end))
+        self.days = f"day between date '{first}' and date '{last}'"
         self.checks: list[CheckRun] = []
         self.raw_tests: list[RawTest] = []
         self.consistency: list[Finding] = []
