@@ -1,6 +1,6 @@
 """Dense integer codes for the audited lines, so that the disparity engine groups by small integers.
 
-`code_lines` turns temp table `audit_lines` into temp table `coded_lines`: one narrow row per line with
+`code_lines` turns `audit_lines` into `coded_lines` (by default temp tables): one narrow row per line with
 the customer, the within-cell cell and the fixed effect (product x day x currency) as dense indexes,
 one code per audited grouping (attribute, intersection, tenure), per segment column and per control,
 and the columns the disparity checks measure. Codes are positions in sorted lists of the values found

@@ -1,6 +1,6 @@
 """Disparity checks: plan the comparisons, measure inside DuckDB, estimate each group against its reference.
 
-A disparity check is a SQL file turning the coded audit lines (temp table `coded_lines`) into one
+A disparity check is a SQL file turning the coded audit lines (temp view `coded_lines`) into one
 measurement per line: log price (price_gap, loyalty_penalty), discounted or not (discount_incidence),
 discount depth (discount_depth). Every group of every dimension (attribute, intersection, each within
 every segment value) is then compared with its reference inside cells of product x day x controls

@@ -1,7 +1,10 @@
 """The check runner: one SQL file per check, run over the warehouse; Python receives aggregates only.
 
-`run_audit` builds the audited lines for a period once (temp table `audit_lines`), then runs each
-configured check in isolation: a check that errors is recorded as errored and the others still run.
+`run_audit` builds the audited lines for a period once (table `audit_lines`, in a database of the
+process's own attached for the audit), then runs each configured check in isolation: a check that errors
+is recorded as errored and the others still run. `run_audits` does the same for several periods at once,
+and periods that mostly overlap share one build of their span's lines (each check reads the temp views
+`audit_lines` and `coded_lines`, which cut the span to the period's days).
 Consistency checks (price_arithmetic, price_dispersion, discount_policy) count rule breaches; disparity
 checks (audits/disparity.py) estimate every group against its reference within cells of product x day
 x controls; their p-values are corrected together with Benjamini-Hochberg before severities are

@@ -4,7 +4,7 @@
 -- discounted line; undiscounted lines take no part, so how often a group is discounted is left to
 -- discount_incidence. The within-cell difference (group minus reference) is reported in percentage
 -- points; a negative difference at least thresholds.min_discount_depth deep is adverse.
--- Input: temp table `coded_lines`. Output grain: one row per discounted line (see price_gap.sql).
+-- Input: temp view `coded_lines`. Output grain: one row per discounted line (see price_gap.sql).
 with
 
 lines as (

@@ -3,7 +3,7 @@
 -- and controls. Measurement: 1 when the line was discounted (paid below list price or carried a
 -- discount amount), else 0. The runner turns the within-cell difference into an adverse impact
 -- ratio (group rate / reference rate) judged against the four-fifths rule.
--- Input: temp table `coded_lines`. Output grain: one row per measured line (see price_gap.sql).
+-- Input: temp view `coded_lines`. Output grain: one row per measured line (see price_gap.sql).
 with
 
 lines as (

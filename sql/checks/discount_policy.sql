@@ -4,7 +4,7 @@
 -- (2.49 x 0.6 = 1.494 -> 1.49) is not a breach.
 -- Prices above list are quarantined at ingest unless policy.allow_above_list, so no rule here.
 -- Codes used outside their rules need the rules themselves, which the warehouse does not hold.
--- Input: temp table `audit_lines`. Output grain: one row per rule (metric, count, total).
+-- Input: temp view `audit_lines`. Output grain: one row per rule (metric, count, total).
 -- params: $max_discount_pct
 with
 

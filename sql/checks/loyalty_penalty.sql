@@ -4,7 +4,7 @@
 -- dimension, `tenure`, with `existing` tested against the reference `new`, for the whole population
 -- and within each segment; lines whose tenure is unknown (null) take no part.
 -- Measurement: log of the unit price paid, per line (as price_gap); exp(beta) is the price ratio.
--- Input: temp table `coded_lines`. Output grain: one row per measured line (see price_gap.sql).
+-- Input: temp view `coded_lines`. Output grain: one row per measured line (see price_gap.sql).
 with
 
 lines as (

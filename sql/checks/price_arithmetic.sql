@@ -4,7 +4,7 @@
 --   discount_mismatch:   discount_amount differs from (list_price - unit_price) x quantity.
 -- Tolerance: the rounding the stored precisions allow and no more: half a cent for the rounded
 -- amount, plus 0.00005 per unit for each 4-decimal unit price (so 300 units at 0.3333 may total 100.00).
--- Input: temp table `audit_lines`. Output grain: one row per rule (metric, count, total); a rule whose
+-- Input: temp view `audit_lines`. Output grain: one row per rule (metric, count, total); a rule whose
 -- columns the data does not have has total 0 and is not reported.
 with
 

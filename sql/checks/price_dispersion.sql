@@ -3,7 +3,7 @@
 -- same currency and with the same controls (channel, quantity band, ...), shown at different list
 -- prices to different customers. Each cell's most common list price is taken as the published one;
 -- a line shown any other list price counts (ties count the same whichever price is taken).
--- Input: temp table `audit_lines` (cell_key = product x day x currency x controls).
+-- Input: temp view `audit_lines` (cell_key = product x day x currency x controls).
 -- Output grain: one row (metric, count of lines off their cell's list price, lines with a list price).
 with
 
