@@ -24,6 +24,8 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -93,6 +95,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--stage-timeout", type=float, default=3600.0,
                         help="seconds after which a stage is stopped and recorded as a timeout (3600)")
     parser.add_argument("--regenerate", action="store_true", help="generate the markets again even if cached")
+    parser.add_argument("--competing-load", type=float, default=0.0, metavar="SHARE",
+                        help="run a process keeping one core busy this share of the time (0 to 1) for the whole "
+                             "run, as another tenant would (bench/contention.py); 0: none (default)")
     parser.add_argument("--show", type=Path, default=None, metavar="RESULTS_JSON",
                         help="print the tables and targets of an earlier run's JSON instead of running")
     return parser.parse_args(argv)
@@ -582,6 +587,21 @@ def compile_once() -> float:
     return seconds
 
 
+@contextmanager
+def competing_load(share: float) -> Iterator[None]:
+    """While the block runs, bench/contention.py keeps one core busy `share` of the time (nothing for 0)."""
+    if share <= 0:
+        yield
+        return
+    tenant = subprocess.Popen([sys.executable, str(BENCH_DIR / "contention.py"), str(share)])
+    print(f"a competing process keeps one core busy {share:.0%} of the time (pid {tenant.pid})")
+    try:
+        yield
+    finally:
+        tenant.terminate()
+        tenant.wait()
+
+
 def _fresh(work: Path) -> None:
     """An empty work folder: warehouse, reports and logs of an earlier bench run removed."""
     import shutil
@@ -605,6 +625,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"error: --sizes: {err}", file=sys.stderr)
         return 2
+    if not 0 <= args.competing_load <= 1:
+        print(f"error: --competing-load: {args.competing_load} is not a share between 0 and 1", file=sys.stderr)
+        return 2
     plan = [(label, rows, args.memory_limit, True, True) for label, rows in sizes]
     if args.with_30m:
         plan.append(("30M", 30_000_000, LIMIT_30M, False, False))
@@ -614,15 +637,16 @@ def main(argv: list[str] | None = None) -> int:
     document: dict[str, Any] = {"meta": metadata(args), "sizes": {}, "targets": []}
     document["meta"]["compile_s"] = compile_once()
     started = time.monotonic()
-    for label, rows, memory_limit, naive, nightly in plan:
-        summary = SizeRun(label, rows, args, memory_limit=memory_limit, naive=naive, nightly=nightly).execute()
-        document["sizes"][label] = summary
-        if "table" in summary:
-            print_size(summary)
-        document["targets"] = targets(document["sizes"])
-        document["meta"]["seconds"] = time.monotonic() - started
-        document["meta"]["load_average_at_end"] = os.getloadavg()
-        out.write_text(json.dumps(document, indent=2, default=str) + "\n", encoding="utf-8")  # after every size
+    with competing_load(args.competing_load):
+        for label, rows, memory_limit, naive, nightly in plan:
+            summary = SizeRun(label, rows, args, memory_limit=memory_limit, naive=naive, nightly=nightly).execute()
+            document["sizes"][label] = summary
+            if "table" in summary:
+                print_size(summary)
+            document["targets"] = targets(document["sizes"])
+            document["meta"]["seconds"] = time.monotonic() - started
+            document["meta"]["load_average_at_end"] = os.getloadavg()
+            out.write_text(json.dumps(document, indent=2, default=str) + "\n", encoding="utf-8")  # after every size
     print_targets(document["targets"])
     print(f"\nresults written to {out}")
     return 0
