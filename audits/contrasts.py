@@ -64,6 +64,7 @@ CUSTOMERS_PER_SLICE = 2_000
 # lines reads them once and holds them for both passes (fit_pass).
 LINES_PER_SCAN = 2_000_000
 PASS_TWO_THREADS = 2  # partitions summed at once
+WINDOW_MASK = "wmask"  # a line's windows as a bit mask, in a pass over several windows (fit_pass)
 
 
 @dataclass(frozen=True)
@@ -173,6 +174,11 @@ class PassState:
     n_units: int
     n_fe: int
     n_customers: int = 0
+    # audit periods over the same lines, each with its own coefficients: window w's slots follow window
+    # w - 1's, and the lines carry a bit mask of their windows (column `wmask`); units are per day, so
+    # every unit is in the same windows as its lines (window_of_unit, 0: no lines in this pass)
+    n_windows: int = 1
+    window_of_unit: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     fe_of_unit: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     control_of_unit: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.int64))
     segment_of_unit: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.int64))
@@ -188,7 +194,14 @@ class PassState:
         keys = {self.unit_key, "ci", "y", *self.slots.segment_keys, *(m.lineset.set_key for m in self.models)}
         if first_pass or any(m.kind == "adjusted" for m in self.models):
             keys |= {self.fe_key, *(c for c, _ in self.controls)}
+        if self.n_windows > 1:
+            keys.add(WINDOW_MASK)
         return sorted(keys)
+
+    @property
+    def n_slots(self) -> int:
+        """Slots of every window."""
+        return self.n_windows * len(self.slots)
 
 
 def _count_key(lineset: LineSet) -> tuple[str, tuple[int, int] | None]:
@@ -235,8 +248,13 @@ def fit_pass(
     leverage_adjusted: bool = True,
     executor: Executor | None = None,
     reuse: PassState | None = None,
+    windows: int = 1,
 ) -> tuple[PassState, PartitionSums]:
     """Both passes over `relation` (a table or view of measurements) for the given models.
+
+    `windows`: audit periods the lines belong to (more than one: each line's bit mask in column WINDOW_MASK;
+    at most one nested segment column). Every test is computed per window, over that window's lines
+    only, in slots w * len(slots) + slot: one read and one walk over the lines serve every window.
 
     `reuse`: an earlier pass over the same relation and units, whose pass-1 counts are taken instead of
     streaming the lines again (the secondary models of a check reuse its main pass's), and its lines
@@ -247,15 +265,20 @@ def fit_pass(
     DuckDB for pass 1, again per partition of pass 2 and again for the secondary pass (a 30-day audit:
     nine queries a check). Larger passes stream, in bounded memory.
     """
-    state = PassState(unit_key, fe_key, Slots.build(segments), models, controls, leverage_adjusted, n_units, n_fe)
+    if windows > 1 and len(segments) > 1:
+        raise ValueError("a pass over several windows takes at most one nested segment column")
+    state = PassState(unit_key, fe_key, Slots.build(segments), models, controls, leverage_adjusted, n_units, n_fe,
+                      n_windows=windows)
     # fetchall: a result left pending (fetchone) would block the executor's own use of the connection
     n_lines, max_customer = con.execute(f"select count(*), coalesce(max(ci), -1) from {relation}").fetchall()[0]
     state.n_customers = int(max_customer) + 1
     partitions = max(1, math.ceil(n_lines / LINES_PER_PARTITION))
     held = executor in (None, in_process) and n_lines <= LINES_PER_SCAN
     if reuse is not None and (reuse.unit_key, reuse.fe_key, reuse.n_units, reuse.slots.segment_keys) == (
-            unit_key, fe_key, n_units, state.slots.segment_keys) and reuse.controls == controls:
+            unit_key, fe_key, n_units, state.slots.segment_keys) and reuse.controls == controls \
+            and reuse.n_windows == windows:
         state.fe_of_unit, state.control_of_unit = reuse.fe_of_unit, reuse.control_of_unit
+        state.window_of_unit = reuse.window_of_unit
         state.segment_of_unit = reuse.segment_of_unit
         state.counts = {key: reuse.counts[key] for key in {_count_key(m.lineset) for m in models} & reuse.counts.keys()}
         if held and reuse.lines is not None and set(state.columns()) <= reuse.lines.keys():
@@ -409,6 +432,7 @@ def _first_pass(state: PassState, chunks: Iterator[dict[str, np.ndarray]]) -> No
     state.fe_of_unit = np.zeros(units, np.int64)
     state.control_of_unit = np.zeros((units, len(state.controls)), np.int64)
     state.segment_of_unit = np.full((units, len(state.slots.segment_keys)), -1, np.int64)
+    state.window_of_unit = np.zeros(units, np.int64)
     linesets = list({_count_key(m.lineset): m.lineset for m in state.models}.values())
     for ls in linesets:
         state.counts[_count_key(ls)] = (np.zeros((units, ls.width)), np.zeros((units, ls.width)))
@@ -421,6 +445,7 @@ def _first_pass(state: PassState, chunks: Iterator[dict[str, np.ndarray]]) -> No
                 state.control_of_unit[unit, j] = lines[column]
         for j, key in enumerate(state.slots.segment_keys):
             state.segment_of_unit[unit, j] = lines[key]
+        state.window_of_unit[unit] = lines[WINDOW_MASK] if state.n_windows > 1 else 1
         y = np.asarray(lines["y"], dtype=np.float64)
         for ls in linesets:
             line_sums.add_unit_counts(unit, _codes(lines, ls), y, *state.counts[_count_key(ls)])
@@ -435,15 +460,21 @@ def _summing(into: np.ndarray, n_into: int, items: np.ndarray | None = None, n_i
     return sp.csr_matrix((np.ones(len(into)), (into, items)), shape=(n_into, len(into) if n_items is None else n_items))
 
 
-def _slot_matrix(state: PassState, segment_of: np.ndarray) -> sp.csr_matrix:
-    """Slots x units: 1 where the unit belongs to the slot (every unit to slot 0)."""
+def _slot_matrix(state: PassState, segment_of: np.ndarray, window_of: np.ndarray) -> sp.csr_matrix:
+    """Slots x units: 1 where the unit belongs to the slot (in each of its windows: the window's slot 0 and
+    its segment values' slots; a unit without lines in the pass is in none, and adds nothing anyway)."""
     n = segment_of.shape[0]
-    rows, cols = [np.zeros(n, np.int64)], [np.arange(n)]
-    for j, offset in enumerate(state.slots.offsets):
-        inside = segment_of[:, j] >= 0
-        rows.append(offset + segment_of[inside, j])
-        cols.append(np.arange(n)[inside])
-    return _summing(np.concatenate(rows), len(state.slots), np.concatenate(cols), n)
+    rows, cols = [], []
+    for w in range(state.n_windows):
+        in_window = (window_of >> w) & 1 == 1
+        first = w * len(state.slots)
+        rows.append(np.full(int(in_window.sum()), first, np.int64))
+        cols.append(np.flatnonzero(in_window))
+        for j, offset in enumerate(state.slots.offsets):
+            inside = in_window & (segment_of[:, j] >= 0)
+            rows.append(first + offset + segment_of[inside, j])
+            cols.append(np.flatnonzero(inside))
+    return _summing(np.concatenate(rows), state.n_slots, np.concatenate(cols), n)
 
 
 def _fit(state: PassState, model: Model) -> Fitted:
@@ -457,13 +488,15 @@ def _fit(state: PassState, model: Model) -> Fitted:
         # a fixed effect's segment values are its cells' (nested: every cell of it has the same); a cell
         # without lines in this pass has neither, and must not write its defaults over fixed effect 0's
         segment_of = np.full((state.n_fe, state.segment_of_unit.shape[1]), -1, np.int64)
+        window_of = np.zeros(state.n_fe, np.int64)  # a fixed effect is per day too: its cells' windows
         has_lines = n_cell.sum(axis=1) > 0
         segment_of[unit_of_unit[has_lines]] = state.segment_of_unit[has_lines]
+        window_of[unit_of_unit[has_lines]] = state.window_of_unit[has_lines]
     else:
         unit_of_unit = np.arange(state.n_units)
         n, sy = n_cell, sy_cell
-        segment_of = state.segment_of_unit
-    slots = _slot_matrix(state, segment_of)
+        segment_of, window_of = state.segment_of_unit, state.window_of_unit
+    slots = _slot_matrix(state, segment_of, window_of)
     N, SY = n.sum(axis=1), sy.sum(axis=1)
     safe = np.where(N > 0, N, 1)
     share, y_bar = n / safe[:, None], SY / safe
@@ -488,7 +521,7 @@ def _fit(state: PassState, model: Model) -> Fitted:
     suy = slots @ (sy - n * y_bar[:, None])
     if n_cov:
         if model.kind == "adjusted":  # the controls' dummies are constant within a cell: sum over cells
-            cell_slots = _slot_matrix(state, state.segment_of_unit)
+            cell_slots = _slot_matrix(state, state.segment_of_unit, state.window_of_unit)
             sqq_raw = _qq(cell_slots, q_of_unit * n_cell.sum(axis=1)[:, None], q_of_unit)
             sqy_raw = cell_slots @ (q_of_unit * sy_cell.sum(axis=1)[:, None])
             squ_raw = np.stack([cell_slots @ (n_cell * q_of_unit[:, [l]]) for l in range(n_cov)], axis=2)
@@ -501,7 +534,7 @@ def _fit(state: PassState, model: Model) -> Fitted:
         sqq = sqq_raw - _qq(slots, N[:, None] * q_bar, q_bar)
         sqy = sqy_raw - slots @ (q_bar * SY[:, None])
         squ = squ_raw - np.stack([slots @ (n * q_bar[:, [l]]) for l in range(n_cov)], axis=2)
-    n_slots = len(state.slots)
+    n_slots = state.n_slots
     beta = np.full((n_slots, width), np.nan)
     pi = np.zeros((n_slots, width, n_cov))
     pi_y = np.zeros((n_slots, n_cov))
@@ -646,6 +679,7 @@ def _walk_sums(state: PassState, lines: dict[str, np.ndarray], keys: list[np.nda
     offset = state.slots.offsets[0] if len(keys) > 1 else 0
     unit = np.asarray(lines[state.unit_key], dtype=np.int64)
     y = np.asarray(lines["y"], dtype=np.float64)
+    window_mask = np.asarray(lines[WINDOW_MASK], dtype=np.int64) if state.n_windows > 1 else np.zeros(0, np.int64)
     for index, fitted in enumerate(state.fitted):
         model = fitted.model
         n_slots, t = fitted.beta.shape[0], len(model.lineset.tested)
@@ -656,7 +690,8 @@ def _walk_sums(state: PassState, lines: dict[str, np.ndarray], keys: list[np.nda
         code_q = np.ascontiguousarray(model.components, dtype=np.float64) if model.kind == "excess" \
             else np.zeros((0, 0))
         beta, pi, pi_y, rate, needed = fitted.totals_inputs
-        line_sums.add_cluster_scores(customer, segment, offset, unit, _codes(lines, model.lineset), y,
+        line_sums.add_cluster_scores(customer, segment, offset, window_mask, len(state.slots), unit,
+                                     _codes(lines, model.lineset), y,
                                      fitted.unit_table, np.asarray(model.lineset.tested, dtype=np.int64), code_q,
                                      model.kind == "contrast", beta, pi, pi_y, rate, needed, totals["meat_group"],
                                      totals["meat_reference"], totals["n_clusters"], totals["n_group"],
@@ -792,7 +827,7 @@ def results(state: PassState, sums: PartitionSums) -> list[dict[tuple[int, int],
             values = sums.get(f"{index}:{name}")
             return float(values[s, column]) if values is not None else 0.0
 
-        for s in range(len(state.slots)):
+        for s in range(state.n_slots):
             for column, g in enumerate(lineset.tested):
                 if fitted.model.slot_codes is not None and (s, g) not in fitted.model.slot_codes:
                     continue  # not computed

@@ -107,16 +107,35 @@ def run_disparity(
     `is_candidate` says which intersection tests might be flagged: only those get the excess
     regression over their components. Problems that did not stop the check are appended to `notes`.
     """
+    return run_disparity_windows(con, check, config, coding, contrast, is_candidate=is_candidate, notes=notes,
+                                 leverage_adjusted=leverage_adjusted)[0]
+
+
+def run_disparity_windows(
+    con: duckdb.DuckDBPyConnection,
+    check: str,
+    config: Config,
+    coding: Coding,
+    contrast: ContrastExecutor = in_process_contrast,
+    *,
+    windows: int = 1,
+    is_candidate: Callable[[RawTest], bool] = lambda test: False,
+    notes: list[str] | None = None,
+    leverage_adjusted: bool = True,
+) -> list[list[RawTest]]:
+    """run_disparity for each of several windows (audit periods) over the same lines, in the same passes:
+    each line carries its windows as a bit mask (column `wmask` of `coded_lines`), and each window's tests
+    are computed from its own lines only (audits/contrasts.py: fit_pass). Returns each window's tests."""
     notes = notes if notes is not None else []
     dimensions = plan_dimensions(config, check=check)
     if not dimensions:
-        return []
+        return [[] for _ in range(windows)]
     query = load_sql(f"checks/{check}")
     params = {name: {"max_discount_pct": config.max_discount_pct, "tenure_days": config.tenure_days,
                      "min_price_gap": config.min_price_gap}[name] for name in query.params}
     kind = "table" if params else "view"  # a view cannot hold parameters
     con.execute(f"create or replace temp {kind} measurements as {query.sql}", params)
-    plan = _Plan(coding, dimensions, check, leverage_adjusted=leverage_adjusted)
+    plan = _Plan(coding, dimensions, check, leverage_adjusted=leverage_adjusted, windows=windows)
     tests = plan.run(con, contrast)
 
     def shown(test: RawTest) -> bool:
@@ -124,14 +143,14 @@ def run_disparity(
             >= config.min_group_customers
 
     # The secondary estimates serve the judgement of what may be flagged, so only those tests get them.
-    flaggable = [t for t in tests if shown(t) and is_candidate(t)]
-    adjusted = flaggable if check in ADJUSTED_CHECKS else []
-    excess = [t for t in flaggable if len(t.dimension.columns) > 1]
-    if adjusted or excess:
+    flaggable = [[t for t in window if shown(t) and is_candidate(t)] for window in tests]
+    adjusted = flaggable if check in ADJUSTED_CHECKS else [[] for _ in tests]
+    excess = [[t for t in window if len(t.dimension.columns) > 1] for window in flaggable]
+    if any(adjusted) or any(excess):
         try:
             tests = plan.with_secondary(con, contrast, tests, adjusted=adjusted, excess=excess)
         except SECONDARY_ERRORS as err:
-            what = "regression-adjusted estimates and " if adjusted else ""
+            what = "regression-adjusted estimates and " if any(adjusted) else ""
             notes.append(f"{what}intersections' excess over their components unavailable ({_one_line(err)})")
     return tests
 
@@ -139,9 +158,10 @@ def run_disparity(
 class _Plan:
     """The line sets, passes and models one check needs, and the turning of their sums into tests."""
 
-    def __init__(self, coding: Coding, dimensions: list[Dimension], check: str, *, leverage_adjusted: bool):
+    def __init__(self, coding: Coding, dimensions: list[Dimension], check: str, *, leverage_adjusted: bool,
+                 windows: int = 1):
         self.coding, self.dimensions, self.check = coding, dimensions, check
-        self.leverage_adjusted = leverage_adjusted
+        self.leverage_adjusted, self.windows = leverage_adjusted, windows
         self.main_states: dict[str, contrasts.PassState] = {}  # per unit key: pass 1, reused by the secondary
         self.linesets: dict[tuple[tuple[str, ...], str | None], list[tuple[str, LineSet]]] = {}
         for d in dimensions:
@@ -164,8 +184,9 @@ class _Plan:
                         [d for d in self.dimensions if d.segment_column == s]))
         return out
 
-    def run(self, con: duckdb.DuckDBPyConnection, executor: ContrastExecutor) -> list[RawTest]:
-        tests: list[RawTest] = []
+    def run(self, con: duckdb.DuckDBPyConnection, executor: ContrastExecutor) -> list[list[RawTest]]:
+        """Each window's tests, in the order of the passes, dimensions, segment values and groups."""
+        tests: list[list[RawTest]] = [[] for _ in range(self.windows)]
         with_rate = METRICS[self.check] == "adverse_impact_ratio"
         controls = tuple((key, levels) for _, key, levels in self.coding.controls)
         for unit_key, fe_key, n_units, n_fe, segments, dims in self.passes():
@@ -174,16 +195,18 @@ class _Plan:
             state, sums = contrasts.fit_pass(con, "measurements", unit_key=unit_key, fe_key=fe_key,
                                              n_units=n_units, n_fe=n_fe, segments=segments, models=models,
                                              controls=controls, leverage_adjusted=self.leverage_adjusted,
-                                             executor=executor)
+                                             executor=executor, windows=self.windows)
             self.main_states[unit_key] = replace(state, fitted=[])  # pass 1's arrays only, not the fits
             contrast_of = dict(zip(used, contrasts.results(state, sums), strict=True))
-            for d in dims:
-                for slot, value in self._slots(state.slots, d):
-                    for group, ls in self.linesets[(d.columns, d.reference)]:
-                        code = self._code_in(d.columns, group, ls)
-                        test = self._raw_test(d, value, group, contrast_of[ls].get((slot, code)))
-                        if test is not None:
-                            tests.append(test)
+            for w, window_tests in enumerate(tests):
+                first = w * len(state.slots)  # the window's slots
+                for d in dims:
+                    for slot, value in self._slots(state.slots, d):
+                        for group, ls in self.linesets[(d.columns, d.reference)]:
+                            code = self._code_in(d.columns, group, ls)
+                            test = self._raw_test(d, value, group, contrast_of[ls].get((first + slot, code)))
+                            if test is not None:
+                                window_tests.append(test)
         return tests
 
     def _slots(self, slots: contrasts.Slots, d: Dimension) -> list[tuple[int, str]]:
@@ -207,8 +230,8 @@ class _Plan:
                        estimate, low, high, p, difference=difference,
                        reference_mean=reference[0] if reference else None, group_parts=parts)
 
-    def with_secondary(self, con: duckdb.DuckDBPyConnection, executor: ContrastExecutor, tests: list[RawTest], *,
-                       adjusted: list[RawTest], excess: list[RawTest]) -> list[RawTest]:
+    def with_secondary(self, con: duckdb.DuckDBPyConnection, executor: ContrastExecutor, tests: list[list[RawTest]],
+                       *, adjusted: list[list[RawTest]], excess: list[list[RawTest]]) -> list[list[RawTest]]:
         """The regression-adjusted estimate of `adjusted` and the excess of `excess`, in one more pass.
 
         Adjusted: additive fixed effects for product x day and for each control (audits/contrasts.py).
@@ -219,21 +242,23 @@ class _Plan:
         found: dict[tuple[str, int], Estimate | None] = {}
         controls = tuple((key, levels) for _, key, levels in self.coding.controls)
         for unit_key, fe_key, n_units, n_fe, segments, dims in self.passes():
-            # (kind, test, its line set without tested codes: the model it belongs to)
-            jobs = [("adjusted", t, replace(self._lineset_of(t), tested=())) for t in adjusted if t.dimension in dims]
-            jobs += [("excess", t, LineSet(self.coding.sets[t.dimension.columns].key,
-                                           self.coding.sets[t.dimension.columns].n_codes, ()))
-                     for t in excess if t.dimension in dims]
+            # (kind, window, test, its line set without tested codes: the model it belongs to)
+            jobs = [("adjusted", w, t, replace(self._lineset_of(t), tested=()))
+                    for w, window in enumerate(adjusted) for t in window if t.dimension in dims]
+            jobs += [("excess", w, t, LineSet(self.coding.sets[t.dimension.columns].key,
+                                              self.coding.sets[t.dimension.columns].n_codes, ()))
+                     for w, window in enumerate(excess) for t in window if t.dimension in dims]
             if not jobs:
                 continue
             # one model per kind and line set, testing the codes its jobs ask for, in the slots they ask for
-            slots = contrasts.Slots.build(segments)  # as fit_pass builds them
+            slots = contrasts.Slots.build(segments)  # as fit_pass builds them, once per window
             # each job's (slot, code): where its test is in its model's results (the code depends on the line set)
-            placed = {(kind, id(t)): (next(s for s, v in self._slots(slots, t.dimension) if v == t.segment_value),
-                                      self._code_in(t.dimension.columns, t.group, ls)) for kind, t, ls in jobs}
+            placed = {(kind, id(t)): (w * len(slots) + next(s for s, v in self._slots(slots, t.dimension)
+                                                            if v == t.segment_value),
+                                      self._code_in(t.dimension.columns, t.group, ls)) for kind, w, t, ls in jobs}
             slot_codes: dict[tuple[str, LineSet], set[tuple[int, int]]] = {}
             components: dict[LineSet, np.ndarray] = {}
-            for kind, t, ls in jobs:
+            for kind, _, t, ls in jobs:
                 slot_codes.setdefault((kind, ls), set()).add(placed[(kind, id(t))])
                 if kind == "excess":
                     components[ls] = _component_dummies(self.coding.sets[t.dimension.columns])
@@ -245,19 +270,22 @@ class _Plan:
             state, sums = contrasts.fit_pass(con, "measurements", unit_key=unit_key, fe_key=fe_key,
                                              n_units=n_units, n_fe=n_fe, segments=segments, models=models,
                                              controls=controls, leverage_adjusted=self.leverage_adjusted,
-                                             executor=executor, reuse=self.main_states.get(unit_key))
+                                             executor=executor, reuse=self.main_states.get(unit_key),
+                                             windows=self.windows)
             per_model = dict(zip(tested, contrasts.results(state, sums), strict=True))
-            for kind, t, ls in jobs:
+            for kind, _, t, ls in jobs:
                 result = per_model[(kind, ls)].get(placed[(kind, id(t))])
                 found[(kind, id(t))] = result.estimate() if result is not None else None
-        out = []
-        for t in tests:
-            key = id(t)
-            if ("adjusted", key) in found:
-                t = replace(t, adjusted=metric_interval(self.check, found[("adjusted", key)]))
-            if ("excess", key) in found:
-                t = replace(t, excess=found[("excess", key)])
-            out.append(t)
+        out: list[list[RawTest]] = []
+        for window in tests:
+            out.append([])
+            for t in window:
+                key = id(t)
+                if ("adjusted", key) in found:
+                    t = replace(t, adjusted=metric_interval(self.check, found[("adjusted", key)]))
+                if ("excess", key) in found:
+                    t = replace(t, excess=found[("excess", key)])
+                out[-1].append(t)
         return out
 
     def _lineset_of(self, t: RawTest) -> LineSet:

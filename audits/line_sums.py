@@ -259,6 +259,8 @@ def add_cluster_scores(
     customer: np.ndarray,  # int64 per line: the customer's index; lines in (customer, segment) order
     segment: np.ndarray,  # int64 per line: the nested segment column's code (-1: none), or empty (no segment)
     segment_offset: int,  # the segment column's first slot
+    window_mask: np.ndarray,  # int64 per line: bit w set when the line is in window w; empty: one window
+    slots_per_window: int,  # window w's slots are w * slots_per_window + its slot
     unit: np.ndarray, code: np.ndarray, y: np.ndarray, table: np.ndarray, tested: np.ndarray,
     code_q: np.ndarray,  # as add_line_sums
     track_any: bool,  # contrasts: count the customers with any line of each code
@@ -275,24 +277,32 @@ def add_cluster_scores(
     its measurement, both net of the unit mean and the covariates (Frisch-Waugh-Lovell). A line belongs
     to two clusters: its customer's (the overall slot) and its row's (customer x segment value, that
     value's slot), each with its slot's coefficients. So nothing per row or per customer is kept beyond
-    the cluster being summed, and only the tests asked for are summed (a secondary model needs a few)."""
+    the cluster being summed, and only the tests asked for are summed (a secondary model needs a few).
+
+    Windows (several audit periods over the same lines, each with its own coefficients) are more slots:
+    each cluster is summed once per window, from the lines of that window only, so a line's unit row is
+    read once for all of them."""
     n, t, n_cov = len(customer), len(tested), pi_y.shape[1]
     width = n_any_code.shape[1] if track_any else 0
     with_rate, segmented, z_from_code = rate.shape[1] > 0, len(segment) > 0, code_q.shape[0] > 0
-    # per level (0: the customer, overall slot; 1: the row, its segment value's slot) and test: the score,
-    # sum k (D - p)^2 (without covariates: > 0 when the cluster counts), the group's lines, the rate's residual
-    score, spread, own = np.zeros((2, t)), np.zeros((2, t)), np.zeros((2, t))
-    residual = np.zeros((2, t if with_rate else 0))
-    seen, live = np.zeros((2, width)), np.zeros(2)
+    windowed = len(window_mask) > 0
+    n_windows = beta.shape[0] // slots_per_window
+    # per level (per window: the customer, in the overall slot; the row, in its segment value's slot) and
+    # test: the score, sum k (D - p)^2 (without covariates: > 0 when the cluster counts), the group's
+    # lines, the rate's residual
+    per_window = 2 if segmented else 1
+    levels = n_windows * per_window
+    score, spread, own = np.zeros((levels, t)), np.zeros((levels, t)), np.zeros((levels, t))
+    residual = np.zeros((levels, t if with_rate else 0))
+    seen, live = np.zeros((levels, width)), np.zeros(levels)
     z = np.empty(n_cov)
-    slot = np.zeros(2, np.int64)
-    levels = 2 if segmented else 1
+    slot = np.full(levels, -1, np.int64)
     slot_needed = _slots_needed(needed)
     for i in range(n + 1):
         ends_customer = i == n or (i > 0 and customer[i] != customer[i - 1])
         ends_row = segmented and i > 0 and (ends_customer or segment[i] != segment[i - 1])
         for level in range(levels):  # the clusters that end here: squared, added to their slot, cleared
-            if not (ends_row if level == 1 else ends_customer):
+            if not (ends_row if level % per_window == 1 else ends_customer):
                 continue
             s = slot[level]
             if s >= 0:
@@ -330,8 +340,11 @@ def add_cluster_scores(
             live[level] = 0.0
         if i == n:
             break
-        if segmented:
-            slot[1] = segment_offset + segment[i] if segment[i] >= 0 else -1
+        for w in range(n_windows):  # a cluster's slots: set by every line, the same for all its lines
+            slot[w * per_window] = w * slots_per_window
+            if segmented:
+                slot[w * per_window + 1] = w * slots_per_window + segment_offset + segment[i] if segment[i] >= 0 else -1
+        in_windows = window_mask[i] if windowed else 1
         _prefetch_ahead(table, unit, i)
         g = code[i]
         if g < 0:
@@ -343,7 +356,7 @@ def add_cluster_scores(
             z[l] = code_q[g, l] - table[u, 2 + t + l] if z_from_code else table[u, 2 + t + l]
         for level in range(levels):
             s = slot[level]
-            if s < 0:
+            if s < 0 or not (in_windows >> (level // per_window)) & 1:
                 continue
             if width:
                 seen[level, g] += 1.0
@@ -392,6 +405,6 @@ def compile_kernels() -> None:
     add_customer_totals(np.array([0, 1]), ints, one, one, np.zeros((1, 1, 0)), empty, np.zeros((1, 0, 0)), one, one,
                         empty, empty, empty, one, np.zeros((1, 1, 0)), empty, np.zeros((0, 0)),
                         np.ones((1, 1), np.uint8), one, one, one, one, one, one, one)
-    add_cluster_scores(rows, rows, 0, rows, ints, floats, np.zeros((1, 3)), ints, np.zeros((0, 0)), True, one,
+    add_cluster_scores(rows, rows, 0, ints, 1, rows, ints, floats, np.zeros((1, 3)), ints, np.zeros((0, 0)), True, one,
                        np.zeros((1, 1, 0)), empty, empty, np.ones((1, 1), np.uint8), one, one, one, one, one, one, one)
     add_unit_counts(rows, ints, floats, one, one)

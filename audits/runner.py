@@ -27,7 +27,7 @@ import duckdb
 from audits import __version__
 from audits.config import Config
 from audits.coding import Coding, code_lines
-from audits.contrasts import load_in_background
+from audits.contrasts import WINDOW_MASK, load_in_background
 from audits.disparity import (  # noqa: F401  (re-exported: the runner is the audit's public face)
     INTERSECTION,
     METRICS,
@@ -37,6 +37,7 @@ from audits.disparity import (  # noqa: F401  (re-exported: the runner is the au
     in_process_contrast,
     plan_dimensions,
     run_disparity,
+    run_disparity_windows,
 )
 from audits.errors import ConfigError, one_line
 from audits.findings import CONSISTENCY_CHECKS, AuditResult, CheckRun, DataQuality, Finding, RunInfo
@@ -60,12 +61,15 @@ NOTHING_TO_CHECK = {
 CHECK_ERRORS = (duckdb.Error, ArithmeticError, ValueError, SqlFileError)
 
 
-# A window shares the lines built and coded for a longer one when it covers at least this share of the
-# span they would share (the nightly's month to date from its 15th on). A shorter window gets its own:
-# pass 1's arrays are sized by the span's cells, and each of its reads scans the span's lines. Both
-# audits of a 30-day rolling window and a month to date of d days at 10M, shared against apart (median
-# of 3): d = 1: 2.55 against 2.38 s; 7: 2.78 / 2.72 s; 10: 2.87 / 2.93 s; 15: 2.96 / 3.14 s; 22: 3.06 /
-# 3.43 s; 31: 3.38 / 3.95 s.
+# Windows whose days overlap or touch share one build and coding of their span's lines. Where their checks
+# then run in one pass per check (this process's executor, at most one segment column), any such window
+# gains. Where each window runs its own passes over the span (a Dask executor, several segment columns), a
+# window shares only when it covers at least this share of the span: it reads the span's lines in every
+# pass, and pass 1's arrays are sized by the span's cells. Both audits of a 30-day rolling window and a
+# month to date of d days at 10M (median of 3), one pass per check for both / separate audits: d = 1:
+# 2.40-2.45 / 2.60 s; 7: 2.49-2.57 / 2.92 s; 15: 2.60-2.62 / 3.14-3.20 s; 31: 2.78-2.81 s / 3.95 s. Each
+# window's own passes over a shared span / separate audits: d = 1: 2.55 / 2.38 s; 7: 2.78 / 2.72 s; 10:
+# 2.87 / 2.93 s; 15: 2.96 / 3.14 s; 22: 3.06 / 3.43 s; 31: 3.38 / 3.95 s.
 SHARED_SPAN_MIN_SHARE = 0.5
 
 
@@ -99,18 +103,23 @@ def run_audits(
 ) -> dict[str, AuditResult]:
     """Audit each window (scope -> first and last day) and return each one's findings, as `run_audit` would.
 
-    Windows that mostly overlap (the nightly's rolling window and a month to date near its end) share one
-    build and coding of their span's lines, and each reads its own days from them: a line's measurement,
-    cell and codes do not depend on the window, and every count and sum the checks compute is taken over
-    the window's lines only. `at_once`: audit the windows side by side on threads (each on its own cursor
-    of `con`), else one after another (a Dask executor fans each audit out to the cluster itself)."""
+    Windows whose days overlap (the nightly's rolling window and month to date) share one build and coding
+    of their span's lines, and each reads its own days from them: a line's measurement, cell and codes do
+    not depend on the window, and every count and sum the checks compute is taken over the window's lines
+    only. In this process, with at most one segment column, each disparity check then makes one pass for
+    all of them (see SHARED_SPAN_MIN_SHARE for the other case). `at_once`: windows and spans side by side
+    on threads (each on its own cursor of `con`), else one after another (a Dask executor fans each audit
+    out to the cluster itself)."""
     loading = load_in_background() if set(config.checks) & set(METRICS) else None
-    spans = _shared_spans(windows)
+    # one pass per check for all windows of a span: in this process, with at most one segment column
+    together = at_once and contrast is in_process_contrast and len(config.segment_by) <= 1
+    spans = _shared_spans(windows, min_share=0.0 if together else SHARED_SPAN_MIN_SHARE)
 
     def audit_span(cursor: duckdb.DuckDBPyConnection, scopes: list[str]) -> dict[str, AuditResult]:
         with cursor:
             return _audit_span(cursor, config, {s: windows[s] for s in scopes}, data_quality=data_quality,
-                               filters=filters or {}, run_ids=run_ids or {}, contrast=contrast, at_once=at_once)
+                               filters=filters or {}, run_ids=run_ids or {}, contrast=contrast, at_once=at_once,
+                               together=together)
 
     results: dict[str, AuditResult] = {}
     if at_once and len(spans) > 1:
@@ -125,14 +134,16 @@ def run_audits(
     return {scope: results[scope] for scope in windows}
 
 
-def _shared_spans(windows: Mapping[str, tuple[dt.date, dt.date]]) -> list[list[str]]:
-    """The windows grouped by the span whose lines they share, longest window first in each group."""
+def _shared_spans(windows: Mapping[str, tuple[dt.date, dt.date]], *, min_share: float) -> list[list[str]]:
+    """The windows grouped by the span whose lines they share, longest window first in each group: a window
+    joins a span its days overlap or touch, when it covers at least `min_share` of the span they make."""
     spans: list[tuple[dt.date, dt.date, list[str]]] = []
+    day = dt.timedelta(days=1)
     for scope in sorted(windows, key=lambda s: windows[s][0] - windows[s][1]):  # longest first
         start, end = windows[scope]
         for i, (first, last, scopes) in enumerate(spans):
             union = (max(last, end) - min(first, start)).days + 1
-            if (end - start).days + 1 >= SHARED_SPAN_MIN_SHARE * union:
+            if start <= last + day and end >= first - day and (end - start).days + 1 >= min_share * union:
                 spans[i] = (min(first, start), max(last, end), [*scopes, scope])
                 break
         else:
@@ -150,9 +161,11 @@ def _audit_span(
     run_ids: Mapping[str, str],
     contrast: ContrastExecutor,
     at_once: bool,
+    together: bool,
 ) -> dict[str, AuditResult]:
     """Build and code the lines of the windows' span once, in a database of this process's own (attached
-    in memory, spilling like temp tables), then audit each window over its days of them."""
+    in memory, spilling like temp tables), then audit each window over its days of them: with `together`,
+    each check in one pass for every window (_disparity_checks_together)."""
     started_at = dt.datetime.now(dt.timezone.utc)
     span = f"pp_span_{uuid.uuid4().hex[:12]}"
     con.execute(f"attach ':memory:' as {span}")
@@ -173,6 +186,10 @@ def _audit_span(
                 coding = code_audit_lines(con, config, source=f"{span}.audit_lines",
                                           target=f"{span}.coded_lines", keep=("day",))
             con.execute(f"drop table {span}.audit_lines")  # its narrow coded copy is all that is read from now on
+            if coding is not None and len(runs) > 1 and together:
+                _disparity_checks_together(con, config, list(runs.values()), coding, span=span)
+                return {scope: run.result(data_quality=data_quality, filters=filters, run_id=run_ids.get(scope))
+                        for scope, run in runs.items()}
 
             def finish(run: _WindowRun) -> AuditResult:
                 run.disparity_checks(coding, contrast)
@@ -188,6 +205,42 @@ def _audit_span(
                 cursor.close()
     finally:
         con.execute(f"detach {span}")
+
+
+def _disparity_checks_together(con: duckdb.DuckDBPyConnection, config: Config, runs: list[_WindowRun],
+                               coding: Coding, *, span: str) -> None:
+    """Every window's disparity checks in one pass per check over the span's lines (run_disparity_windows):
+    a line carries the windows its day is in as a bit mask, and each window's tests come from its own
+    lines and coefficients, so a line is read and walked once for all windows. Two checks run side by
+    side, each on its own cursor. A check that fails, fails in every window."""
+    mask = " + ".join(f"(case when {run.days} then {1 << w} else 0 end)" for w, run in enumerate(runs))
+    view = (f"create or replace temp view coded_lines as select * exclude (day), ({mask})::bigint as "
+            f"{WINDOW_MASK} from {span}.coded_lines where {' or '.join(f'({run.days})' for run in runs)}")
+    # which windows run each check (the others record why they skip it)
+    active = {check: [w for w, run in enumerate(runs) if not run._skipped(check)]
+              for check in config.checks if check not in CONSISTENCY_CHECKS}
+
+    def check_all(check: str) -> tuple[list[list[RawTest]] | BaseException, list[str], float]:
+        clock, notes = time.monotonic(), []
+        with con.cursor() as cursor:
+            cursor.execute(view)
+            try:
+                tests = run_disparity_windows(cursor, check, config, coding, windows=len(runs), notes=notes,
+                                              is_candidate=lambda test: is_candidate(test, config))
+            except CHECK_ERRORS as err:
+                return err, notes, time.monotonic() - clock
+        return tests, notes, time.monotonic() - clock
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        done = {check: pool.submit(check_all, check) for check, windows in active.items() if windows}
+        for check, future in done.items():
+            tests, notes, seconds = future.result()
+            for w in active[check]:
+                if isinstance(tests, BaseException):
+                    runs[w].checks.append(CheckRun(check, "errored", seconds, _reason(tests)))
+                else:
+                    runs[w].raw_tests.extend(tests[w])
+                    runs[w].checks.append(CheckRun(check, "ok", seconds, "; ".join(notes) or None, len(tests[w])))
 
 
 class _WindowRun:

@@ -8,6 +8,7 @@ in well under a second.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import asdict
 from typing import Any
 
 import duckdb
@@ -86,3 +87,17 @@ def audit_market(market: Market, config: Config | None = None) -> AuditResult:
         return audit(con, config or market_config(), start=market.spec.start, end=market.spec.end)
     finally:
         con.close()
+
+
+def assert_same_findings(expected: list, found: list, *, rel: float = 1e-9) -> None:
+    """Two runs' findings equal field by field: the same tests in the same order, the same texts, counts,
+    severities and statuses, and numbers within `rel` (sums taken in another order differ in the last digits)."""
+    assert [f.key for f in found] == [f.key for f in expected]
+    for x, y in zip(expected, found, strict=True):
+        for name, value in asdict(x).items():
+            other = getattr(y, name)
+            if isinstance(value, float) and not isinstance(value, bool):
+                assert other == pytest.approx(value, rel=rel, abs=1e-14), (x.key, name)
+            else:
+                assert other == value, (x.key, name)
+
