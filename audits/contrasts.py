@@ -26,9 +26,15 @@ mean's leverage, as in HC2); with `leverage_adjusted=False` k = 1, plain CR1.
 A segment column nested in the units (category: every product is in one) shares pass 1 and pass 2's
 walk: a line adds to its customer's score and to its customer-in-segment's. Every output of pass 2 is a
 sum over customers, so partitions of customers computed apart (other processes, Dask workers) add up to
-the whole. Memory: pass 1 holds units x groups arrays; pass 2 holds one partition's lines (and, with
-several nested segment columns, its rows x groups), or, for a pass of at most LINES_PER_SCAN lines, all
-of them.
+the whole.
+
+Windows (several audit periods over the same lines: the nightly's rolling window and month to date) are
+slots too: cells are per day, so pass 1's counts and the models' unit tables serve every window, each
+window's coefficients come from its own units, and the walk adds a line to the scores of the windows its
+day is in.
+
+Memory: pass 1 holds units x groups arrays; pass 2 holds one partition's lines (and, with several nested
+segment columns, its rows x groups), or, for a pass of at most LINES_PER_SCAN lines, all of them.
 """
 
 from __future__ import annotations
