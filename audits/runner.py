@@ -165,7 +165,7 @@ def _audit_span(
 ) -> dict[str, AuditResult]:
     """Build and code the lines of the windows' span once, in a database of this process's own (attached
     in memory, spilling like temp tables), then audit each window over its days of them: with `together`,
-    each check in one pass for every window (_disparity_checks_together)."""
+    each check in one pass for every window (_disparity_checks)."""
     started_at = dt.datetime.now(dt.timezone.utc)
     span = f"pp_span_{uuid.uuid4().hex[:12]}"
     con.execute(f"attach ':memory:' as {span}")
@@ -186,13 +186,20 @@ def _audit_span(
                 coding = code_audit_lines(con, config, source=f"{span}.audit_lines",
                                           target=f"{span}.coded_lines", keep=("day",))
             con.execute(f"drop table {span}.audit_lines")  # its narrow coded copy is all that is read from now on
-            if coding is not None and len(runs) > 1 and together:
-                _disparity_checks_together(con, config, list(runs.values()), coding, span=span)
+
+            def results() -> dict[str, AuditResult]:
                 return {scope: run.result(data_quality=data_quality, filters=filters, run_id=run_ids.get(scope))
                         for scope, run in runs.items()}
 
+            if coding is None:
+                return results()
+            if together and len(runs) > 1:
+                _disparity_checks(con, config, list(runs.values()), coding, span=span, contrast=contrast,
+                                  checks_at_once=2)
+                return results()
+
             def finish(run: _WindowRun) -> AuditResult:
-                run.disparity_checks(coding, contrast)
+                _disparity_checks(con, config, [run], coding, span=span, contrast=contrast, checks_at_once=1)
                 return run.result(data_quality=data_quality, filters=filters, run_id=run_ids.get(run.scope))
 
             if at_once and len(runs) > 1:
@@ -207,12 +214,13 @@ def _audit_span(
         con.execute(f"detach {span}")
 
 
-def _disparity_checks_together(con: duckdb.DuckDBPyConnection, config: Config, runs: list[_WindowRun],
-                               coding: Coding, *, span: str) -> None:
-    """Every window's disparity checks in one pass per check over the span's lines (run_disparity_windows):
-    a line carries the windows its day is in as a bit mask, and each window's tests come from its own
-    lines and coefficients, so a line is read and walked once for all windows. Two checks run side by
-    side, each on its own cursor. A check that fails, fails in every window."""
+def _disparity_checks(con: duckdb.DuckDBPyConnection, config: Config, runs: list[_WindowRun], coding: Coding,
+                      *, span: str, contrast: ContrastExecutor, checks_at_once: int) -> None:
+    """The windows' disparity checks, each in one pass over the span's lines for all of `runs`
+    (run_disparity_windows): a line carries the windows its day is in as a bit mask, and each window's
+    tests come from its own lines and coefficients, so a line is read and walked once for all of them.
+    `checks_at_once` checks run side by side, each on its own cursor. A check that fails, fails in every
+    window of the pass."""
     mask = " + ".join(f"(case when {run.days} then {1 << w} else 0 end)" for w, run in enumerate(runs))
     view = (f"create or replace temp view coded_lines as select * exclude (day), ({mask})::bigint as "
             f"{WINDOW_MASK} from {span}.coded_lines where {' or '.join(f'({run.days})' for run in runs)}")
@@ -225,27 +233,30 @@ def _disparity_checks_together(con: duckdb.DuckDBPyConnection, config: Config, r
         with con.cursor() as cursor:
             cursor.execute(view)
             try:
-                tests = run_disparity_windows(cursor, check, config, coding, windows=len(runs), notes=notes,
-                                              is_candidate=lambda test: is_candidate(test, config))
+                tests = run_disparity_windows(cursor, check, config, coding, contrast, windows=len(runs),
+                                              notes=notes, is_candidate=lambda test: is_candidate(test, config))
             except CHECK_ERRORS as err:
                 return err, notes, time.monotonic() - clock
         return tests, notes, time.monotonic() - clock
 
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        done = {check: pool.submit(check_all, check) for check, windows in active.items() if windows}
-        for check, future in done.items():
-            tests, notes, seconds = future.result()
-            for w in active[check]:
-                if isinstance(tests, BaseException):
-                    runs[w].checks.append(CheckRun(check, "errored", seconds, _reason(tests)))
-                else:
-                    runs[w].raw_tests.extend(tests[w])
-                    runs[w].checks.append(CheckRun(check, "ok", seconds, "; ".join(notes) or None, len(tests[w])))
+    checks = [check for check, windows in active.items() if windows]
+    if checks_at_once > 1:
+        with ThreadPoolExecutor(max_workers=checks_at_once) as pool:
+            outcomes = list(pool.map(check_all, checks))
+    else:  # in this thread: a Dask executor submits Prefect tasks, which need the flow run's context
+        outcomes = [check_all(check) for check in checks]
+    for check, (tests, notes, seconds) in zip(checks, outcomes, strict=True):
+        for w in active[check]:
+            if isinstance(tests, BaseException):
+                runs[w].checks.append(CheckRun(check, "errored", seconds, _reason(tests)))
+            else:
+                runs[w].raw_tests.extend(tests[w])
+                runs[w].checks.append(CheckRun(check, "ok", seconds, "; ".join(notes) or None, len(tests[w])))
 
 
 class _WindowRun:
-    """One window's audit over a span's shared lines: its temp views `audit_lines` and `coded_lines` on its
-    own cursor are the span's tables cut to the window's days."""
+    """One window's audit over a span's shared lines: its temp view `audit_lines` on its own cursor is the
+    span's table cut to the window's days (`days`); its disparity checks are `_disparity_checks`'."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, config: Config, scope: str, period_start: dt.date,
                  period_end: dt.date, *, span: str, started_at: dt.datetime) -> None:
@@ -295,25 +306,6 @@ class _WindowRun:
             self.consistency.extend(found)
             self.checks.append(CheckRun(check, "ok", time.monotonic() - clock, None, len(found)))
         self.con.execute("drop view audit_lines")
-
-    def disparity_checks(self, coding: Coding | None, contrast: ContrastExecutor) -> None:
-        if coding is not None:
-            self.con.execute("create or replace temp view coded_lines as "
-                             f"select * exclude (day) from {self.span}.coded_lines where {self.days}")
-        for check in (c for c in self.config.checks if c not in CONSISTENCY_CHECKS):
-            clock = time.monotonic()
-            if self._skipped(check):
-                continue
-            assert coding is not None
-            notes: list[str] = []
-            try:
-                tests = run_disparity(self.con, check, self.config, coding, contrast, notes=notes,
-                                      is_candidate=lambda test: is_candidate(test, self.config))
-            except CHECK_ERRORS as err:
-                self.checks.append(CheckRun(check, "errored", time.monotonic() - clock, _reason(err)))
-                continue
-            self.raw_tests.extend(tests)
-            self.checks.append(CheckRun(check, "ok", time.monotonic() - clock, "; ".join(notes) or None, len(tests)))
 
     def result(self, *, data_quality: DataQuality, filters: Mapping[str, str], run_id: str | None) -> AuditResult:
         config = self.config

@@ -78,10 +78,10 @@ def nightly_audit(
         raise
     end = as_of or latest_day(config)
     windows = audit_windows(end, window_days=window_days or config.window_days, month_to_date=month_to_date)
-    # The windows' audits in one task, side by side: the month to date is at most 31 days, so the memory it
-    # adds is bounded, and once it covers half the rolling window the two share one build and coding of their
-    # lines (audits.runner.run_audits). On Dask each audit fans out to the cluster, one at a time. Reports are
-    # published once both are done.
+    # The windows' audits in one task: their days overlap, so they share one build and coding of their lines
+    # and one pass per check (audits.runner.run_audits); the month to date is at most 31 days, so the memory
+    # it adds is bounded. On Dask each audit fans out to the cluster, one at a time. Reports are published
+    # once both are done.
     results = audit_each_window(config, windows, data_quality=quality, scale_out=scale_out)
     reports: dict[str, Path] = {}
     for scope, result in results.items():

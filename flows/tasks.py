@@ -113,7 +113,7 @@ def audit_each_window(
     scale_out: ScaleOut | None = None,
 ) -> dict[str, AuditResult]:
     """Run every configured check on each window (scope -> first and last day) and compare each with its
-    scope's previous run: side by side, windows that mostly overlap sharing their lines' build and coding
+    scope's previous run: overlapping windows share their lines and one pass per check
     (audits.runner.run_audits); one after another on Dask, where each audit fans out to the cluster."""
     return _audits(config, windows, data_quality=data_quality, scale_out=scale_out)
 
