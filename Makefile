@@ -29,7 +29,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
 docs: $(STAMP)
-	$(BIN)/python -c "from audits.config import settings_markdown; print(settings_markdown(), end='')" > docs/configuration.md
+	$(BIN)/python -c "from audits.settings import settings_markdown; print(settings_markdown(), end='')" > docs/configuration.md
 
 clean:
 	rm -rf out test-artifacts .pytest_cache

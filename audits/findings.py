@@ -1,7 +1,7 @@
 """The findings model: what an audit concluded, serialised as findings.json.
 
 This module is the contract between the audit and everything that reads it (the HTML report,
-downstream tools). It imports nothing of ours. The report renders an `AuditResult`; it never
+downstream tools). It imports nothing of ours but the check catalogue. The report renders an `AuditResult`; it never
 recomputes a statistic, so every figure a reader sees must already be here.
 
 Schema version 1 is the DESIGN.md contract. Keys beyond it (`suppressed`, `checks`, `method`,
@@ -18,20 +18,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from audits.catalogue import CHECK_NAMES as ALL_CHECKS  # noqa: F401  (the catalogue is the one list)
+from audits.catalogue import CONSISTENCY_CHECKS, DISPARITY_CHECKS  # noqa: F401
+
 SCHEMA_VERSION = 1
 
-CheckName = Literal[
-    "price_arithmetic",
-    "price_dispersion",
-    "discount_policy",
-    "price_gap",
-    "discount_incidence",
-    "discount_depth",
-    "loyalty_penalty",
-]
-CONSISTENCY_CHECKS: tuple[str, ...] = ("price_arithmetic", "price_dispersion", "discount_policy")
-DISPARITY_CHECKS: tuple[str, ...] = ("price_gap", "discount_incidence", "discount_depth", "loyalty_penalty")
-ALL_CHECKS: tuple[str, ...] = CONSISTENCY_CHECKS + DISPARITY_CHECKS
+
 
 Severity = Literal["high", "medium", "low"]
 Status = Literal["new", "persisting", "resolved"]

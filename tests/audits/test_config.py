@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from audits.config import SETTINGS, load_config, parse_config, settings_markdown
+from audits.config import load_config, model_fields, parse_config, settings_names
 from audits.errors import ConfigError
+from audits.settings import SETTINGS, TYPES, settings_markdown
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = {"name": "shop", "path": "tx.parquet"}
@@ -22,8 +23,12 @@ def test_docs_match_the_settings_table():
 def test_every_setting_has_help_and_a_known_type():
     for setting in SETTINGS:
         assert setting.help.strip(), setting.key
-        assert setting.type in {"str", "int", "float", "bool", "path", "list[str]", "list[float]",
-                                "list[list[str]]", "table[str]"}, setting.key
+        assert setting.type in TYPES, setting.key
+        assert setting.check(setting.default) is None, f"{setting.key}: its default is outside its own range"
+
+
+def test_the_model_has_one_field_per_setting():
+    assert model_fields() == settings_names()
 
 
 def test_defaults_fill_an_empty_config():
@@ -38,8 +43,8 @@ def test_defaults_fill_an_empty_config():
     ("raw", "message"),
     [
         ({"audit": {"atributes": ["gender"]}}, "unknown key 'audit.atributes' (did you mean 'audit.attributes'?)"),
-        ({"thresholds": {"fdr": "low"}}, "key 'thresholds.fdr' must be a number"),
-        ({"thresholds": {"fdr": 2}}, "key 'thresholds.fdr' must be between 0 and 1"),
+        ({"thresholds": {"fdr": "low"}}, "key 'thresholds.fdr' must be a finite number"),
+        ({"thresholds": {"fdr": 2}}, "key 'thresholds.fdr' must be greater than 0 and at most 0.5, got 2"),
         ({"audit": {"attributes": ["gender; drop table x"]}}, "is not a column name"),
         ({"audit": {"checks": ["price_gapp"]}}, "unknown check 'price_gapp' (did you mean 'price_gap'?)"),
         ({"sources": [{"name": "a", "kind": "excel", "path": "x"}]}, "key 'sources[0].kind' must be one of"),
@@ -49,6 +54,28 @@ def test_defaults_fill_an_empty_config():
         ({"sources": [SOURCE, SOURCE]}, "'sources[].name' must be unique"),
         ({"warehouse": "x.duckdb"}, "unknown key 'warehouse'"),
         ({"audit": {"intersections": [["gender"]]}}, "a list of lists of at least two column names"),
+        # settings that would change what an audit concludes, or crash it, are refused with their range
+        ({"thresholds": {"min_price_gap": -0.5}}, "key 'thresholds.min_price_gap' must be between 0 and 1, got -0.5"),
+        ({"thresholds": {"min_discount_depth": -0.1}}, "'thresholds.min_discount_depth' must be between 0 and 1"),
+        ({"thresholds": {"adverse_impact_ratio": float("inf")}}, "'thresholds.adverse_impact_ratio' must be a finite"),
+        ({"thresholds": {"fdr": float("nan")}}, "key 'thresholds.fdr' must be a finite number"),
+        ({"audit": {"tenure_days": -30}}, "key 'audit.tenure_days' must be between 1 and 36500, got -30"),
+        ({"audit": {"checks": []}}, "key 'audit.checks' must be a non-empty list, got []"),
+        ({"validation": {"currencies": []}}, "key 'validation.currencies' must be a non-empty list of three-letter"),
+        ({"validation": {"max_future_days": -100000}}, "'validation.max_future_days' must be between 0 and 3660"),
+        ({"validation": {"max_future_days": 10**12}}, "'validation.max_future_days' must be between 0 and 3660"),
+        ({"audit": {"window_days": 10**12}}, "key 'audit.window_days' must be between 1 and 3660"),
+        ({"warehouse": {"threads": -4}}, "key 'warehouse.threads' must be between 0 and 1024, got -4"),
+        ({"warehouse": {"memory_limit": "lots"}}, "key 'warehouse.memory_limit' must be a size such as '1.5GB'"),
+        ({"validation": {"earliest": "yesterday"}}, "key 'validation.earliest' must be a date written YYYY-MM-DD"),
+        ({"schedule": {"nightly_cron": "at two"}}, "key 'schedule.nightly_cron' must be a cron expression"),
+        ({"schedule": {"timezone": "Mars/Olympus"}}, "key 'schedule.timezone' must be a time zone name"),
+        ({"audit": {"outcome": {"scale": "log"}}}, "key 'audit.outcome.scale' must be one of 'ratio', 'points'"),
+        ({"audit": {"outcome": {"colour": "x"}}}, "unknown key 'audit.outcome.colour'"),
+        ({"audit": {"bands": {"age": [65, 18]}}}, "key 'audit.bands' must be a table of column = [lower bounds]"),
+        ({"sources": [{**SOURCE, "lookback_hours": -1}]}, "key 'sources[0].lookback_hours' must be between 0"),
+        ({"sources": [{**SOURCE, "delimiter": ";;"}]}, "key 'sources[0].delimiter' must be a single character"),
+        ({"sources": [{**SOURCE, "derive": {"Bad Name": "1"}}]}, "'sources[0].derive' has 'Bad Name'"),
     ],
 )
 def test_bad_config_names_the_key(raw, message):
@@ -81,3 +108,19 @@ def test_overrides_are_validated_like_the_file():
     assert config.fdr == 0.1 and config.attributes == ("region",)
     with pytest.raises(ConfigError, match="unknown key 'thresholds.fd'"):
         parse_config({}, overrides={"thresholds.fd": 0.1})
+
+
+def test_table_keys_may_be_written_as_tables_or_dotted():
+    as_table = parse_config({"audit": {"outcome": {"column": "premium", "per": "pure_premium", "scale": "points"}}})
+    dotted = parse_config({}, overrides={"audit.outcome.column": "premium"})
+    assert (as_table.outcome_column, as_table.outcome_per, as_table.outcome_scale) == ("premium", "pure_premium",
+                                                                                       "points")
+    assert dotted.outcome_column == "premium" and dotted.outcome_noun == "price"
+
+
+def test_thresholds_are_the_threshold_and_policy_numbers():
+    config = parse_config({"thresholds": {"fdr": 0.01}})
+    assert config.thresholds()["fdr"] == 0.01
+    assert set(config.thresholds()) == {"min_price_gap", "adverse_impact_ratio", "min_discount_depth", "fdr",
+                                        "confidence", "min_group_customers", "min_customers_to_judge",
+                                        "max_discount_pct"}

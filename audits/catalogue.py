@@ -1,0 +1,157 @@
+"""The check catalogue: one entry per check, read by the config, runner, judgement, wording, report and docs.
+
+Adding a check is one SQL file in `sql/checks/`, one `Check` entry here and its tests (docs/checks.md
+shows an example). The entry says what the check measures (its SQL file), what data it needs (with
+the reason given when the data lacks it), how its result is reported (metric, display, threshold and
+which direction harms the group), and its words: the sentence of a finding, what a compliance
+officer checks next, and the methodology text of the report.
+
+This module imports nothing of ours: the findings model, the report and the engine all read it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Kind = Literal["consistency", "disparity"]
+# How a disparity check's within-cell difference of its measurement y becomes the reported metric:
+# outcome: y is the outcome (log outcome on the ratio scale): a ratio exp(beta), or a difference in points;
+# rate: y is 0/1 and the metric is the group's rate over the reference's (adverse impact ratio);
+# difference: the difference itself (group minus reference).
+Contrast = Literal["outcome", "rate", "difference"]
+Display = Literal["percent_change", "ratio", "points", "share"]
+
+# What each column the checks may need means, for the reasons given when the data lacks it.
+COLUMN_MEANINGS: dict[str, str] = {
+    "list_price": "a list price (the price customers were shown)",
+    "unit_price": "a unit price paid",
+    "discount_amount": "a discount amount",
+    "line_total": "a line total",
+    "quantity": "a quantity",
+    "tenure": "a tenure for any customer (customer_since, a tenure column, a renewal column, or purchases "
+              "going back further than audit.tenure_days)",
+    "outcome": "an outcome value (audit.outcome.column)",
+}
+
+
+@dataclass(frozen=True)
+class Check:
+    """One check of the catalogue."""
+
+    name: str
+    kind: Kind
+    title: str
+    explanation: str  # what it tests, in plain words ({noun}: the outcome's noun; {cell}: the cell in words)
+    basis: str  # the rule it follows: law, guideline or internal policy
+    # what the data must have: any one of these alternatives, each a set of columns all present on some line
+    needs: tuple[tuple[str, ...], ...] = ()
+    metric: str = ""  # disparity: the metric of its findings (outcome checks: for the ratio scale)
+    contrast: Contrast = "outcome"
+    display: Display = "percent_change"
+    axis_title: str = ""
+    threshold: str | None = None  # the settings key of its practical threshold
+    adverse: Literal["higher", "lower"] = "higher"  # which direction of the metric harms the group
+    adjusted: bool = False  # also report the regression-adjusted estimate
+    rules: tuple[tuple[str, str], ...] = ()  # consistency: (metric, what a breach is) per rule
+    next_step: str = ""  # what to check next, given a flagged finding ({who}, {evidence})
+
+    @property
+    def sql(self) -> str:
+        """The check's SQL file, relative to sql/ (audits/sqlfiles.py)."""
+        return f"checks/{self.name}"
+
+    def lacks(self, present: set[str]) -> str | None:
+        """Why the check cannot run on data with these columns present, or None when it can."""
+        if not self.needs or any(set(option) <= present for option in self.needs):
+            return None
+        options = [" and ".join(COLUMN_MEANINGS.get(c, c) for c in option) for option in self.needs]
+        return "the data has no " + " nor ".join(options) if len(options) > 1 else f"the data has no {options[0]}"
+
+
+EEOC = "Legal guideline: the US EEOC four-fifths (adverse impact) rule, applied here by analogy to discounts"
+FCA = "Legal rule for UK home and motor insurance: FCA general insurance pricing practices (PS21/5)"
+INTERNAL = "Internal policy: threshold set in the audit configuration"
+
+CHECKS: tuple[Check, ...] = (
+    Check(
+        "price_arithmetic", "consistency", "Price arithmetic",
+        "Counts paid amounts that do not add up: unit price times quantity, less the discount, should equal the "
+        "line total.",
+        "Internal policy: prices are charged as published",
+        needs=(("line_total",), ("discount_amount", "list_price")),
+        rules=(("line_total_mismatch", "line totals that do not equal unit price times quantity"),
+               ("discount_mismatch", "discount amounts that do not equal list price minus unit price, times "
+                                     "quantity")),
+        next_step="review the billing lines listed in breaches.csv: {evidence}",
+    ),
+    Check(
+        "price_dispersion", "consistency", "Price dispersion",
+        "Counts cases where the same product, in the same {cell}, was listed at different prices to different "
+        "customers.",
+        "Internal policy: one published price list for everyone",
+        needs=(("list_price",),),
+        rules=(("list_price_dispersion", "a list price other than the one most customers were shown for the same "
+                                         "{cell}"),),
+        next_step="ask pricing why one {cell} was listed at several prices: {evidence}",
+    ),
+    Check(
+        "discount_policy", "consistency", "Discount policy",
+        "Counts discounts beyond the pricing policy: deeper than the configured maximum.",
+        "Internal policy: maximum discount set in the audit configuration",
+        needs=(("list_price",),),
+        rules=(("discount_above_policy", "discounts deeper than the policy maximum"),),
+        next_step="review who approved the discounts beyond policy: {evidence}",
+    ),
+    Check(
+        "price_gap", "disparity", "Price gap",
+        "Compares the {noun} a group paid with what the reference group paid in the same {cell} and under the "
+        "same controls (a within-cell comparison), so a different product mix or a legitimate price factor "
+        "cannot look like unfair treatment.",
+        INTERNAL + " (minimum price gap)",
+        needs=(("outcome",),),
+        metric="price_ratio", contrast="outcome", display="percent_change",
+        axis_title="{noun} ratio, group / reference (1 = same {noun})",
+        threshold="thresholds.min_price_gap", adverse="higher", adjusted=True,
+        next_step="review how {noun} is set for {who}: {evidence}",
+    ),
+    Check(
+        "discount_incidence", "disparity", "Discount incidence",
+        "Compares the rate at which a group received any discount with the reference group's rate in the same "
+        "{cell}. A ratio below four-fifths (the configured adverse impact ratio) is the classic sign of adverse "
+        "impact.",
+        EEOC,
+        needs=(("list_price",), ("discount_amount",)),
+        metric="adverse_impact_ratio", contrast="rate", display="ratio",
+        axis_title="discount-rate ratio, group / reference (1 = same rate)",
+        threshold="thresholds.adverse_impact_ratio", adverse="lower",
+        next_step="review the coupon and discount targeting rules for {who}: {evidence}",
+    ),
+    Check(
+        "discount_depth", "disparity", "Discount depth",
+        "Among purchases that were discounted, compares the average discount percentage of a group with the "
+        "reference group's in the same {cell}, in percentage points (group minus reference).",
+        INTERNAL + " (minimum difference in discount depth)",
+        needs=(("list_price",),),
+        metric="discount_pct_diff", contrast="difference", display="points",
+        axis_title="discount depth difference, percentage points (0 = same)",
+        threshold="thresholds.min_discount_depth", adverse="lower",
+        next_step="review how discount depth is decided for {who}: {evidence}",
+    ),
+    Check(
+        "loyalty_penalty", "disparity", "Loyalty penalty",
+        "Compares the {noun} existing customers (longer tenure, or renewals) paid with what new customers paid "
+        "in the same {cell}: the renewal versus new-business comparison.",
+        FCA + " (renewal price may not exceed the new-business price); elsewhere internal policy",
+        needs=(("tenure", "outcome"),),
+        metric="price_ratio", contrast="outcome", display="percent_change",
+        axis_title="{noun} ratio, existing / new customers (1 = same {noun})",
+        threshold="thresholds.min_price_gap", adverse="higher", adjusted=True,
+        next_step="review renewal pricing for {who} against the new-business price: {evidence}",
+    ),
+)
+
+CHECKS_BY_NAME: dict[str, Check] = {c.name: c for c in CHECKS}
+CHECK_NAMES: tuple[str, ...] = tuple(CHECKS_BY_NAME)
+CONSISTENCY_CHECKS: tuple[str, ...] = tuple(c.name for c in CHECKS if c.kind == "consistency")
+DISPARITY_CHECKS: tuple[str, ...] = tuple(c.name for c in CHECKS if c.kind == "disparity")
