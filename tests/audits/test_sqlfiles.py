@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from audits.sqlfiles import SQL_DIR, SqlFileError, load_sql, parse_sql
+from audits.sqlfiles import SQL_DIR, Fragment, Ident, SqlFileError, idents, load_sql, parse_sql
 
 
 def test_every_shipped_query_loads():
-    files = sorted((SQL_DIR / "checks").glob("*.sql")) + sorted((SQL_DIR / "stats").glob("*.sql"))
+    files = sorted(p for p in SQL_DIR.rglob("*.sql") if p.parent.name != "schema")
     assert files
     for path in files:
-        query = load_sql(f"{path.parent.name}/{path.stem}")
+        query = load_sql(str(path.relative_to(SQL_DIR).with_suffix("")))
         assert query.name == path.stem
         assert query.doc, f"{path} needs comment lines saying what it detects and its grain"
         assert query.sql.rstrip().splitlines()[-1].strip().startswith(("select * from final", "order by")), path
@@ -43,3 +43,48 @@ def test_malformed_files_fail_with_file_and_line(text, message):
 def test_parameters_inside_strings_and_comments_are_ignored():
     query = parse_sql("-- name: q\nselect '$notaparam' as x -- $nor_this\n", path=Path("q.sql"))
     assert query.params == ()
+
+
+TEMPLATE = """-- name: q
+-- A templated query.
+-- params: $low
+-- identifiers: table, columns
+select {{ columns | csv("t.") }} from {{ table }} as t where t.x > $low"""
+
+
+def test_identifiers_are_quoted_and_values_stay_parameters():
+    query = parse_sql(TEMPLATE, path=Path("q.sql"))
+    assert query.identifiers == ("table", "columns")
+    sql = query.render(table=Ident("my table"), columns=idents(["a", 'b"; drop table x; --']))
+    assert sql == 'select t."a", t."b""; drop table x; --" from "my table" as t where t.x > $low'
+
+
+@pytest.mark.parametrize("value", ["raw text", 1.5, ["a"], None])
+def test_anything_but_an_identifier_fragment_or_int_is_refused(value):
+    query = parse_sql(TEMPLATE, path=Path("q.sql"))
+    with pytest.raises(SqlFileError, match="only identifiers, fragments and integers"):
+        query.render(table=value, columns=idents(["a"]))
+
+
+def test_fragments_and_integers_print_as_they_are():
+    query = parse_sql(TEMPLATE, path=Path("q.sql"))
+    assert query.render(table=Fragment("(select 1 as a)"), columns=[3]).startswith("select t.3 from (select 1 as a)")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("-- name: q\n-- identifiers: a, b\nselect {{ a }}", "q.sql:2: identifier b is declared but never used"),
+        ("-- name: q\n-- identifiers: a\nselect {{ a }}, {{ c }}", "q.sql:3: c is used but not declared"),
+    ],
+)
+def test_identifiers_are_declared_and_used(text, message):
+    with pytest.raises(SqlFileError) as caught:
+        parse_sql(text, path=Path("q.sql"))
+    assert message in str(caught.value)
+
+
+def test_rendering_needs_exactly_the_declared_identifiers():
+    query = parse_sql(TEMPLATE, path=Path("q.sql"))
+    with pytest.raises(SqlFileError, match="rendered with"):
+        query.render(table=Ident("t"))
