@@ -1,6 +1,6 @@
 """Dense integer codes for the audited lines, so that the disparity engine groups by small integers.
 
-`code_lines` turns `audit_lines` into `coded_lines` (by default temp tables): one narrow row per line with
+`code_lines` turns temp table `audit_lines` into temp table `coded_lines` (sql/audit/): one narrow row per line with
 the customer, the within-cell cell and the fixed effect (product x day x currency) as dense indexes,
 one code per audited grouping (attribute, intersection, tenure), per segment column and per control,
 and the columns the disparity checks measure. Codes are positions in sorted lists of the values found
@@ -17,15 +17,27 @@ cells are cell x segment value.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import duckdb
 import numpy as np
 
-from audits.warehouse import quote_identifier
+from audits.columns import (
+    AUDIT_LINES,
+    CELL,
+    CODED_LINES,
+    CUSTOMER,
+    FIXED_EFFECT,
+    MEASURED_COLUMNS,
+    MISSING_LEVEL,
+    control_key,
+    group_key,
+    segment_cell_key,
+    segment_fe_key,
+    segment_key,
+)
+from audits.sqlfiles import Ident, idents, load_sql
 
-# Columns the disparity checks' SQL files read from `coded_lines` besides the codes.
-MEASURED_COLUMNS = ("unit_price", "list_price", "discount_amount", "is_discounted", "discount_pct")
-MISSING_LEVEL = "(missing)"
 INTERSECTION = " & "  # joins an intersection group's values: "F & 65+"
 
 
@@ -80,68 +92,42 @@ def code_lines(
     groupings: list[tuple[str, ...]],
     segment_by: tuple[str, ...],
     controls: tuple[str, ...],
-    source: str = "audit_lines",
-    target: str = "coded_lines",
-    keep: tuple[str, ...] = (),
 ) -> Coding:
-    """Create table `target` (default temp table `coded_lines`) from `source` (default `audit_lines`).
+    """Create temp table `coded_lines` from temp table `audit_lines` (sql/audit/coded_lines.sql).
 
-    Names are validated identifiers (a schema-qualified target is a table of that attached database, an
-    unqualified one a temp table); `keep`: columns of `source` carried over as they are (a shared span's
-    day, which its windows are cut by)."""
+    Column names are validated identifiers (audits/lines.py resolved them against the warehouse)."""
     singles = list(dict.fromkeys(c for combo in groupings for c in combo))
-    levels: dict[str, list[str]] = {}
-    for column in dict.fromkeys([*singles, *segment_by]):
-        levels[column] = _levels(con, source, column, missing=None)
-    control_levels = {c: _levels(con, source, c, missing=MISSING_LEVEL) for c in controls}
+    levels: dict[str, list[str]] = {column: _levels(con, column, missing=False)
+                                    for column in dict.fromkeys([*singles, *segment_by])}
+    control_levels = {c: _levels(con, c, missing=True) for c in controls}
 
-    joins, selects = [], []
-    for i, column in enumerate(levels):
-        _level_table(con, i, levels[column])
-        joins.append(f"left join pp_levels_{i} as lv{i} on lv{i}.v = cast(l.{quote_identifier(column)} as varchar)")
-    single_code = {column: f"lv{i}.code" for i, column in enumerate(levels)}
+    # one level table and join per column, and one more per control (a missing control value is a level)
+    joins, alias, control_alias = [], {}, {}
+    for i, (column, values, aliases) in enumerate([*((c, v, alias) for c, v in levels.items()),
+                                                    *((c, v, control_alias) for c, v in control_levels.items())]):
+        table, aliases[column] = Ident(f"pp_levels_{i}"), Ident(f"lv{i}")
+        _run(con, "level_table", {"levels": values}, table=table)
+        joins.append((aliases[column], table, Ident(column), aliases is control_alias))
 
     sets: dict[tuple[str, ...], GroupSet] = {}
+    grouping_codes = []
     for k, combo in enumerate(dict.fromkeys(groupings)):
-        expression = single_code[combo[0]]
-        for column in combo[1:]:
-            expression = f"({expression}) * {len(levels[column])} + {single_code[column]}"
-        selects.append(f"coalesce({expression}, -1)::integer as g{k}")
-        sets[combo] = GroupSet(f"g{k}", combo, {}, tuple(len(levels[c]) for c in combo))
-
-    for j, column in enumerate(controls):
-        i = len(levels) + j
-        _level_table(con, i, control_levels[column])
-        joins.append(f"left join pp_levels_{i} as lv{i} on lv{i}.v = "
-                     f"coalesce(cast(l.{quote_identifier(column)} as varchar), '{MISSING_LEVEL}')")
-        selects.append(f"lv{i}.code as q{j}")
-
-    segment_select = []
-    for j, column in enumerate(segment_by):
-        segment_select.append(f"coalesce({single_code[column]}, -1)::integer as s{j}")
-    con.execute("create or replace temp table pp_customers as select customer_id, "
-                "(row_number() over (order by customer_id) - 1)::integer as ci "
-                f"from (select distinct customer_id from {source})")
-    con.execute("create or replace temp table pp_cells as select cell_key, "
-                "(row_number() over (order by cell_key) - 1)::integer as xi "
-                f"from (select distinct cell_key from {source})")
-    con.execute("create or replace temp table pp_fe as select fe_key, "
-                "(row_number() over (order by fe_key) - 1)::integer as fi "
-                f"from (select distinct fe_key from {source})")
-    measured = ", ".join(f"l.{c}" for c in (*MEASURED_COLUMNS, *keep))
-    con.execute(f"""
-        {_create(target)} as
-        select c.ci, x.xi, f.fi, {", ".join([*segment_select, *selects]) or "0 as unused"}, {measured}
-        from {source} as l
-        join pp_customers as c using (customer_id)
-        join pp_cells as x using (cell_key)
-        join pp_fe as f using (fe_key)
-        {" ".join(joins)}
-        order by {_line_order(segment_by)}""")
+        radix = tuple(len(levels[c]) for c in combo)
+        strides = [int(np.prod(radix[j + 1:], dtype=np.int64)) for j in range(len(combo))]
+        grouping_codes.append((Ident(group_key(k)), [(alias[c], stride) for c, stride in zip(combo, strides, strict=True)]))
+        sets[combo] = GroupSet(group_key(k), combo, {}, radix)
+    for table, key, index in (("pp_customers", "customer_id", CUSTOMER), ("pp_cells", "cell_key", CELL),
+                              ("pp_fe", "fe_key", FIXED_EFFECT)):
+        _run(con, "dense_index", {}, table=Ident(table), source=Ident(AUDIT_LINES), key=Ident(key), index=Ident(index))
+    order = idents([CUSTOMER, *(segment_key(j) for j in range(len(segment_by)))])
+    _run(con, "coded_lines", {"missing": MISSING_LEVEL}, target=Ident(CODED_LINES), source=Ident(AUDIT_LINES),
+         joins=joins, segments=[(Ident(segment_key(j)), alias[c]) for j, c in enumerate(segment_by)],
+         groupings=grouping_codes, controls=[(Ident(control_key(j)), control_alias[c]) for j, c in enumerate(controls)],
+         measured=idents(MEASURED_COLUMNS), order=order)
 
     for combo, group_set in list(sets.items()):
         found = [row[0] for row in con.execute(
-            f"select distinct {group_set.key} from {target} where {group_set.key} >= 0 order by 1").fetchall()]
+            f"select distinct {group_set.key} from {CODED_LINES} where {group_set.key} >= 0 order by 1").fetchall()]
         labels = {}
         for code in found:
             parts, rest = [], code
@@ -154,49 +140,33 @@ def code_lines(
     n_customers, n_cells, n_fe = con.execute(
         "select (select count(*) from pp_customers), (select count(*) from pp_cells), "
         "(select count(*) from pp_fe)").fetchone()
-    segments = {}
-    for j, column in enumerate(segment_by):
-        segments[column] = _segment(con, target, j, column, levels[column], n_cells=n_cells, n_fe=n_fe,
-                                   order=_line_order(segment_by))
+    segments = {column: _segment(con, j, column, levels[column], n_cells=n_cells, n_fe=n_fe, order=order)
+                for j, column in enumerate(segment_by)}
     return Coding(sets=sets, segments=segments,
-                  controls=tuple((c, f"q{j}", len(control_levels[c])) for j, c in enumerate(controls)),
+                  controls=tuple((c, control_key(j), len(control_levels[c])) for j, c in enumerate(controls)),
                   n_customers=int(n_customers), n_cells=int(n_cells), n_fe=int(n_fe))
 
 
-def _create(target: str) -> str:
-    """The statement that (re)creates `target`: a table of an attached database when schema-qualified."""
-    return f"create or replace table {target}" if "." in target else f"create or replace temp table {target}"
+def _run(con: duckdb.DuckDBPyConnection, name: str, values: dict[str, Any], **identifiers: Any) -> None:
+    sql, params = load_sql(f"audit/{name}").prepare(values, **identifiers)
+    con.execute(sql, params)
 
 
-def _line_order(segment_by: tuple[str, ...]) -> str:
-    """How `coded_lines` is sorted: by customer (the engine reads ranges of customers, and zone maps skip
-    the rest), then by segment codes, the order pass 2 sums rows in (so it needs no sort of its own)."""
-    return ", ".join(["ci", *(f"s{j}" for j in range(len(segment_by)))])
+def _levels(con: duckdb.DuckDBPyConnection, column: str, *, missing: bool) -> list[str]:
+    sql, params = load_sql("audit/levels").prepare({"missing": MISSING_LEVEL}, source=Ident(AUDIT_LINES),
+                                                   column=Ident(column), with_missing=missing)
+    return [row[0] for row in con.execute(sql, params).fetchall()]
 
 
-def _level_table(con: duckdb.DuckDBPyConnection, i: int, values: list[str]) -> None:
-    """Temp table pp_levels_<i>: each value (bound, never formatted into SQL) with its code, its position."""
-    con.execute(f"create or replace temp table pp_levels_{int(i)} as "
-                "select unnest($v) as v, (generate_subscripts($v, 1) - 1)::integer as code", {"v": values})
-
-
-def _levels(con: duckdb.DuckDBPyConnection, source: str, column: str, *, missing: str | None) -> list[str]:
-    name = quote_identifier(column)
-    value = f"cast({name} as varchar)" if missing is None else f"coalesce(cast({name} as varchar), '{missing}')"
-    return [row[0] for row in con.execute(
-        f"select distinct {value} as v from {source} where v is not null order by v").fetchall()]
-
-
-def _segment(con: duckdb.DuckDBPyConnection, target: str, j: int, column: str, values: list[str], *,
-             n_cells: int, n_fe: int, order: str) -> SegmentCoding:
+def _segment(con: duckdb.DuckDBPyConnection, j: int, column: str, values: list[str], *, n_cells: int, n_fe: int,
+             order: list[Ident]) -> SegmentCoding:
     """Nested segments reuse the overall indexes; others get cell x value and fixed effect x value indexes."""
-    cells, fes = con.execute(f"select count(distinct (xi, s{j})), count(distinct (fi, s{j})) from {target}").fetchone()
+    key = segment_key(j)
+    cells, fes = con.execute(
+        f"select count(distinct ({CELL}, {key})), count(distinct ({FIXED_EFFECT}, {key})) from {CODED_LINES}").fetchone()
     if cells == n_cells and fes == n_fe:
-        return SegmentCoding(column, f"s{j}", tuple(values), "xi", "fi", n_cells, n_fe)
-    for key, base in ((f"x{j}", "xi"), (f"f{j}", "fi")):
-        con.execute(f"create or replace temp table pp_{key} as select {base}, s{j}, "
-                    f"(row_number() over (order by {base}, s{j}) - 1)::integer as {key} "
-                    f"from (select distinct {base}, s{j} from {target})")
-        con.execute(f"{_create(target)} as select l.*, i.{key} from {target} as l "
-                    f"join pp_{key} as i using ({base}, s{j}) order by {order}")
-    return SegmentCoding(column, f"s{j}", tuple(values), f"x{j}", f"f{j}", int(cells), int(fes))
+        return SegmentCoding(column, key, tuple(values), CELL, FIXED_EFFECT, n_cells, n_fe)
+    for index, base in ((segment_cell_key(j), CELL), (segment_fe_key(j), FIXED_EFFECT)):
+        _run(con, "segment_index", {}, target=Ident(CODED_LINES), base=Ident(base), segment=Ident(key),
+             key=Ident(index), order=order)
+    return SegmentCoding(column, key, tuple(values), segment_cell_key(j), segment_fe_key(j), int(cells), int(fes))

@@ -126,6 +126,11 @@ class Config:
         """The run's thresholds by name (what an on-demand run may override), as findings.json states them."""
         return {s.name: getattr(self, s.name) for s in threshold_settings()}
 
+    def sql_values(self) -> dict[str, Any]:
+        """The values the checks' SQL files may declare as parameters (bound, never formatted in)."""
+        return {"max_discount_pct": self.max_discount_pct, "tenure_days": self.tenure_days,
+                "min_price_gap": self.min_price_gap}
+
     def setting(self, key: str) -> Any:
         """The value of a setting by its key (`thresholds.fdr`)."""
         return getattr(self, SETTINGS_BY_KEY[key].name)

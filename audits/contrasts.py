@@ -28,20 +28,17 @@ walk: a line adds to its customer's score and to its customer-in-segment's. Ever
 sum over customers, so partitions of customers computed apart (other processes, Dask workers) add up to
 the whole.
 
-Windows (several audit periods over the same lines: the nightly's rolling window and month to date) are
-slots too: cells are per day, so pass 1's counts and the models' unit tables serve every window, each
-window's coefficients come from its own units, and the walk adds a line to the scores of the windows its
-day is in.
+A pass has at most one segment column: the main pass may carry one nested segment column; every other
+segment column gets a pass of its own (audits/disparity.py plans them).
 
-Memory: pass 1 holds units x groups arrays; pass 2 holds one partition's lines (and, with several nested
-segment columns, its rows x groups), or, for a pass of at most LINES_PER_SCAN lines, all of them.
+Memory: pass 1 holds units x groups arrays; pass 2 holds one partition's lines, or, for a pass of at most
+LINES_PER_SCAN lines, all of them.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -59,18 +56,12 @@ Kind = Literal["contrast", "adjusted", "excess"]
 # Relative size below which a covariate's variance, or D's variance left after the covariates, is zero.
 RANK_TOLERANCE = 1e-9
 # Lines per partition of customers (a range of customer indexes) streamed out of DuckDB and summed at
-# once: bounds what pass 2 holds per partition (with several nested segment columns, rows x groups arrays).
+# once: bounds what pass 2 holds per partition.
 LINES_PER_PARTITION = 250_000
-# With several nested segment columns, pass 2 sums a partition in slices of whole customers, at most this
-# many: a short period has about one row (customer x segment values) per line, and the widest model's
-# per-row sums (the excess model: about 130 floats a row) then stay under glibc's mmap threshold, so each
-# slice reuses freed memory instead of faulting in fresh pages.
-CUSTOMERS_PER_SLICE = 2_000
 # Pass 1 only sums per unit: larger partitions, fewer units-sized additions. A pass of at most this many
 # lines reads them once and holds them for both passes (fit_pass).
 LINES_PER_SCAN = 2_000_000
 PASS_TWO_THREADS = 2  # partitions summed at once
-WINDOW_MASK = "wmask"  # a line's windows as a bit mask, in a pass over several windows (fit_pass)
 
 
 @dataclass(frozen=True)
@@ -125,6 +116,12 @@ class TestSums:
     rate_meat: float = 0.0
     n_any_group: int = 0  # customers with any line of the group / of the reference (cells or not)
     n_any_reference: int = 0
+    n_reference: int = 0  # customers with a reference line in a cell that also has the group's lines
+    # lines of the group and of the reference, and those in cells that also have the other side's lines
+    lines_group: float = 0.0
+    lines_group_compared: float = 0.0
+    lines_reference: float = 0.0
+    lines_reference_compared: float = 0.0
 
     def estimate(self) -> Estimate | None:
         if self.beta is None or self.n_clusters < 2 or self.bread <= 0:
@@ -180,11 +177,6 @@ class PassState:
     n_units: int
     n_fe: int
     n_customers: int = 0
-    # audit periods over the same lines, each with its own coefficients: window w's slots follow window
-    # w - 1's, and the lines carry a bit mask of their windows (column `wmask`); units are per day, so
-    # every unit is in the same windows as its lines (window_of_unit, 0: no lines in this pass)
-    n_windows: int = 1
-    window_of_unit: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     fe_of_unit: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     control_of_unit: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.int64))
     segment_of_unit: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.int64))
@@ -200,14 +192,11 @@ class PassState:
         keys = {self.unit_key, "ci", "y", *self.slots.segment_keys, *(m.lineset.set_key for m in self.models)}
         if first_pass or any(m.kind == "adjusted" for m in self.models):
             keys |= {self.fe_key, *(c for c, _ in self.controls)}
-        if self.n_windows > 1:
-            keys.add(WINDOW_MASK)
         return sorted(keys)
 
     @property
     def n_slots(self) -> int:
-        """Slots of every window."""
-        return self.n_windows * len(self.slots)
+        return len(self.slots)
 
 
 def _count_key(lineset: LineSet) -> tuple[str, tuple[int, int] | None]:
@@ -228,6 +217,8 @@ class Fitted:
     bread: np.ndarray  # slot x code
     rate: np.ndarray | None = None  # slot x code
     rate_weight: np.ndarray | None = None
+    # contrasts: slot x code line counts of the group and the reference, all and in cells with both sides
+    coverage: dict[str, np.ndarray] = field(default_factory=dict)
     # the totals loop's per-slot inputs, for the tested codes, C-ordered (one compiled signature):
     # beta, pi, pi_y, rate (0 where not identified) and the tests to compute; see `_totals_inputs`
     totals_inputs: tuple[np.ndarray, ...] = ()
@@ -254,14 +245,10 @@ def fit_pass(
     leverage_adjusted: bool = True,
     executor: Executor | None = None,
     reuse: PassState | None = None,
-    windows: int = 1,
 ) -> tuple[PassState, PartitionSums]:
     """Both passes over `relation` (a table or view of measurements) for the given models.
 
-    `windows`: audit periods the lines belong to (more than one: each line's bit mask in column WINDOW_MASK;
-    at most one nested segment column). Every test is computed per window, over that window's lines
-    only, in slots w * len(slots) + slot: one read and one walk over the lines serve every window.
-
+    `segments`: at most one segment column (name, code column, number of values) nested in the units.
     `reuse`: an earlier pass over the same relation and units, whose pass-1 counts are taken instead of
     streaming the lines again (the secondary models of a check reuse its main pass's), and its lines
     when it held them.
@@ -271,20 +258,17 @@ def fit_pass(
     DuckDB for pass 1, again per partition of pass 2 and again for the secondary pass (a 30-day audit:
     nine queries a check). Larger passes stream, in bounded memory.
     """
-    if windows > 1 and len(segments) > 1:
-        raise ValueError("a pass over several windows takes at most one nested segment column")
-    state = PassState(unit_key, fe_key, Slots.build(segments), models, controls, leverage_adjusted, n_units, n_fe,
-                      n_windows=windows)
+    if len(segments) > 1:
+        raise ValueError("a pass takes at most one segment column")
+    state = PassState(unit_key, fe_key, Slots.build(segments), models, controls, leverage_adjusted, n_units, n_fe)
     # fetchall: a result left pending (fetchone) would block the executor's own use of the connection
     n_lines, max_customer = con.execute(f"select count(*), coalesce(max(ci), -1) from {relation}").fetchall()[0]
     state.n_customers = int(max_customer) + 1
     partitions = max(1, math.ceil(n_lines / LINES_PER_PARTITION))
     held = executor in (None, in_process) and n_lines <= LINES_PER_SCAN
     if reuse is not None and (reuse.unit_key, reuse.fe_key, reuse.n_units, reuse.slots.segment_keys) == (
-            unit_key, fe_key, n_units, state.slots.segment_keys) and reuse.controls == controls \
-            and reuse.n_windows == windows:
+            unit_key, fe_key, n_units, state.slots.segment_keys) and reuse.controls == controls:
         state.fe_of_unit, state.control_of_unit = reuse.fe_of_unit, reuse.control_of_unit
-        state.window_of_unit = reuse.window_of_unit
         state.segment_of_unit = reuse.segment_of_unit
         state.counts = {key: reuse.counts[key] for key in {_count_key(m.lineset) for m in models} & reuse.counts.keys()}
         if held and reuse.lines is not None and set(state.columns()) <= reuse.lines.keys():
@@ -360,27 +344,25 @@ def _sum_partitions(state: PassState, partitions: Iterator[dict[str, np.ndarray]
     return total
 
 
-def load_in_background() -> threading.Thread:
+def load_in_background() -> Future[None]:
     """Import numba, scipy.sparse and scipy.special and load the compiled loops (audits/line_sums.py) on a
     thread: in a new process this costs about 0.6 s (the imports 0.15 s each, numba's first call 0.25 s),
-    which the audit spends meanwhile in DuckDB building the lines (DuckDB releases the GIL).
-    The passes import them where they use them, which waits for an import in progress; the loops' first
-    calls wait for numba's compiler lock. An error here surfaces there, with its traceback."""
+    which the audit spends meanwhile in DuckDB building the lines (DuckDB releases the GIL). The audit
+    waits for the returned future before its first pass, so an error here is raised there."""
 
     def load() -> None:
-        try:
-            import scipy.sparse  # noqa: F401
-            import scipy.special  # noqa: F401  (audits/stats.py)
+        import scipy.sparse  # noqa: F401
+        import scipy.special  # noqa: F401  (audits/stats.py)
 
-            from audits.line_sums import compile_kernels
+        from audits.line_sums import compile_kernels
 
-            compile_kernels()
-        except Exception:  # noqa: BLE001 - raised again where the pass imports or calls it
-            pass
+        compile_kernels()
 
-    thread = threading.Thread(target=load, name="load-compiled-loops")
-    thread.start()
-    return thread
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="load-compiled-loops")
+    try:
+        return pool.submit(load)
+    finally:
+        pool.shutdown(wait=False)
 
 
 def _threads() -> int:
@@ -438,7 +420,6 @@ def _first_pass(state: PassState, chunks: Iterator[dict[str, np.ndarray]]) -> No
     state.fe_of_unit = np.zeros(units, np.int64)
     state.control_of_unit = np.zeros((units, len(state.controls)), np.int64)
     state.segment_of_unit = np.full((units, len(state.slots.segment_keys)), -1, np.int64)
-    state.window_of_unit = np.zeros(units, np.int64)
     linesets = list({_count_key(m.lineset): m.lineset for m in state.models}.values())
     for ls in linesets:
         state.counts[_count_key(ls)] = (np.zeros((units, ls.width)), np.zeros((units, ls.width)))
@@ -451,7 +432,6 @@ def _first_pass(state: PassState, chunks: Iterator[dict[str, np.ndarray]]) -> No
                 state.control_of_unit[unit, j] = lines[column]
         for j, key in enumerate(state.slots.segment_keys):
             state.segment_of_unit[unit, j] = lines[key]
-        state.window_of_unit[unit] = lines[WINDOW_MASK] if state.n_windows > 1 else 1
         y = np.asarray(lines["y"], dtype=np.float64)
         for ls in linesets:
             line_sums.add_unit_counts(unit, _codes(lines, ls), y, *state.counts[_count_key(ls)])
@@ -466,21 +446,16 @@ def _summing(into: np.ndarray, n_into: int, items: np.ndarray | None = None, n_i
     return sp.csr_matrix((np.ones(len(into)), (into, items)), shape=(n_into, len(into) if n_items is None else n_items))
 
 
-def _slot_matrix(state: PassState, segment_of: np.ndarray, window_of: np.ndarray) -> sp.csr_matrix:
-    """Slots x units: 1 where the unit belongs to the slot (in each of its windows: the window's slot 0 and
-    its segment values' slots; a unit without lines in the pass is in none, and adds nothing anyway)."""
+def _slot_matrix(segment_of: np.ndarray, offsets: tuple[int, ...], n_slots: int) -> sp.csr_matrix:
+    """Slots x units: 1 where the unit belongs to the slot (the whole population's slot 0, and its segment
+    value's slot; a unit without lines in the pass adds nothing anyway)."""
     n = segment_of.shape[0]
-    rows, cols = [], []
-    for w in range(state.n_windows):
-        in_window = (window_of >> w) & 1 == 1
-        first = w * len(state.slots)
-        rows.append(np.full(int(in_window.sum()), first, np.int64))
-        cols.append(np.flatnonzero(in_window))
-        for j, offset in enumerate(state.slots.offsets):
-            inside = in_window & (segment_of[:, j] >= 0)
-            rows.append(first + offset + segment_of[inside, j])
-            cols.append(np.flatnonzero(inside))
-    return _summing(np.concatenate(rows), state.n_slots, np.concatenate(cols), n)
+    rows, cols = [np.zeros(n, np.int64)], [np.arange(n)]
+    for j, offset in enumerate(offsets):
+        inside = segment_of[:, j] >= 0
+        rows.append(offset + segment_of[inside, j])
+        cols.append(np.flatnonzero(inside))
+    return _summing(np.concatenate(rows), n_slots, np.concatenate(cols), n)
 
 
 def _fit(state: PassState, model: Model) -> Fitted:
@@ -494,15 +469,13 @@ def _fit(state: PassState, model: Model) -> Fitted:
         # a fixed effect's segment values are its cells' (nested: every cell of it has the same); a cell
         # without lines in this pass has neither, and must not write its defaults over fixed effect 0's
         segment_of = np.full((state.n_fe, state.segment_of_unit.shape[1]), -1, np.int64)
-        window_of = np.zeros(state.n_fe, np.int64)  # a fixed effect is per day too: its cells' windows
         has_lines = n_cell.sum(axis=1) > 0
         segment_of[unit_of_unit[has_lines]] = state.segment_of_unit[has_lines]
-        window_of[unit_of_unit[has_lines]] = state.window_of_unit[has_lines]
     else:
         unit_of_unit = np.arange(state.n_units)
         n, sy = n_cell, sy_cell
-        segment_of, window_of = state.segment_of_unit, state.window_of_unit
-    slots = _slot_matrix(state, segment_of, window_of)
+        segment_of = state.segment_of_unit
+    slots = _slot_matrix(segment_of, state.slots.offsets, state.n_slots)
     N, SY = n.sum(axis=1), sy.sum(axis=1)
     safe = np.where(N > 0, N, 1)
     share, y_bar = n / safe[:, None], SY / safe
@@ -527,7 +500,7 @@ def _fit(state: PassState, model: Model) -> Fitted:
     suy = slots @ (sy - n * y_bar[:, None])
     if n_cov:
         if model.kind == "adjusted":  # the controls' dummies are constant within a cell: sum over cells
-            cell_slots = _slot_matrix(state, state.segment_of_unit, state.window_of_unit)
+            cell_slots = _slot_matrix(state.segment_of_unit, state.slots.offsets, state.n_slots)
             sqq_raw = _qq(cell_slots, q_of_unit * n_cell.sum(axis=1)[:, None], q_of_unit)
             sqy_raw = cell_slots @ (q_of_unit * sy_cell.sum(axis=1)[:, None])
             squ_raw = np.stack([cell_slots @ (n_cell * q_of_unit[:, [l]]) for l in range(n_cov)], axis=2)
@@ -558,6 +531,11 @@ def _fit(state: PassState, model: Model) -> Fitted:
     if model.kind == "adjusted":  # to the pass unit (cell), where the controls' deviation is constant
         per_unit = [values[unit_of_unit] for values in per_unit[:3]] + [q_of_unit - q_bar[unit_of_unit]]
     fitted = Fitted(model, np.column_stack(per_unit), beta, pi, pi_y, bread)
+    if model.kind == "contrast":
+        both = (n > 0) & (n < N[:, None])  # the unit has lines of the code and of other codes
+        reference = N[:, None] - n
+        fitted.coverage = {"lines_group": slots @ n, "lines_group_compared": slots @ (n * both),
+                           "lines_reference": slots @ reference, "lines_reference_compared": slots @ (reference * both)}
     if model.with_rate:
         # the reference's lines weighted by the group's share of their cell: sum p * y0 / sum p * n0
         fitted.rate_weight = slots @ (share * (N[:, None] - n))
@@ -631,39 +609,44 @@ def _scaled_pinv(matrix: np.ndarray) -> np.ndarray:
 def partition_sums(state: PassState, lines: dict[str, np.ndarray]) -> PartitionSums:
     """Pass 2 over one partition of customers: per model, slot x code sums (additive over partitions).
 
-    The lines are summed in customer order (sorted here if they do not come sorted).
+    The lines are summed in (customer, segment) order (sorted here if they do not come sorted): per model
+    one walk (`line_sums.add_cluster_scores`) that sums each customer's and row's score line by line and
+    squares it when its lines end, so no per-row arrays are built.
     """
+    from audits import line_sums  # numba: loaded meanwhile by load_in_background
+
     if len(lines["y"]) == 0:
         return {}
     lines, keys = _in_line_order(state, lines)
-    if len(keys) <= 2:  # at most one nested segment column: every cluster's lines are consecutive
-        return _walk_sums(state, lines, keys)
-    return _sliced_sums(state, lines, keys)
-
-
-def _sliced_sums(state: PassState, lines: dict[str, np.ndarray], keys: list[np.ndarray]) -> PartitionSums:
-    """Pass 2 over sorted lines with several nested segment columns, whose clusters (a customer within one
-    column's value) are not consecutive lines: per slice of customers, every row's sums, then each
-    slot group's clusters gathered from its rows and scored (`_rollups`)."""
     out: PartitionSums = {}
-    n = len(keys[0])
     customer = keys[0]
-    new_customer = np.flatnonzero(np.diff(customer)) + 1
-    # slices of whole customers, at most about LINES_PER_PARTITION lines and CUSTOMERS_PER_SLICE
-    # customers (per-row arrays grow with customers: a short period has about one row per line)
-    by_lines = new_customer[np.searchsorted(new_customer, np.arange(LINES_PER_PARTITION, n, LINES_PER_PARTITION))
-                            .clip(max=len(new_customer) - 1)] if len(new_customer) else new_customer
-    by_customers = new_customer[CUSTOMERS_PER_SLICE - 1::CUSTOMERS_PER_SLICE]
-    cuts = [0, *np.union1d(by_lines, by_customers).tolist(), n]
-    for start, stop in zip(cuts[:-1], cuts[1:], strict=True):
-        if stop > start:
-            add_sums(out, _slice_sums(state, {name: np.asarray(v)[start:stop] for name, v in lines.items()},
-                                      [key[start:stop] for key in keys]))
+    segment = keys[1] if len(keys) > 1 else np.zeros(0, np.int64)
+    offset = state.slots.offsets[0] if len(keys) > 1 else 0
+    unit = np.asarray(lines[state.unit_key], dtype=np.int64)
+    y = np.asarray(lines["y"], dtype=np.float64)
+    for index, fitted in enumerate(state.fitted):
+        model = fitted.model
+        n_slots, t = fitted.beta.shape[0], len(model.lineset.tested)
+        totals = {name: np.zeros((n_slots, t)) for name in
+                  ("meat_group", "meat_reference", "n_clusters", "n_group", "n_reference", "rate_meat")}
+        totals["n_any_code"] = np.zeros((n_slots, model.lineset.width))
+        totals["n_any"] = np.zeros((n_slots, 1))
+        code_q = np.ascontiguousarray(model.components, dtype=np.float64) if model.kind == "excess" \
+            else np.zeros((0, 0))
+        beta, pi, pi_y, rate, needed = fitted.totals_inputs
+        line_sums.add_cluster_scores(customer, segment, offset, unit, _codes(lines, model.lineset), y,
+                                     fitted.unit_table, np.asarray(model.lineset.tested, dtype=np.int64), code_q,
+                                     model.kind == "contrast", beta, pi, pi_y, rate, needed, totals["meat_group"],
+                                     totals["meat_reference"], totals["n_clusters"], totals["n_group"],
+                                     totals["n_reference"], totals["rate_meat"], totals["n_any_code"],
+                                     totals["n_any"])
+        for name, values in totals.items():
+            out[f"{index}:{name}"] = values
     return out
 
 
 def _is_sorted(keys: list[np.ndarray]) -> bool:
-    """Are the lines in (customer, segment codes) order?"""
+    """Are the lines in (customer, segment code) order?"""
     previous_equal = np.ones(len(keys[0]) - 1, dtype=bool)
     for key in keys:
         step = np.diff(key)
@@ -671,155 +654,6 @@ def _is_sorted(keys: list[np.ndarray]) -> bool:
             return False
         previous_equal &= step == 0
     return True
-
-
-def _walk_sums(state: PassState, lines: dict[str, np.ndarray], keys: list[np.ndarray]) -> PartitionSums:
-    """Pass 2 over lines sorted by customer and (at most one) nested segment value: per model one walk
-    (`line_sums.add_cluster_scores`) that sums each customer's and row's score line by line and squares
-    it when its lines end, so no per-row arrays are built."""
-    from audits import line_sums  # numba: imported meanwhile by load_in_background
-
-    out: PartitionSums = {}
-    customer = keys[0]
-    segment = keys[1] if len(keys) > 1 else np.zeros(0, np.int64)
-    offset = state.slots.offsets[0] if len(keys) > 1 else 0
-    unit = np.asarray(lines[state.unit_key], dtype=np.int64)
-    y = np.asarray(lines["y"], dtype=np.float64)
-    window_mask = np.asarray(lines[WINDOW_MASK], dtype=np.int64) if state.n_windows > 1 else np.zeros(0, np.int64)
-    for index, fitted in enumerate(state.fitted):
-        model = fitted.model
-        n_slots, t = fitted.beta.shape[0], len(model.lineset.tested)
-        totals = {name: np.zeros((n_slots, t)) for name in
-                  ("meat_group", "meat_reference", "n_clusters", "n_group", "rate_meat")}
-        totals["n_any_code"] = np.zeros((n_slots, model.lineset.width))
-        totals["n_any"] = np.zeros((n_slots, 1))
-        code_q = np.ascontiguousarray(model.components, dtype=np.float64) if model.kind == "excess" \
-            else np.zeros((0, 0))
-        beta, pi, pi_y, rate, needed = fitted.totals_inputs
-        line_sums.add_cluster_scores(customer, segment, offset, window_mask, len(state.slots), unit,
-                                     _codes(lines, model.lineset), y,
-                                     fitted.unit_table, np.asarray(model.lineset.tested, dtype=np.int64), code_q,
-                                     model.kind == "contrast", beta, pi, pi_y, rate, needed, totals["meat_group"],
-                                     totals["meat_reference"], totals["n_clusters"], totals["n_group"],
-                                     totals["rate_meat"], totals["n_any_code"], totals["n_any"])
-        for name, values in totals.items():
-            out[f"{index}:{name}"] = values
-    return out
-
-
-def _slice_sums(state: PassState, lines: dict[str, np.ndarray], keys: list[np.ndarray]) -> PartitionSums:
-    out: PartitionSums = {}
-    n = len(keys[0])
-    changed = np.zeros(n, dtype=bool)
-    changed[0] = True
-    for key in keys:
-        changed[1:] |= key[1:] != key[:-1]
-    starts = np.flatnonzero(changed)
-    row = np.cumsum(changed) - 1
-    rows = _Rows(starts, row, [key[starts] for key in keys])
-    rollups = _rollups(state, rows)
-    unit = np.asarray(lines[state.unit_key], dtype=np.int64)
-    y = np.asarray(lines["y"], dtype=np.float64)
-    for index, fitted in enumerate(state.fitted):
-        sums = _model_row_sums(fitted, lines, unit, rows, y)
-        for name, values in _model_totals(fitted, sums, rollups).items():
-            out[f"{index}:{name}"] = values
-    return out
-
-
-@dataclass(frozen=True)
-class _Rows:
-    """A slice's lines in row order: a row is one customer x nested segment values."""
-
-    starts: np.ndarray  # first line of each row
-    row: np.ndarray  # line -> row
-    keys: list[np.ndarray]  # per row: customer, then each nested segment code
-
-    def __len__(self) -> int:
-        return len(self.starts)
-
-
-@dataclass(frozen=True)
-class _Rollup:
-    """Rows -> clusters of one slot group (overall: a customer; a nested segment column: a customer in one
-    segment value) and each cluster's slot. A cluster's rows are consecutive (`starts`), or, when rows
-    hold several nested segment columns, gathered first by `matrix` (summing rows into clusters)."""
-
-    starts: np.ndarray  # clusters + 1
-    slot_of: np.ndarray  # per cluster (-1: none)
-    matrix: sp.csr_matrix | None = None
-
-    def apply(self, values: np.ndarray) -> np.ndarray:
-        if self.matrix is None:
-            return values
-        flat = values.reshape(values.shape[0], math.prod(values.shape[1:]))
-        return np.asarray(self.matrix @ flat).reshape((self.matrix.shape[0], *values.shape[1:]))
-
-
-def _rollups(state: PassState, rows: _Rows) -> list[_Rollup]:
-    customer = rows.keys[0]
-    first = np.flatnonzero(np.r_[True, customer[1:] != customer[:-1]])
-    out = [_Rollup(np.append(first, len(customer)), np.zeros(len(first), np.int64))]
-    each_row = np.arange(len(customer) + 1)
-    for j in range(len(state.slots.segment_keys)):
-        value = rows.keys[j + 1]
-        if len(state.slots.segment_keys) == 1:
-            out.append(_Rollup(each_row, np.where(value >= 0, state.slots.offsets[j] + value, -1)))
-            continue
-        valid = value >= 0
-        key = customer * (int(value.max(initial=0)) + 1) + value
-        uniq, inverse = np.unique(key[valid], return_inverse=True)
-        matrix = _summing(inverse, len(uniq), np.flatnonzero(valid), len(customer))
-        slot_of = state.slots.offsets[j] + value[valid][np.unique(inverse, return_index=True)[1]]
-        out.append(_Rollup(np.arange(len(uniq) + 1), slot_of, matrix))
-    return out
-
-
-def _model_row_sums(fitted: Fitted, lines: dict[str, np.ndarray], unit: np.ndarray, rows: _Rows,
-                    y: np.ndarray) -> dict[str, np.ndarray]:
-    """Per row (customer x nested segment values) and tested code: the beta- and pi-free parts of the score
-    (audits/line_sums.py sums them in one compiled walk over the lines)."""
-    from audits import line_sums  # numba: imported meanwhile by load_in_background
-
-    model = fitted.model
-    tested = np.asarray(model.lineset.tested, dtype=np.int64)
-    codes = _codes(lines, model.lineset)
-    n_rows, t, n_cov = len(rows), len(tested), fitted.pi.shape[2]
-    code_q = np.ascontiguousarray(model.components, dtype=np.float64) if model.kind == "excess" else np.zeros((0, 0))
-    width = model.lineset.width if model.kind == "contrast" else 0  # any_own: contrasts only
-    sums = {"A": np.zeros((n_rows, t)), "B": np.zeros((n_rows, t)), "C": np.zeros((n_rows, t, n_cov)),
-            "E": np.zeros((n_rows, n_cov)), "F": np.zeros((n_rows, n_cov, n_cov)),
-            "own_count": np.zeros((n_rows, t)), "any_own": np.zeros((n_rows, width)),
-            "V": np.zeros((n_rows, t if model.with_rate else 0)), "W": np.zeros((n_rows, t if model.with_rate else 0))}
-    live = np.zeros(n_rows if n_cov else 0)
-    line_sums.add_line_sums(rows.row, unit, codes, y, fitted.unit_table, tested, code_q, sums["A"], sums["B"],
-                            sums["C"], sums["E"], sums["F"], live, sums["own_count"], sums["any_own"], sums["V"],
-                            sums["W"])
-    # A customer counts for a test when one of its lines is in a cell with its reference: with covariates,
-    # a line of k > 0; else when 0 < p < 1, exactly when B = sum k (D - p)^2 > 0 (p = 0 or 1 adds exactly 0)
-    sums["count"] = np.repeat(live[:, None], t, axis=1) if n_cov else sums["B"]
-    return sums
-
-
-def _model_totals(fitted: Fitted, sums: dict[str, np.ndarray], rollups: list[_Rollup]) -> dict[str, np.ndarray]:
-    """Square each customer's score per test and add up per slot x tested code (audits/line_sums.py)."""
-    from audits import line_sums  # numba: imported meanwhile by load_in_background
-
-    n_slots, t = fitted.beta.shape[0], len(fitted.model.lineset.tested)
-    totals = {name: np.zeros((n_slots, t)) for name in
-              ("meat_group", "meat_reference", "n_clusters", "n_group", "rate_meat")}
-    totals["n_any_code"] = np.zeros((n_slots, fitted.model.lineset.width))
-    totals["n_any"] = np.zeros((n_slots, 1))
-    beta, pi, pi_y, rate, needed = fitted.totals_inputs
-    for rollup in rollups:
-        if len(rollup.slot_of) == 0:
-            continue
-        r = {name: rollup.apply(values) for name, values in sums.items()}
-        line_sums.add_customer_totals(rollup.starts, rollup.slot_of, r["A"], r["B"], r["C"], r["E"], r["F"],
-                                      r["count"], r["own_count"], r["any_own"], r["V"], r["W"], beta, pi, pi_y, rate,
-                                      needed, totals["meat_group"], totals["meat_reference"], totals["n_clusters"],
-                                      totals["n_group"], totals["rate_meat"], totals["n_any_code"], totals["n_any"])
-    return totals
 
 
 def results(state: PassState, sums: PartitionSums) -> list[dict[tuple[int, int], TestSums]]:
@@ -842,6 +676,9 @@ def results(state: PassState, sums: PartitionSums) -> list[dict[tuple[int, int],
                 test.meat_group, test.meat_reference = total("meat_group", s, column), total("meat_reference", s, column)
                 test.n_clusters = int(round(total("n_clusters", s, column)))
                 test.n_group = int(round(total("n_group", s, column)))
+                test.n_reference = int(round(total("n_reference", s, column)))
+                for name, values in fitted.coverage.items():
+                    setattr(test, name, float(values[s, g]))
                 test.bread = float(fitted.bread[s, g])
                 test.n_any_group = int(round(total("n_any_code", s, g)))
                 if lineset.pair is None:

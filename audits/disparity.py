@@ -18,6 +18,7 @@ import numpy as np
 
 from audits import contrasts
 from audits.coding import INTERSECTION, Coding, GroupSet  # noqa: F401  (INTERSECTION: re-exported)
+from audits.catalogue import CHECKS_BY_NAME
 from audits.config import Config
 from audits.contrasts import LineSet, Model, TestSums
 from audits.errors import one_line
@@ -31,9 +32,6 @@ METRICS: dict[str, str] = {
     "discount_depth": "discount_pct_diff",
     "loyalty_penalty": "price_ratio",
 }
-# Checks whose regression-adjusted estimate (additive fixed effects for product x day and each
-# control) is reported beside the within-cell one.
-ADJUSTED_CHECKS = ("price_gap", "loyalty_penalty")
 
 Interval = tuple[float | None, float | None, float | None, float | None]  # estimate, low, high, p
 SECONDARY_ERRORS = (duckdb.Error, ArithmeticError, ValueError, np.linalg.LinAlgError)
@@ -104,53 +102,33 @@ def run_disparity(
 ) -> list[RawTest]:
     """Measure one check over every planned dimension and estimate every group against its reference.
 
-    `is_candidate` says which intersection tests might be flagged: only those get the excess
-    regression over their components. Problems that did not stop the check are appended to `notes`.
+    `is_candidate` says which tests might be flagged: only those get the secondary estimates (the
+    regression-adjusted one; for intersections, the excess over their components). Problems that did not
+    stop the check are appended to `notes`.
     """
-    return run_disparity_windows(con, check, config, coding, contrast, is_candidate=is_candidate, notes=notes,
-                                 leverage_adjusted=leverage_adjusted)[0]
-
-
-def run_disparity_windows(
-    con: duckdb.DuckDBPyConnection,
-    check: str,
-    config: Config,
-    coding: Coding,
-    contrast: ContrastExecutor = in_process_contrast,
-    *,
-    windows: int = 1,
-    is_candidate: Callable[[RawTest], bool] = lambda test: False,
-    notes: list[str] | None = None,
-    leverage_adjusted: bool = True,
-) -> list[list[RawTest]]:
-    """run_disparity for each of several windows (audit periods) over the same lines, in the same passes:
-    each line carries its windows as a bit mask (column `wmask` of `coded_lines`), and each window's tests
-    are computed from its own lines only (audits/contrasts.py: fit_pass). Returns each window's tests."""
     notes = notes if notes is not None else []
     dimensions = plan_dimensions(config, check=check)
     if not dimensions:
-        return [[] for _ in range(windows)]
+        return []
     query = load_sql(f"checks/{check}")
-    params = {name: {"max_discount_pct": config.max_discount_pct, "tenure_days": config.tenure_days,
-                     "min_price_gap": config.min_price_gap}[name] for name in query.params}
+    params = query.bind(config.sql_values())
     kind = "table" if params else "view"  # a view cannot hold parameters
     con.execute(f"create or replace temp {kind} measurements as {query.sql}", params)
-    plan = _Plan(coding, dimensions, check, leverage_adjusted=leverage_adjusted, windows=windows)
+    plan = _Plan(coding, dimensions, check, leverage_adjusted=leverage_adjusted)
     tests = plan.run(con, contrast)
 
     def shown(test: RawTest) -> bool:
         return test.estimate is not None and min(test.n_customers_group, test.n_customers_reference) \
             >= config.min_group_customers
 
-    # The secondary estimates serve the judgement of what may be flagged, so only those tests get them.
-    flaggable = [[t for t in window if shown(t) and is_candidate(t)] for window in tests]
-    adjusted = flaggable if check in ADJUSTED_CHECKS else [[] for _ in tests]
-    excess = [[t for t in window if len(t.dimension.columns) > 1] for window in flaggable]
-    if any(adjusted) or any(excess):
+    flaggable = [t for t in tests if shown(t) and is_candidate(t)]
+    adjusted = flaggable if CHECKS_BY_NAME[check].adjusted else []
+    excess = [t for t in flaggable if len(t.dimension.columns) > 1]
+    if adjusted or excess:
         try:
             tests = plan.with_secondary(con, contrast, tests, adjusted=adjusted, excess=excess)
         except SECONDARY_ERRORS as err:
-            what = "regression-adjusted estimates and " if any(adjusted) else ""
+            what = "regression-adjusted estimates and " if adjusted else ""
             notes.append(f"{what}intersections' excess over their components unavailable ({_one_line(err)})")
     return tests
 
@@ -158,10 +136,9 @@ def run_disparity_windows(
 class _Plan:
     """The line sets, passes and models one check needs, and the turning of their sums into tests."""
 
-    def __init__(self, coding: Coding, dimensions: list[Dimension], check: str, *, leverage_adjusted: bool,
-                 windows: int = 1):
+    def __init__(self, coding: Coding, dimensions: list[Dimension], check: str, *, leverage_adjusted: bool):
         self.coding, self.dimensions, self.check = coding, dimensions, check
-        self.leverage_adjusted, self.windows = leverage_adjusted, windows
+        self.leverage_adjusted = leverage_adjusted
         self.main_states: dict[str, contrasts.PassState] = {}  # per unit key: pass 1, reused by the secondary
         self.linesets: dict[tuple[tuple[str, ...], str | None], list[tuple[str, LineSet]]] = {}
         for d in dimensions:
@@ -170,9 +147,10 @@ class _Plan:
                 self.linesets[key] = _linesets(coding.sets[d.columns], d.reference)
 
     def passes(self) -> list[tuple[str, str, int, int, list[tuple[str, str, int]], list[Dimension]]]:
-        """(unit key, fe key, units, fixed effects, nested segments, dimensions) per pass over the lines."""
+        """(unit key, fe key, units, fixed effects, segment, dimensions) per pass over the lines: the first
+        segment column nested in the cells shares the main pass; every other one has a pass of its own."""
         nested = [s for s in dict.fromkeys(d.segment_column for d in self.dimensions if d.segment_column)
-                  if self.coding.segments[s].cell_key == "xi"]
+                  if self.coding.segments[s].cell_key == "xi"][:1]
         first = [d for d in self.dimensions if d.segment_column is None or d.segment_column in nested]
         out = [("xi", "fi", self.coding.n_cells, self.coding.n_fe,
                 [(s, self.coding.segments[s].key, len(self.coding.segments[s].values)) for s in nested], first)]
@@ -184,9 +162,9 @@ class _Plan:
                         [d for d in self.dimensions if d.segment_column == s]))
         return out
 
-    def run(self, con: duckdb.DuckDBPyConnection, executor: ContrastExecutor) -> list[list[RawTest]]:
-        """Each window's tests, in the order of the passes, dimensions, segment values and groups."""
-        tests: list[list[RawTest]] = [[] for _ in range(self.windows)]
+    def run(self, con: duckdb.DuckDBPyConnection, executor: ContrastExecutor) -> list[RawTest]:
+        """Every test, in the order of the passes, dimensions, segment values and groups."""
+        tests: list[RawTest] = []
         with_rate = METRICS[self.check] == "adverse_impact_ratio"
         controls = tuple((key, levels) for _, key, levels in self.coding.controls)
         for unit_key, fe_key, n_units, n_fe, segments, dims in self.passes():
@@ -195,18 +173,16 @@ class _Plan:
             state, sums = contrasts.fit_pass(con, "measurements", unit_key=unit_key, fe_key=fe_key,
                                              n_units=n_units, n_fe=n_fe, segments=segments, models=models,
                                              controls=controls, leverage_adjusted=self.leverage_adjusted,
-                                             executor=executor, windows=self.windows)
+                                             executor=executor)
             self.main_states[unit_key] = replace(state, fitted=[])  # pass 1's arrays only, not the fits
             contrast_of = dict(zip(used, contrasts.results(state, sums), strict=True))
-            for w, window_tests in enumerate(tests):
-                first = w * len(state.slots)  # the window's slots
-                for d in dims:
-                    for slot, value in self._slots(state.slots, d):
-                        for group, ls in self.linesets[(d.columns, d.reference)]:
-                            code = self._code_in(d.columns, group, ls)
-                            test = self._raw_test(d, value, group, contrast_of[ls].get((first + slot, code)))
-                            if test is not None:
-                                window_tests.append(test)
+            for d in dims:
+                for slot, value in self._slots(state.slots, d):
+                    for group, ls in self.linesets[(d.columns, d.reference)]:
+                        code = self._code_in(d.columns, group, ls)
+                        test = self._raw_test(d, value, group, contrast_of[ls].get((slot, code)))
+                        if test is not None:
+                            tests.append(test)
         return tests
 
     def _slots(self, slots: contrasts.Slots, d: Dimension) -> list[tuple[int, str]]:
@@ -230,8 +206,8 @@ class _Plan:
                        estimate, low, high, p, difference=difference,
                        reference_mean=reference[0] if reference else None, group_parts=parts)
 
-    def with_secondary(self, con: duckdb.DuckDBPyConnection, executor: ContrastExecutor, tests: list[list[RawTest]],
-                       *, adjusted: list[list[RawTest]], excess: list[list[RawTest]]) -> list[list[RawTest]]:
+    def with_secondary(self, con: duckdb.DuckDBPyConnection, executor: ContrastExecutor, tests: list[RawTest],
+                       *, adjusted: list[RawTest], excess: list[RawTest]) -> list[RawTest]:
         """The regression-adjusted estimate of `adjusted` and the excess of `excess`, in one more pass.
 
         Adjusted: additive fixed effects for product x day and for each control (audits/contrasts.py).
@@ -242,23 +218,21 @@ class _Plan:
         found: dict[tuple[str, int], Estimate | None] = {}
         controls = tuple((key, levels) for _, key, levels in self.coding.controls)
         for unit_key, fe_key, n_units, n_fe, segments, dims in self.passes():
-            # (kind, window, test, its line set without tested codes: the model it belongs to)
-            jobs = [("adjusted", w, t, replace(self._lineset_of(t), tested=()))
-                    for w, window in enumerate(adjusted) for t in window if t.dimension in dims]
-            jobs += [("excess", w, t, LineSet(self.coding.sets[t.dimension.columns].key,
-                                              self.coding.sets[t.dimension.columns].n_codes, ()))
-                     for w, window in enumerate(excess) for t in window if t.dimension in dims]
+            # (kind, test, its line set without tested codes: the model it belongs to)
+            jobs = [("adjusted", t, replace(self._lineset_of(t), tested=())) for t in adjusted if t.dimension in dims]
+            jobs += [("excess", t, LineSet(self.coding.sets[t.dimension.columns].key,
+                                           self.coding.sets[t.dimension.columns].n_codes, ()))
+                     for t in excess if t.dimension in dims]
             if not jobs:
                 continue
             # one model per kind and line set, testing the codes its jobs ask for, in the slots they ask for
-            slots = contrasts.Slots.build(segments)  # as fit_pass builds them, once per window
+            slots = contrasts.Slots.build(segments)  # as fit_pass builds them
             # each job's (slot, code): where its test is in its model's results (the code depends on the line set)
-            placed = {(kind, id(t)): (w * len(slots) + next(s for s, v in self._slots(slots, t.dimension)
-                                                            if v == t.segment_value),
-                                      self._code_in(t.dimension.columns, t.group, ls)) for kind, w, t, ls in jobs}
+            placed = {(kind, id(t)): (next(s for s, v in self._slots(slots, t.dimension) if v == t.segment_value),
+                                      self._code_in(t.dimension.columns, t.group, ls)) for kind, t, ls in jobs}
             slot_codes: dict[tuple[str, LineSet], set[tuple[int, int]]] = {}
             components: dict[LineSet, np.ndarray] = {}
-            for kind, _, t, ls in jobs:
+            for kind, t, ls in jobs:
                 slot_codes.setdefault((kind, ls), set()).add(placed[(kind, id(t))])
                 if kind == "excess":
                     components[ls] = _component_dummies(self.coding.sets[t.dimension.columns])
@@ -270,22 +244,19 @@ class _Plan:
             state, sums = contrasts.fit_pass(con, "measurements", unit_key=unit_key, fe_key=fe_key,
                                              n_units=n_units, n_fe=n_fe, segments=segments, models=models,
                                              controls=controls, leverage_adjusted=self.leverage_adjusted,
-                                             executor=executor, reuse=self.main_states.get(unit_key),
-                                             windows=self.windows)
+                                             executor=executor, reuse=self.main_states.get(unit_key))
             per_model = dict(zip(tested, contrasts.results(state, sums), strict=True))
-            for kind, _, t, ls in jobs:
+            for kind, t, ls in jobs:
                 result = per_model[(kind, ls)].get(placed[(kind, id(t))])
                 found[(kind, id(t))] = result.estimate() if result is not None else None
-        out: list[list[RawTest]] = []
-        for window in tests:
-            out.append([])
-            for t in window:
-                key = id(t)
-                if ("adjusted", key) in found:
-                    t = replace(t, adjusted=metric_interval(self.check, found[("adjusted", key)]))
-                if ("excess", key) in found:
-                    t = replace(t, excess=found[("excess", key)])
-                out[-1].append(t)
+        out: list[RawTest] = []
+        for t in tests:
+            key = id(t)  # the test as the jobs knew it, before any replace
+            if ("adjusted", key) in found:
+                t = replace(t, adjusted=metric_interval(self.check, found[("adjusted", key)]))
+            if ("excess", key) in found:
+                t = replace(t, excess=found[("excess", key)])
+            out.append(t)
         return out
 
     def _lineset_of(self, t: RawTest) -> LineSet:

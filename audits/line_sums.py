@@ -1,14 +1,13 @@
-"""The disparity engine's loops over lines, compiled (numba): pass 2's per-customer scores, and pass 1's unit
-counts (`add_unit_counts`).
+"""The disparity engine's loops over lines, compiled (numba): pass 2's per-customer scores
+(`add_cluster_scores`) and pass 1's unit counts (`add_unit_counts`).
 
-`add_cluster_scores` is pass 2 for a pass with at most one nested segment column (every audit the config
-can describe with one `segment_by` column nested in the cells, and every audit without one). It walks a
-partition's lines in (customer, segment value) order. For each line and each tested code g of the model,
-with the line's unit u, weight k = k[u], centred measurement y~ = y - y_bar[u], the group indicator D_g,
-the group's share p_g of the unit, and the covariates' deviations z = q - q_bar[u] (the controls' dummies
-of the line's cell for the adjusted model, the component attributes' dummies of the line's code for an
-intersection's excess; none otherwise), it adds to the score of each cluster the line belongs to (its
-customer, in the overall slot; its customer within its segment value, in that value's slot)
+`add_cluster_scores` walks a partition's lines in (customer, segment value) order. For each line and
+each tested code g of the model, with the line's unit u, weight k = k[u], centred measurement
+y~ = y - y_bar[u], the group indicator D_g, the group's share p_g of the unit, and the covariates'
+deviations z = q - q_bar[u] (the controls' dummies of the line's cell for the adjusted model, the
+component attributes' dummies of the line's code for an intersection's excess; none otherwise), it adds
+to the score of each cluster the line belongs to (its customer, in the overall slot; its customer within
+its segment value, in that value's slot)
 
     k u (e - beta u),    u = D_g - p_g - pi_g'z,    e = y~ - pi_y'z
 
@@ -19,14 +18,8 @@ needs and the reference's rate residual sum (1 - D_g) p_g (y - rate). Lines outs
 shares, the covariates' part, built once per model in `contrasts._fit`): random access to units is what
 this loop waits for.
 
-With several nested segment columns a customer's lines within one column's value are not consecutive,
-so pass 2 goes in two steps: `add_line_sums` adds each row's (customer x every segment value) beta-free
-sums A = sum k (D_g - p_g) y~, B = sum k (D_g - p_g)^2, C = sum k (D_g - p_g) z, E = sum k z y~,
-F = sum k z z' (and V, W for the rates), and `add_customer_totals` adds up the rows of each cluster and
-forms the same score from them, A - pi_y'C - pi'E + pi'F pi_y - beta (B - 2 pi'C + pi'F pi).
-
-The loops release the GIL, so pass 2's threads sum partitions side by side. Compiled code is cached next
-to this file (numba's cache): only the first run on a machine pays the compilation (a few seconds).
+The loops release the GIL. Compiled code is cached next to this file (numba's cache): only the first
+run on a machine pays the compilation (a few seconds).
 """
 
 from __future__ import annotations
@@ -97,202 +90,47 @@ def _slots_needed(needed: np.ndarray) -> np.ndarray:
 
 
 @_compiled
-def add_line_sums(
-    row: np.ndarray,  # int64 per line: its row
+def add_cluster_scores(
+    customer: np.ndarray,  # int64 per line: the customer's index; lines in (customer, segment) order
+    segment: np.ndarray,  # int64 per line: the nested segment column's code (-1: none), or empty (no segment)
+    segment_offset: int,  # the segment column's first slot
     unit: np.ndarray,  # int64 per line: its pass unit (cell)
     code: np.ndarray,  # int64 per line: its code in the line set, -1 outside
     y: np.ndarray,  # float64 per line
     table: np.ndarray,  # float64 pass unit x (k, y_bar, p of each tested code, z or q_bar per covariate)
     tested: np.ndarray,  # int64: the tested codes
     code_q: np.ndarray,  # float64 code x covariate: q by code (excess; z = q - q_bar), else empty (z in table)
-    a_sum: np.ndarray,  # rows x tested
-    b_sum: np.ndarray,  # rows x tested
-    c_sum: np.ndarray,  # rows x tested x covariates
-    e_sum: np.ndarray,  # rows x covariates (none: 0 columns)
-    f_sum: np.ndarray,  # rows x covariates x covariates
-    live: np.ndarray,  # rows: lines with k > 0 (models with covariates)
-    own_count: np.ndarray,  # rows x tested: lines of the code, with k > 0 (covariates) or 0 < p < 1 (none)
-    any_own: np.ndarray,  # rows x codes: every code's lines (contrasts; else 0 columns)
-    v_sum: np.ndarray,  # rows x tested (reference rates; else 0 columns)
-    w_sum: np.ndarray,  # rows x tested (reference rates; else 0 columns)
-) -> None:
-    t, n_cov = len(tested), e_sum.shape[1]
-    live_counts, with_any, with_rate = n_cov > 0, any_own.shape[1] > 0, v_sum.shape[1] > 0
-    z = np.empty(n_cov)
-    z_from_code = code_q.shape[0] > 0
-    n = len(row)
-    for i in range(n):
-        _prefetch_ahead(table, unit, i)
-        c = code[i]
-        if c < 0:
-            continue
-        r, u = row[i], unit[i]
-        weight = table[u, 0]
-        y_t = y[i] - table[u, 1]
-        if with_any:
-            any_own[r, c] += 1.0
-        if live_counts and weight > 0:
-            live[r] += 1.0
-        for l in range(n_cov):
-            z[l] = code_q[c, l] - table[u, 2 + t + l] if z_from_code else table[u, 2 + t + l]
-        for l in range(n_cov):
-            kz = weight * z[l]
-            e_sum[r, l] += kz * y_t
-            for m in range(n_cov):
-                f_sum[r, l, m] += kz * z[m]
-        for j in range(t):
-            p = table[u, 2 + j]
-            own = c == tested[j]
-            d = (1.0 if own else 0.0) - p
-            kd = weight * d
-            a_sum[r, j] += kd * y_t
-            b_sum[r, j] += kd * d
-            for l in range(n_cov):
-                c_sum[r, j, l] += kd * z[l]
-            if own:
-                if (weight > 0) if live_counts else (0 < p < 1):
-                    own_count[r, j] += 1.0
-            elif with_rate:
-                v_sum[r, j] += p * y[i]
-                w_sum[r, j] += p
-
-
-@_compiled
-def add_customer_totals(
-    starts: np.ndarray,  # int64, clusters + 1: cluster c sums rows starts[c] to starts[c + 1] - 1
-    slot_of: np.ndarray,  # int64 per cluster: its slot (-1: none)
-    a_sum: np.ndarray, b_sum: np.ndarray, c_sum: np.ndarray, e_sum: np.ndarray, f_sum: np.ndarray,
-    count: np.ndarray,  # rows x tested: > 0 when the row has a line in a cell with its test's reference
-    own_count: np.ndarray, any_own: np.ndarray, v_sum: np.ndarray, w_sum: np.ndarray,  # as add_line_sums
+    track_any: bool,  # contrasts: count the customers with any line of each code
     beta: np.ndarray,  # slot x tested (0 where not identified)
     pi: np.ndarray,  # slot x tested x covariate
     pi_y: np.ndarray,  # slot x covariate
-    rate: np.ndarray,  # slot x tested (reference rates; 0 where not identified)
-    needed: np.ndarray,  # uint8 slot x tested: 1 for the tests to compute (the others are left at 0)
-    meat_group: np.ndarray, meat_reference: np.ndarray, n_clusters: np.ndarray, n_group: np.ndarray,
-    rate_meat: np.ndarray, n_any_code: np.ndarray, n_any: np.ndarray,  # slot x tested (codes; 1)
+    rate: np.ndarray,  # slot x tested: the reference's rate (rates; else 0 columns)
+    needed: np.ndarray,  # uint8 slot x tested: the tests to compute
+    meat_group: np.ndarray, meat_reference: np.ndarray,  # slot x tested: squared scores, by side
+    n_clusters: np.ndarray, n_group: np.ndarray, n_reference: np.ndarray,  # slot x tested: customers counted
+    rate_meat: np.ndarray,  # slot x tested (rates)
+    n_any_code: np.ndarray, n_any: np.ndarray,  # slot x code, slot x 1: customers with any line
 ) -> None:
-    """Each cluster's (customer's, in one slot) score per test from its rows' sums, squared and added to
-    its slot: score = A - pi_y'C - pi'E + pi'F pi_y - beta (B - 2 pi'C + pi'F pi), and the counts."""
-    t, n_cov = a_sum.shape[1], e_sum.shape[1]
-    width = any_own.shape[1]
-    with_any, with_rate = width > 0, v_sum.shape[1] > 0
-    a, b, cnt, own, v, w = np.empty(t), np.empty(t), np.empty(t), np.empty(t), np.empty(t), np.empty(t)
-    c, e, f = np.empty((t, n_cov)), np.empty(n_cov), np.empty((n_cov, n_cov))
-    seen, f_py = np.empty(width), np.empty(n_cov)
-    slot_needed = _slots_needed(needed)
-    for cluster in range(len(slot_of)):
-        s = slot_of[cluster]
-        if s < 0 or not (slot_needed[s] or with_any):
-            continue
-        for array in (a, b, cnt, own, v, w):
-            array[:] = 0.0
-        c[:] = 0.0
-        e[:] = 0.0
-        f[:] = 0.0
-        seen[:] = 0.0
-        for r in range(starts[cluster], starts[cluster + 1]):
-            for j in range(t):
-                if not needed[s, j]:
-                    continue
-                a[j] += a_sum[r, j]
-                b[j] += b_sum[r, j]
-                cnt[j] += count[r, j]
-                own[j] += own_count[r, j]
-                for l in range(n_cov):
-                    c[j, l] += c_sum[r, j, l]
-                if with_rate:
-                    v[j] += v_sum[r, j]
-                    w[j] += w_sum[r, j]
-            for l in range(n_cov):
-                e[l] += e_sum[r, l]
-                for m in range(n_cov):
-                    f[l, m] += f_sum[r, l, m]
-            if with_any:
-                for g in range(width):
-                    seen[g] += any_own[r, g]
-        for m in range(n_cov):  # F pi_y, shared by the tests
-            f_py[m] = 0.0
-            for l in range(n_cov):
-                f_py[m] += f[m, l] * pi_y[s, l]
-        for j in range(t):
-            if not needed[s, j]:
-                continue
-            score = a[j] - beta[s, j] * b[j]
-            if n_cov:
-                py_c, pi_e, pi_c, pf_py, pf_pi = 0.0, 0.0, 0.0, 0.0, 0.0
-                for l in range(n_cov):
-                    pi_l = pi[s, j, l]
-                    py_c += pi_y[s, l] * c[j, l]
-                    pi_e += pi_l * e[l]
-                    pi_c += pi_l * c[j, l]
-                    pf_py += pi_l * f_py[l]
-                    inner = 0.5 * f[l, l] * pi_l  # pi' F pi over l <= m: F is symmetric
-                    for m in range(l + 1, n_cov):
-                        inner += f[l, m] * pi[s, j, m]
-                    pf_pi += 2.0 * pi_l * inner
-                score = a[j] - py_c - pi_e + pf_py - beta[s, j] * (b[j] - 2 * pi_c + pf_pi)
-            in_group, counted = own[j] > 0, cnt[j] > 0
-            if in_group:
-                meat_group[s, j] += score * score
-            elif counted:
-                meat_reference[s, j] += score * score
-                if with_rate:
-                    residual = v[j] - rate[s, j] * w[j]
-                    rate_meat[s, j] += residual * residual
-            if counted:
-                n_clusters[s, j] += 1.0
-                if in_group:
-                    n_group[s, j] += 1.0
-        if with_any:
-            has = False
-            for g in range(width):
-                if seen[g] > 0:
-                    n_any_code[s, g] += 1.0
-                    has = True
-            if has:
-                n_any[s, 0] += 1.0
+    """Pass 2 in one walk over lines sorted by customer and segment value: each cluster's score is summed
+    line by line, with its slot's coefficients, and squared when the cluster's lines end.
 
-
-@_compiled
-def add_cluster_scores(
-    customer: np.ndarray,  # int64 per line: the customer's index; lines in (customer, segment) order
-    segment: np.ndarray,  # int64 per line: the nested segment column's code (-1: none), or empty (no segment)
-    segment_offset: int,  # the segment column's first slot
-    window_mask: np.ndarray,  # int64 per line: bit w set when the line is in window w; empty: one window
-    slots_per_window: int,  # window w's slots are w * slots_per_window + its slot
-    unit: np.ndarray, code: np.ndarray, y: np.ndarray, table: np.ndarray, tested: np.ndarray,
-    code_q: np.ndarray,  # as add_line_sums
-    track_any: bool,  # contrasts: count the customers with any line of each code
-    beta: np.ndarray, pi: np.ndarray, pi_y: np.ndarray, rate: np.ndarray, needed: np.ndarray,  # as add_customer_totals
-    meat_group: np.ndarray, meat_reference: np.ndarray, n_clusters: np.ndarray, n_group: np.ndarray,
-    rate_meat: np.ndarray, n_any_code: np.ndarray, n_any: np.ndarray,
-) -> None:
-    """Pass 2 in one walk over lines sorted by customer and segment value, for passes with at most one
-    nested segment column: each cluster's score is summed line by line, with its slot's coefficients,
-    and squared when the cluster's lines end.
-
-    With beta and pi known from pass 1, a cluster's score (see add_customer_totals) is a sum over its
-    lines of k u (e - beta u), where u = D - p - pi'z is the line's group indicator and e = y~ - pi_y'z
+    With beta and pi known from pass 1, a cluster's score is a sum over its lines of k u (e - beta u), where u = D - p - pi'z is the line's group indicator and e = y~ - pi_y'z
     its measurement, both net of the unit mean and the covariates (Frisch-Waugh-Lovell). A line belongs
     to two clusters: its customer's (the overall slot) and its row's (customer x segment value, that
     value's slot), each with its slot's coefficients. So nothing per row or per customer is kept beyond
     the cluster being summed, and only the tests asked for are summed (a secondary model needs a few).
-
-    Windows (several audit periods over the same lines, each with its own coefficients) are more slots:
-    each cluster is summed once per window, from the lines of that window only, so a line's unit row is
-    read once for all of them."""
+    A cluster counts for a test when one of its lines is in a unit with both sides (without covariates:
+    0 < p < 1; with covariates: k > 0); it is on the group's side when such a line is the group's, and on
+    the reference's when such a line is the reference's (a customer may be on both)."""
     n, t, n_cov = len(customer), len(tested), pi_y.shape[1]
     width = n_any_code.shape[1] if track_any else 0
     with_rate, segmented, z_from_code = rate.shape[1] > 0, len(segment) > 0, code_q.shape[0] > 0
-    windowed = len(window_mask) > 0
-    n_windows = beta.shape[0] // slots_per_window
-    # per level (per window: the customer, in the overall slot; the row, in its segment value's slot) and
-    # test: the score, sum k (D - p)^2 (without covariates: > 0 when the cluster counts), the group's
-    # lines, the rate's residual
-    per_window = 2 if segmented else 1
-    levels = n_windows * per_window
+    # per level (the customer, in the overall slot; the row, in its segment value's slot) and test: the
+    # score, sum k (D - p)^2 (without covariates: > 0 when the cluster counts), the group's and the
+    # reference's lines in units with both sides, the rate's residual
+    levels = 2 if segmented else 1
     score, spread, own = np.zeros((levels, t)), np.zeros((levels, t)), np.zeros((levels, t))
+    other = np.zeros((levels, t))
     residual = np.zeros((levels, t if with_rate else 0))
     seen, live = np.zeros((levels, width)), np.zeros(levels)
     z = np.empty(n_cov)
@@ -302,7 +140,7 @@ def add_cluster_scores(
         ends_customer = i == n or (i > 0 and customer[i] != customer[i - 1])
         ends_row = segmented and i > 0 and (ends_customer or segment[i] != segment[i - 1])
         for level in range(levels):  # the clusters that end here: squared, added to their slot, cleared
-            if not (ends_row if level % per_window == 1 else ends_customer):
+            if not (ends_row if level == 1 else ends_customer):
                 continue
             s = slot[level]
             if s >= 0:
@@ -329,10 +167,13 @@ def add_cluster_scores(
                         n_clusters[s, j] += 1.0
                         if in_group:
                             n_group[s, j] += 1.0
+                        if other[level, j] > 0:
+                            n_reference[s, j] += 1.0
             for j in range(t):
                 score[level, j] = 0.0
                 spread[level, j] = 0.0
                 own[level, j] = 0.0
+                other[level, j] = 0.0
             for j in range(residual.shape[1]):
                 residual[level, j] = 0.0
             for g in range(width):
@@ -340,11 +181,9 @@ def add_cluster_scores(
             live[level] = 0.0
         if i == n:
             break
-        for w in range(n_windows):  # a cluster's slots: set by every line, the same for all its lines
-            slot[w * per_window] = w * slots_per_window
-            if segmented:
-                slot[w * per_window + 1] = w * slots_per_window + segment_offset + segment[i] if segment[i] >= 0 else -1
-        in_windows = window_mask[i] if windowed else 1
+        slot[0] = 0  # a cluster's slots: set by every line, the same for all its lines
+        if segmented:
+            slot[1] = segment_offset + segment[i] if segment[i] >= 0 else -1
         _prefetch_ahead(table, unit, i)
         g = code[i]
         if g < 0:
@@ -356,7 +195,7 @@ def add_cluster_scores(
             z[l] = code_q[g, l] - table[u, 2 + t + l] if z_from_code else table[u, 2 + t + l]
         for level in range(levels):
             s = slot[level]
-            if s < 0 or not (in_windows >> (level // per_window)) & 1:
+            if s < 0:
                 continue
             if width:
                 seen[level, g] += 1.0
@@ -377,11 +216,15 @@ def add_cluster_scores(
                 for l in range(n_cov):
                     d -= pi[s, j, l] * z[l]
                 score[level, j] += weight * d * (e - beta[s, j] * d)
+                both_sides = (weight > 0) if n_cov else (0 < p < 1)
                 if is_own:
-                    if (weight > 0) if n_cov else (0 < p < 1):
+                    if both_sides:
                         own[level, j] += 1.0
-                elif with_rate:
-                    residual[level, j] += p * (y[i] - rate[s, j])
+                else:
+                    if both_sides:
+                        other[level, j] += 1.0
+                    if with_rate:
+                        residual[level, j] += p * (y[i] - rate[s, j])
 
 
 @_compiled
@@ -400,11 +243,7 @@ def compile_kernels() -> None:
     what a first audit on a new installation would otherwise spend inside its first check."""
     rows, floats, ints = np.zeros(1, np.int64), np.zeros(1), np.zeros(1, np.int64)
     one, empty = np.zeros((1, 1)), np.zeros((1, 0))
-    add_line_sums(rows, rows, ints, floats, np.zeros((1, 3)), ints, np.zeros((0, 0)), one, one, np.zeros((1, 1, 0)),
-                  empty, np.zeros((1, 0, 0)), np.zeros(0), one, empty, empty, empty)
-    add_customer_totals(np.array([0, 1]), ints, one, one, np.zeros((1, 1, 0)), empty, np.zeros((1, 0, 0)), one, one,
-                        empty, empty, empty, one, np.zeros((1, 1, 0)), empty, np.zeros((0, 0)),
-                        np.ones((1, 1), np.uint8), one, one, one, one, one, one, one)
-    add_cluster_scores(rows, rows, 0, ints, 1, rows, ints, floats, np.zeros((1, 3)), ints, np.zeros((0, 0)), True, one,
-                       np.zeros((1, 1, 0)), empty, empty, np.ones((1, 1), np.uint8), one, one, one, one, one, one, one)
+    add_cluster_scores(rows, rows, 0, rows, ints, floats, np.zeros((1, 3)), ints, np.zeros((0, 0)), True, one,
+                       np.zeros((1, 1, 0)), empty, empty, np.ones((1, 1), np.uint8), one, one, one, one, one, one,
+                       one, one)
     add_unit_counts(rows, ints, floats, one, one)

@@ -72,10 +72,14 @@ class SqlQuery:
 
     def bind(self, available: Mapping[str, Any]) -> dict[str, Any]:
         """The query's parameters taken from `available` (every declared one must be there)."""
-        missing = [p for p in self.params if p not in available]
-        if missing:
-            raise SqlFileError(f"{self.path}: no value for parameter(s) {', '.join('$' + p for p in missing)}")
-        return {p: available[p] for p in self.params}
+        return _bind(self, self.params, available)
+
+    def prepare(self, available: Mapping[str, Any], **identifiers: Any) -> tuple[str, dict[str, Any]]:
+        """The rendered SQL and its parameters from `available`: those the rendered text uses (a template's
+        branch not taken uses fewer, and DuckDB refuses a parameter it does not use)."""
+        sql = self.render(**identifiers)
+        used = set(_USED_PARAM.findall(_strip_strings(_strip_comments(sql))))
+        return sql, _bind(self, tuple(p for p in self.params if p in used), available)
 
 
 def parse_sql(text: str, *, path: Path) -> SqlQuery:
@@ -105,8 +109,7 @@ def parse_sql(text: str, *, path: Path) -> SqlQuery:
     body = "\n".join(line for line in lines if not line.strip().startswith("--")).strip()
     if not body:
         raise SqlFileError(f"{path}:{len(lines)}: the query is empty")
-    code = "\n".join(re.sub(r"--.*$", "", line) for line in lines)
-    used = tuple(dict.fromkeys(_USED_PARAM.findall(_strip_strings(code))))
+    used = tuple(dict.fromkeys(_USED_PARAM.findall(_strip_strings(_strip_comments(text)))))
     for param in declared:
         if param not in used:
             raise SqlFileError(f"{path}:{declared_line}: parameter ${param} is declared but never used")
@@ -132,6 +135,17 @@ def load_sql(relative: str) -> SqlQuery:
     """Load `sql/<relative>.sql` (e.g. `checks/price_gap`)."""
     path = SQL_DIR / f"{relative}.sql"
     return parse_sql(path.read_text(encoding="utf-8"), path=path)
+
+
+def _bind(query: SqlQuery, names: tuple[str, ...], available: Mapping[str, Any]) -> dict[str, Any]:
+    missing = [p for p in names if p not in available]
+    if missing:
+        raise SqlFileError(f"{query.path}: no value for parameter(s) {', '.join('$' + p for p in missing)}")
+    return {p: available[p] for p in names}
+
+
+def _strip_comments(code: str) -> str:
+    return "\n".join(re.sub(r"--.*$", "", line) for line in code.splitlines())
 
 
 def _strip_strings(code: str) -> str:

@@ -1,5 +1,5 @@
 """Statistics on aggregates: the within-cell contrast estimator's clustered standard error,
-confidence intervals, p-values and the Benjamini-Hochberg correction.
+confidence intervals, p-values and the Benjamini-Hochberg correction (scipy's).
 
 The disparity engine (audits/contrasts.py) returns, per test, beta and sums over customers; nothing
 here sees a transaction. The estimator is the fixed-effects regression of a measurement y on a
@@ -103,18 +103,12 @@ def rate_ratio(estimate: Estimate, reference: tuple[float, float], confidence: f
 
 
 def benjamini_hochberg(p_values: Sequence[float]) -> list[float]:
-    """BH-adjusted q-values (step-up, monotone), in the input's order."""
-    n = len(p_values)
-    if n == 0:
+    """BH-adjusted q-values (step-up, monotone), in the input's order: scipy's `false_discovery_control`."""
+    if len(p_values) == 0:
         return []
-    order = sorted(range(n), key=lambda i: p_values[i])
-    q = [0.0] * n
-    running = 1.0
-    for rank in range(n, 0, -1):
-        i = order[rank - 1]
-        running = min(running, p_values[i] * n / rank)
-        q[i] = min(running, 1.0)
-    return q
+    from scipy.stats import false_discovery_control
+
+    return [float(q) for q in false_discovery_control(list(p_values), method="bh")]
 
 
 def exp_or_inf(value: float) -> float:

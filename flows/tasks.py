@@ -123,8 +123,7 @@ def _audits(config: Config, windows: Mapping[str, tuple[dt.date, dt.date]], *, d
     scale_out = scale_out or ScaleOut()
     with contrast_executor(scale_out, config, run_label="-".join(windows)) as contrast, _open(config) as con:
         quality = data_quality if data_quality is not None else data_quality_summary(con)
-        results = run_audits(con, config, windows, data_quality=quality, filters=filters, contrast=contrast,
-                             at_once=scale_out.executor == "local")
+        results = run_audits(con, config, windows, data_quality=quality, filters=filters, contrast=contrast)
         results = {scope: compare_with_previous(con, result) for scope, result in results.items()}
     for scope, result in results.items():
         start, end = windows[scope]

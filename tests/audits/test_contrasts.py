@@ -2,9 +2,10 @@
 
 - A segment column that is not nested in the cells (region, a customer attribute) is compared within
   cells x segment value: each segment's figures equal those of an audit filtered to that segment.
-- Pass 2's sums do not depend on the order the lines arrive in or on how customers are partitioned;
-  its two ways (one walk over the lines; rows first, in slices of customers, for several nested segment
-  columns) give the same sums, and so do lines held in memory and lines streamed from DuckDB.
+- Pass 2's sums do not depend on the order the lines arrive in or on how customers are partitioned,
+  nor on whether the lines were held in memory or streamed from DuckDB.
+- A second segment column nested in the cells gets a pass of its own and changes nothing else.
+  (Each model kind's figures against statsmodels: tests/audits/test_stats_statsmodels.py.)
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import numpy as np
 import pytest
 
 from audits import contrasts, disparity
-from audits.runner import build_audit_lines, code_audit_lines
+from audits.lines import build_audit_lines
+from audits.runner import code_audit_lines
 from tests.audits.conftest import SMALL_SPEC, market_config
 
 SPEC = SMALL_SPEC
@@ -68,64 +70,31 @@ def test_pass_two_sums_do_not_depend_on_line_order_or_partitions(con):
         np.testing.assert_allclose(parts[name], whole[name], rtol=1e-9, atol=1e-12, err_msg=name)
 
 
-def test_the_walk_over_lines_equals_the_sums_by_rows(con, monkeypatch):
-    """Pass 2 with one nested segment column scores each cluster line by line (`add_cluster_scores`); the
-    general way, for several nested segment columns, sums rows first and forms the scores from their sums
-    (`add_line_sums`, `add_customer_totals`). Both give the same sums, for every model kind: contrasts with
-    and without rates, and the adjusted and excess models of a secondary pass (asked for every test here)."""
-    config = market_config(audit={"attributes": ["gender", "age_band"], "intersections": [["gender", "age_band"]],
-                                  "segment_by": ["category"], "controls": ["channel"]})
-    compared: list[str] = []
-
-    def both_ways(con, relation, state, partitions):
-        order = ", ".join(("ci", *state.slots.segment_keys))
-        lines = con.execute(f"select {', '.join(state.columns())} from {relation} order by {order}").fetchnumpy()
-        keys = [np.asarray(lines["ci"], dtype=np.int64)] + [np.asarray(lines[k], dtype=np.int64)
-                                                             for k in state.slots.segment_keys]
-        assert len(keys) == 2  # the pass has one nested segment column: the walk is what partition_sums uses
-        walked = contrasts._walk_sums(state, lines, keys)
-        with monkeypatch.context() as small:
-            small.setattr(contrasts, "CUSTOMERS_PER_SLICE", 37)
-            by_rows = contrasts._sliced_sums(state, lines, keys)
-        assert walked.keys() == by_rows.keys() and walked
-        for name in walked:
-            np.testing.assert_allclose(walked[name], by_rows[name], rtol=1e-10, atol=1e-12, err_msg=name)
-        compared.extend(m.kind + (" with rate" if m.with_rate else "") for m in state.models)
-        return contrasts.in_process(con, relation, state, partitions)
-
-    build_audit_lines(con, config, period_start=SPEC.start, period_end=SPEC.end, filters={})
-    coding = code_audit_lines(con, config)
-    for check in ("price_gap", "discount_incidence"):
-        disparity.run_disparity(con, check, config, coding, both_ways, is_candidate=lambda test: True)
-    assert {"contrast", "contrast with rate", "adjusted", "excess"} <= set(compared)
-
-
-def test_a_second_nested_segment_column_leaves_the_first_columns_figures_as_they_were(con, monkeypatch):
-    """With two nested segment columns (category, and currency, constant within product x day x currency)
-    pass 2 sums rows first and gathers them into each column's clusters; the overall and per-category
-    tests equal those of the pass with category alone, which walks the lines. The market has one
-    currency, so each test within it equals the overall one."""
+def test_a_second_nested_segment_column_gets_a_pass_of_its_own_and_changes_nothing_else(con, monkeypatch):
+    """With two segment columns nested in the cells (category, and currency, constant within product x day
+    x currency), the first shares the main pass and the second gets a pass of its own: the overall and
+    per-category tests equal those audited with category alone, and the market has one currency, so each
+    test within it equals the overall one."""
     audit = {"attributes": ["gender", "age_band"], "intersections": [["gender", "age_band"]], "controls": ["channel"]}
-    sliced: list[int] = []
-    original = contrasts._sliced_sums
+    passes: list[tuple[str, ...]] = []
+    original = contrasts.fit_pass
 
-    def counted(state, lines, keys):
-        sliced.append(len(keys))
-        return original(state, lines, keys)
+    def counted(*args, **kwargs):
+        passes.append(tuple(column for column, _, _ in kwargs["segments"]))
+        return original(*args, **kwargs)
 
-    monkeypatch.setattr(contrasts, "_sliced_sums", counted)
+    monkeypatch.setattr(contrasts, "fit_pass", counted)
 
     def tests(segment_by):
         config = market_config(audit={**audit, "segment_by": segment_by})
         build_audit_lines(con, config, period_start=SPEC.start, period_end=SPEC.end, filters={})
-        found = disparity.run_disparity(con, "price_gap", config, code_audit_lines(con, config),
-                                        is_candidate=lambda test: True)
+        found = disparity.run_disparity(con, "price_gap", config, code_audit_lines(con, config))
         return {(t.dimension.columns, t.dimension.segment_column, t.segment_value, t.group): t for t in found}
 
     alone = tests(["category"])
-    assert not sliced
+    passes.clear()
     both = tests(["category", "currency"])
-    assert sliced and set(sliced) == {3}  # customer, category, currency: the rows-first way
+    assert passes == [("category",), ("currency",)]
     within_currency = {key: t for key, t in both.items() if key[1] == "currency"}
     assert {t.segment_value for t in within_currency.values()} == {"EUR"}
     assert alone and alone.keys() <= both.keys()
@@ -191,8 +160,6 @@ def test_compiled_loops_have_one_signature_which_compile_kernels_builds(con):
         tests = disparity.run_disparity(con, check, config, coding, is_candidate=lambda test: True)
         assert any(t.adjusted is not None for t in tests) or check != "price_gap"
         assert any(t.excess is not None for t in tests)
-    assert len(line_sums.add_line_sums.signatures) == 1
-    assert len(line_sums.add_customer_totals.signatures) == 1
     assert len(line_sums.add_cluster_scores.signatures) == 1
     assert len(line_sums.add_unit_counts.signatures) == 1
 

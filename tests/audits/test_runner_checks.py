@@ -11,7 +11,9 @@ import pytest
 
 from audits import disparity
 from audits.findings import ALL_CHECKS, AuditResult
-from audits.runner import NO_LIST_PRICE, build_audit_lines, plan_dimensions
+from audits.disparity import plan_dimensions
+from audits.lines import build_audit_lines
+from audits.runner import NO_LIST_PRICE
 from audits.sample import NO_EFFECTS, MarketSpec, PlantedEffect, generate_market
 from audits.sqlfiles import SqlQuery, load_sql
 from audits.warehouse import apply_schema

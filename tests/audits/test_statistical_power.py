@@ -17,7 +17,7 @@ import duckdb
 import pytest
 
 from audits.findings import AuditResult
-from audits.runner import build_audit_lines
+from audits.lines import build_audit_lines
 from audits.sample import NO_EFFECTS, Market, MarketSpec, generate_market
 from audits.warehouse import apply_schema
 from tests.audits.conftest import audit, load_market, market_config

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from audits.contrasts import _scaled_pinv, solve_treatment
@@ -27,6 +27,7 @@ def test_a_side_without_variance_leaves_the_other_sides_df(m1, g1, g0):
     assert welch_satterthwaite_df(m1, g1, 0.0, g0) == pytest.approx(g1 - 1)
 
 
+@settings(deadline=None)  # the first example imports scipy.stats
 @given(st.lists(st.floats(min_value=0, max_value=1, allow_nan=False), min_size=1, max_size=300))
 def test_benjamini_hochberg_q_values_are_monotone_bounded_and_at_least_p(p_values):
     q_values = benjamini_hochberg(p_values)

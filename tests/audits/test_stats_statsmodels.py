@@ -18,7 +18,8 @@ from statsmodels.stats.multitest import multipletests
 from audits import contrasts, disparity
 from audits.contrasts import LineSet, Model
 from audits.disparity import _component_dummies
-from audits.runner import build_audit_lines, code_audit_lines
+from audits.lines import build_audit_lines
+from audits.runner import code_audit_lines
 from audits.sample import NO_EFFECTS, MarketSpec, PlantedEffect, generate_market
 from audits.stats import benjamini_hochberg
 from audits.warehouse import apply_schema

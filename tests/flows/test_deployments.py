@@ -41,11 +41,17 @@ def test_the_schedule_and_scale_out_come_from_config_and_options(tmp_path):
     assert on_demand.parameters["scale_out"]["dask_address"] == "tcp://scheduler:8786"
 
 
-@pytest.mark.parametrize("schedule", ['nightly_cron = "61 2 * *"', 'timezone = "Nowhere/City"'])
-def test_a_bad_schedule_names_the_keys(tmp_path, schedule):
-    config, path = _config(tmp_path, f"[schedule]\n{schedule}\n")
+def test_a_bad_schedule_names_the_keys(tmp_path):
+    config, path = _config(tmp_path, '[schedule]\nnightly_cron = "61 2 * * *"\n')  # five fields, minute 61
     with pytest.raises(ConfigError, match="schedule.nightly_cron.*schedule.timezone"):
         build_deployments(config, config_path=path)
+
+
+@pytest.mark.parametrize(("schedule", "key"), [('nightly_cron = "61 2 * *"', "schedule.nightly_cron"),
+                                               ('timezone = "Nowhere/City"', "schedule.timezone")])
+def test_a_malformed_schedule_is_refused_with_the_config(tmp_path, schedule, key):
+    with pytest.raises(ConfigError, match=key):
+        _config(tmp_path, f"[schedule]\n{schedule}\n")
 
 
 def test_deployments_register_with_a_prefect_server(prefect_harness, tmp_path):

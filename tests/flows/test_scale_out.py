@@ -24,7 +24,8 @@ import numpy as np
 
 from audits.contrasts import add_sums
 from audits.partitioned import export_partitions, partition_sums_from
-from audits.runner import METRICS, in_process_contrast, run_audit
+from audits.disparity import METRICS
+from audits.runner import in_process_contrast, run_audit
 from audits.warehouse import open_warehouse
 from flows.dask_contrast import ScaleOut
 from flows.on_demand import on_demand_audit

@@ -1,0 +1,60 @@
+"""Compare two findings.json files field by field: are two code versions' findings the same?
+
+    python bench/compare_findings.py BEFORE.json AFTER.json [--rtol 1e-9] [--ignore FIELD ...]
+
+Findings are matched by comparison (check, metric, attribute, group, reference, segment); every field of
+every finding must be equal, numbers within --rtol relative (absolute 1e-12 near zero). Prints each
+difference and exits 1 when there is any, 0 when the findings are the same.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+
+def finding_key(finding: dict) -> tuple:
+    segment = ",".join(f"{k}={v}" for k, v in sorted((finding.get("segment") or {}).items()))
+    return (finding["check"], finding["metric"], finding.get("attribute"), finding.get("group"),
+            finding.get("reference"), segment)
+
+
+def differences(before: list[dict], after: list[dict], *, rtol: float, ignore: set[str]) -> list[str]:
+    out = []
+    a = {finding_key(f): f for f in before}
+    b = {finding_key(f): f for f in after}
+    out += [f"only before: {k}" for k in a.keys() - b.keys()]
+    out += [f"only after: {k}" for k in b.keys() - a.keys()]
+    for key in a.keys() & b.keys():
+        for field in sorted((a[key].keys() | b[key].keys()) - ignore):
+            x, y = a[key].get(field), b[key].get(field)
+            if isinstance(x, float) and isinstance(y, float):
+                if not (math.isclose(x, y, rel_tol=rtol, abs_tol=1e-12) or (math.isnan(x) and math.isnan(y))):
+                    out.append(f"{key} {field}: {x!r} != {y!r} (rel {abs(x - y) / max(abs(x), abs(y)):.2e})")
+            elif x != y:
+                out.append(f"{key} {field}: {x!r} != {y!r}")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("before", type=Path)
+    parser.add_argument("after", type=Path)
+    parser.add_argument("--rtol", type=float, default=1e-9)
+    parser.add_argument("--ignore", nargs="*", default=[], help="finding fields not compared")
+    args = parser.parse_args(argv)
+    before = json.loads(args.before.read_text(encoding="utf-8"))["findings"]
+    after = json.loads(args.after.read_text(encoding="utf-8"))["findings"]
+    found = differences(before, after, rtol=args.rtol, ignore=set(args.ignore))
+    for line in found[:200]:
+        print(line)
+    print(f"{len(before)} findings before, {len(after)} after: "
+          + ("the same" if not found else f"{len(found)} differences"))
+    return 1 if found else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
