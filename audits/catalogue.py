@@ -24,14 +24,14 @@ Display = Literal["percent_change", "ratio", "points", "share"]
 
 # What each column the checks may need means, for the reasons given when the data lacks it.
 COLUMN_MEANINGS: dict[str, str] = {
-    "list_price": "a list price (the price customers were shown)",
-    "unit_price": "a unit price paid",
-    "discount_amount": "a discount amount",
-    "line_total": "a line total",
-    "quantity": "a quantity",
-    "tenure": "a tenure for any customer (customer_since, a tenure column, a renewal column, or purchases "
+    "list_price": "list price (the price customers were shown)",
+    "unit_price": "unit price paid",
+    "discount_amount": "discount amount",
+    "line_total": "line total",
+    "quantity": "quantity",
+    "tenure": "tenure for any customer (customer_since, a tenure column, a renewal column, or purchases "
               "going back further than audit.tenure_days)",
-    "outcome": "an outcome value (audit.outcome.column)",
+    "outcome": "outcome value (audit.outcome.column)",
 }
 
 
@@ -42,7 +42,7 @@ class Check:
     name: str
     kind: Kind
     title: str
-    explanation: str  # what it tests, in plain words ({noun}: the outcome's noun; {cell}: the cell in words)
+    explanation: str  # what it tests, in plain words ({noun}: the outcome's noun; {cell}: "the same product on ...")
     basis: str  # the rule it follows: law, guideline or internal policy
     # what the data must have: any one of these alternatives, each a set of columns all present on some line
     needs: tuple[tuple[str, ...], ...] = ()
@@ -55,6 +55,12 @@ class Check:
     adjusted: bool = False  # also report the regression-adjusted estimate
     rules: tuple[tuple[str, str], ...] = ()  # consistency: (metric, what a breach is) per rule
     next_step: str = ""  # what to check next, given a flagged finding ({who}, {evidence})
+
+    def metric_for(self, scale: str = "ratio") -> str:
+        """The metric of this check's findings when the outcome is compared on `scale` (ratio or points)."""
+        if self.contrast == "outcome" and scale == "points":
+            return "points_diff"
+        return self.metric
 
     @property
     def sql(self) -> str:
@@ -87,13 +93,12 @@ CHECKS: tuple[Check, ...] = (
     ),
     Check(
         "price_dispersion", "consistency", "Price dispersion",
-        "Counts cases where the same product, in the same {cell}, was listed at different prices to different "
+        "Counts cases where the same product, for {cell}, was listed at different prices to different "
         "customers.",
         "Internal policy: one published price list for everyone",
         needs=(("list_price",),),
-        rules=(("list_price_dispersion", "a list price other than the one most customers were shown for the same "
-                                         "{cell}"),),
-        next_step="ask pricing why one {cell} was listed at several prices: {evidence}",
+        rules=(("list_price_dispersion", "a list price other than the one most customers were shown for {cell}"),),
+        next_step="ask pricing why lines for {cell} were listed at several prices: {evidence}",
     ),
     Check(
         "discount_policy", "consistency", "Discount policy",
@@ -105,9 +110,8 @@ CHECKS: tuple[Check, ...] = (
     ),
     Check(
         "price_gap", "disparity", "Price gap",
-        "Compares the {noun} a group paid with what the reference group paid in the same {cell} and under the "
-        "same controls (a within-cell comparison), so a different product mix or a legitimate price factor "
-        "cannot look like unfair treatment.",
+        "Compares the {noun} a group paid with what the reference group paid for {cell} (a within-cell "
+        "comparison), so a different product mix or a legitimate price factor cannot look like unfair treatment.",
         INTERNAL + " (minimum price gap)",
         needs=(("outcome",),),
         metric="price_ratio", contrast="outcome", display="percent_change",
@@ -117,7 +121,7 @@ CHECKS: tuple[Check, ...] = (
     ),
     Check(
         "discount_incidence", "disparity", "Discount incidence",
-        "Compares the rate at which a group received any discount with the reference group's rate in the same "
+        "Compares the rate at which a group received any discount with the reference group's rate for "
         "{cell}. A ratio below four-fifths (the configured adverse impact ratio) is the classic sign of adverse "
         "impact.",
         EEOC,
@@ -130,7 +134,7 @@ CHECKS: tuple[Check, ...] = (
     Check(
         "discount_depth", "disparity", "Discount depth",
         "Among purchases that were discounted, compares the average discount percentage of a group with the "
-        "reference group's in the same {cell}, in percentage points (group minus reference).",
+        "reference group's for {cell}, in percentage points (group minus reference).",
         INTERNAL + " (minimum difference in discount depth)",
         needs=(("list_price",),),
         metric="discount_pct_diff", contrast="difference", display="points",
@@ -141,7 +145,7 @@ CHECKS: tuple[Check, ...] = (
     Check(
         "loyalty_penalty", "disparity", "Loyalty penalty",
         "Compares the {noun} existing customers (longer tenure, or renewals) paid with what new customers paid "
-        "in the same {cell}: the renewal versus new-business comparison.",
+        "for {cell}: the renewal versus new-business comparison.",
         FCA + " (renewal price may not exceed the new-business price); elsewhere internal policy",
         needs=(("tenure", "outcome"),),
         metric="price_ratio", contrast="outcome", display="percent_change",
@@ -155,3 +159,8 @@ CHECKS_BY_NAME: dict[str, Check] = {c.name: c for c in CHECKS}
 CHECK_NAMES: tuple[str, ...] = tuple(CHECKS_BY_NAME)
 CONSISTENCY_CHECKS: tuple[str, ...] = tuple(c.name for c in CHECKS if c.kind == "consistency")
 DISPARITY_CHECKS: tuple[str, ...] = tuple(c.name for c in CHECKS if c.kind == "disparity")
+
+
+def no_difference(metric: str) -> float:
+    """The value of a metric that means no difference: 1 for ratios, 0 for differences."""
+    return 1.0 if metric.endswith("_ratio") else 0.0

@@ -34,8 +34,8 @@ def run_consistency(con: duckdb.DuckDBPyConnection, check: str, config: Config) 
             check=check, attribute=None, group=None, reference=None, segment=None, metric=metric,
             estimate=count / total, ci_low=None, ci_high=None, p_value=None, q_value=None,
             n_customers_group=None, n_customers_reference=None, count=int(count), severity=severity,
-            status="new", summary="",
+            status="new", summary="", outcome="flagged" if count else "clear",
         )
-        findings.append(replace(finding, summary=summarize(finding, controls=config.controls, total=int(total))))
+        findings.append(replace(finding, summary=summarize(finding, config, total=int(total))))
     return findings
 

@@ -23,15 +23,8 @@ from audits.config import Config
 from audits.contrasts import LineSet, Model, TestSums
 from audits.errors import one_line
 from audits.sqlfiles import load_sql
-from audits.stats import Estimate, rate_ratio, ratio_from_log
+from audits.stats import CONFIDENCE, Estimate, rate_ratio, ratio_from_log
 
-# What each disparity check measures and how its contrast becomes a reported metric.
-METRICS: dict[str, str] = {
-    "price_gap": "price_ratio",
-    "discount_incidence": "adverse_impact_ratio",
-    "discount_depth": "discount_pct_diff",
-    "loyalty_penalty": "price_ratio",
-}
 
 Interval = tuple[float | None, float | None, float | None, float | None]  # estimate, low, high, p
 SECONDARY_ERRORS = (duckdb.Error, ArithmeticError, ValueError, np.linalg.LinAlgError)
@@ -57,6 +50,7 @@ class RawTest:
     """One disparity test before multiple-testing correction."""
 
     check: str
+    metric: str  # the reported metric (audits/catalogue.py: Check.metric_for)
     dimension: Dimension
     segment_value: str
     group: str
@@ -71,6 +65,8 @@ class RawTest:
     group_parts: tuple[str, ...] = ()  # the group's value of each column of the dimension
     adjusted: Interval | None = None  # regression-adjusted estimate, interval and p (metric scale)
     excess: Estimate | None = None  # intersections: difference beyond the components' additive effects
+    # the share of each side's lines and customers that had a comparable line of the other side in their cell
+    coverage: dict[str, float | None] | None = None
 
 
 def plan_dimensions(config: Config, *, check: str) -> list[Dimension]:
@@ -114,7 +110,8 @@ def run_disparity(
     params = query.bind(config.sql_values())
     kind = "table" if params else "view"  # a view cannot hold parameters
     con.execute(f"create or replace temp {kind} measurements as {query.sql}", params)
-    plan = _Plan(coding, dimensions, check, leverage_adjusted=leverage_adjusted)
+    plan = _Plan(coding, dimensions, check, CHECKS_BY_NAME[check].metric_for(config.outcome_scale),
+                 leverage_adjusted=leverage_adjusted, confidence=config.confidence)
     tests = plan.run(con, contrast)
 
     def shown(test: RawTest) -> bool:
@@ -133,12 +130,24 @@ def run_disparity(
     return tests
 
 
+def list_price_gaps(con: duckdb.DuckDBPyConnection, config: Config, coding: Coding, tests: list[RawTest],
+                    contrast: ContrastExecutor = in_process_contrast) -> dict[tuple, Interval]:
+    """The same comparisons as these price_gap tests, on the list price shown instead of the price paid
+    (sql/audit/list_price_measurements.sql): (dimension, segment value, group) -> ratio, interval, p."""
+    con.execute(f"create or replace temp view measurements as {load_sql('audit/list_price_measurements').sql}")
+    dimensions = list(dict.fromkeys(t.dimension for t in tests))
+    plan = _Plan(coding, dimensions, "price_gap", "price_ratio", leverage_adjusted=True, confidence=config.confidence)
+    return {(t.dimension, t.segment_value, t.group): (t.estimate, t.ci_low, t.ci_high, t.p_value)
+            for t in plan.run(con, contrast)}
+
+
 class _Plan:
     """The line sets, passes and models one check needs, and the turning of their sums into tests."""
 
-    def __init__(self, coding: Coding, dimensions: list[Dimension], check: str, *, leverage_adjusted: bool):
-        self.coding, self.dimensions, self.check = coding, dimensions, check
-        self.leverage_adjusted = leverage_adjusted
+    def __init__(self, coding: Coding, dimensions: list[Dimension], check: str, metric: str, *,
+                 leverage_adjusted: bool, confidence: float):
+        self.coding, self.dimensions, self.check, self.metric = coding, dimensions, check, metric
+        self.leverage_adjusted, self.confidence = leverage_adjusted, confidence
         self.main_states: dict[str, contrasts.PassState] = {}  # per unit key: pass 1, reused by the secondary
         self.linesets: dict[tuple[tuple[str, ...], str | None], list[tuple[str, LineSet]]] = {}
         for d in dimensions:
@@ -165,7 +174,7 @@ class _Plan:
     def run(self, con: duckdb.DuckDBPyConnection, executor: ContrastExecutor) -> list[RawTest]:
         """Every test, in the order of the passes, dimensions, segment values and groups."""
         tests: list[RawTest] = []
-        with_rate = METRICS[self.check] == "adverse_impact_ratio"
+        with_rate = CHECKS_BY_NAME[self.check].contrast == "rate"
         controls = tuple((key, levels) for _, key, levels in self.coding.controls)
         for unit_key, fe_key, n_units, n_fe, segments, dims in self.passes():
             used = list(dict.fromkeys(ls for d in dims for _, ls in self.linesets[(d.columns, d.reference)]))
@@ -196,15 +205,19 @@ class _Plan:
             return None
         group_set = self.coding.sets[d.columns]
         parts = group_set.labels[group_set.code(group)]
+        coverage = {"group_lines": _share(found.lines_group_compared, found.lines_group),
+                    "reference_lines": _share(found.lines_reference_compared, found.lines_reference),
+                    "group_customers": _share(found.n_group, found.n_any_group),
+                    "reference_customers": _share(found.n_reference, found.n_any_reference)}
         if found.n_clusters == 0:  # measured, but never in a cell with its reference
-            return RawTest(self.check, d, segment_value, group, found.n_any_group, found.n_any_reference,
-                           None, None, None, None, group_parts=parts)
+            return RawTest(self.check, self.metric, d, segment_value, group, found.n_any_group,
+                           found.n_any_reference, None, None, None, None, group_parts=parts, coverage=coverage)
         difference = found.estimate()
         reference = found.reference_rate()
-        estimate, low, high, p = metric_interval(self.check, difference, reference)
-        return RawTest(self.check, d, segment_value, group, found.n_group, found.n_clusters - found.n_group,
+        estimate, low, high, p = metric_interval(self.metric, difference, reference, confidence=self.confidence)
+        return RawTest(self.check, self.metric, d, segment_value, group, found.n_group, found.n_reference,
                        estimate, low, high, p, difference=difference,
-                       reference_mean=reference[0] if reference else None, group_parts=parts)
+                       reference_mean=reference[0] if reference else None, group_parts=parts, coverage=coverage)
 
     def with_secondary(self, con: duckdb.DuckDBPyConnection, executor: ContrastExecutor, tests: list[RawTest],
                        *, adjusted: list[RawTest], excess: list[RawTest]) -> list[RawTest]:
@@ -253,7 +266,8 @@ class _Plan:
         for t in tests:
             key = id(t)  # the test as the jobs knew it, before any replace
             if ("adjusted", key) in found:
-                t = replace(t, adjusted=metric_interval(self.check, found[("adjusted", key)]))
+                t = replace(t, adjusted=metric_interval(self.metric, found[("adjusted", key)],
+                                                        confidence=self.confidence))
             if ("excess", key) in found:
                 t = replace(t, excess=found[("excess", key)])
             out.append(t)
@@ -293,16 +307,23 @@ def _component_dummies(group_set: GroupSet) -> np.ndarray:
     return np.stack(columns, axis=1) if columns else np.zeros((group_set.n_codes, 0))
 
 
-def metric_interval(check: str, estimate: Estimate | None, reference: tuple[float, float] | None = None) -> Interval:
-    """A difference on the measurement's scale as the check's reported metric, interval and p-value."""
+def metric_interval(metric: str, estimate: Estimate | None, reference: tuple[float, float] | None = None,
+                    *, confidence: float = CONFIDENCE) -> Interval:
+    """A difference on the measurement's scale as the check's reported metric, interval and p-value; the
+    interval and the p-value come from the same estimate and standard error (the test inverts the
+    interval), so the interval excludes no-difference exactly when p < 1 - confidence."""
     if estimate is None:
         return None, None, None, None
-    if METRICS[check] == "price_ratio":
-        return (*ratio_from_log(estimate), estimate.p_value)
-    if METRICS[check] == "adverse_impact_ratio":
-        air = rate_ratio(estimate, reference) if reference is not None else None
-        return (*air, estimate.p_value) if air is not None else (None, None, None, estimate.p_value)
-    return (estimate.beta, *estimate.interval(), estimate.p_value)
+    if metric == "price_ratio":
+        return (*ratio_from_log(estimate, confidence), estimate.p_value)
+    if metric == "adverse_impact_ratio":
+        air = rate_ratio(estimate, reference, confidence) if reference is not None else None
+        return air if air is not None else (None, None, None, estimate.p_value)
+    return (estimate.beta, *estimate.interval(confidence), estimate.p_value)
+
+
+def _share(part: float, whole: float) -> float | None:
+    return part / whole if whole > 0 else None
 
 
 def _one_line(err: BaseException) -> str:

@@ -5,12 +5,20 @@ downstream tools). It imports nothing of ours but the check catalogue. The repor
 recomputes a statistic, so every figure a reader sees must already be here.
 
 Schema version 1 is the DESIGN.md contract. Keys beyond it (`suppressed`, `checks`, `method`,
-`history`, `data_quality.quarantine_reasons`, `data_quality.batches`) are additive: a consumer
-that only knows the contract keeps working.
+`history`, `data_quality.quarantine_reasons`, `data_quality.batches`, a finding's `id`, `outcome`,
+`reason` and `coverage`, the run's `verdict`) are additive: a consumer that only knows the contract
+keeps working.
+
+Outcomes. Every test and every check has exactly one: `flagged` (it found what its threshold calls
+unfair), `clear` (it ran and found nothing), `suppressed` (too few customers to show, for privacy) or
+`not_assessed` (it could not look: no data, too little overlap, too few customers to judge, an error;
+`reason` says which). A run whose checks are all suppressed or not assessed is `not_assessed`, never
+clear: a green report over nothing would tell staff customers are treated fairly when nobody looked.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -23,11 +31,13 @@ from audits.catalogue import CONSISTENCY_CHECKS, DISPARITY_CHECKS  # noqa: F401
 
 SCHEMA_VERSION = 1
 
-
-
 Severity = Literal["high", "medium", "low"]
 Status = Literal["new", "persisting", "resolved"]
 CheckStatus = Literal["ok", "errored", "skipped"]
+Outcome = Literal["flagged", "clear", "suppressed", "not_assessed"]
+OUTCOMES: tuple[str, ...] = ("flagged", "clear", "suppressed", "not_assessed")
+# coverage below this share of either side's lines is marked in the report: most lines had no comparable line
+LOW_COVERAGE = 0.5
 
 FLAGGED_SEVERITIES: tuple[str, ...] = ("high", "medium")
 
@@ -67,10 +77,31 @@ class Finding:
     excess_ci_low: float | None = None
     excess_ci_high: float | None = None
     excess_p_value: float | None = None
+    outcome: Outcome = "clear"
+    reason: str | None = None  # why the test was suppressed or not assessed
+    # price_gap findings whose group also has a flagged discount finding: the same comparison on the list
+    # price shown (before discounts), on the metric's scale, with its interval (audits/causes.py, rule R3)
+    list_estimate: float | None = None
+    list_ci_low: float | None = None
+    list_ci_high: float | None = None
+    # disparity: the share of the group's and of the reference's lines (and customers) that had a comparable
+    # line of the other side in their cell: group_lines, reference_lines, group_customers, reference_customers
+    coverage: dict[str, float | None] | None = None
+    id: str = ""  # stable across runs: the same comparison keeps its id (see `key`)
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            object.__setattr__(self, "id", finding_id(self.key))
 
     @property
     def is_flagged(self) -> bool:
         return self.severity in FLAGGED_SEVERITIES
+
+    @property
+    def low_coverage(self) -> bool:
+        """Did fewer than half of either side's lines have a comparable line of the other side?"""
+        shares = [v for k, v in (self.coverage or {}).items() if k.endswith("_lines") and v is not None]
+        return any(v < LOW_COVERAGE for v in shares)
 
     @property
     def key(self) -> str:
@@ -81,15 +112,23 @@ class Finding:
         )
 
 
+def finding_id(key: str) -> str:
+    """A short stable id for a comparison: the same key gives the same id in every run."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:12]
+
+
 @dataclass(frozen=True)
 class CheckRun:
-    """How one check of the catalogue fared in this run."""
+    """How one check of the catalogue fared in this run: whether it ran (`status`), what it concluded
+    (`outcome`, with the reason when it could not look) and its tests by outcome."""
 
     check: str
     status: CheckStatus
     seconds: float
     reason: str | None = None
     n_tests: int = 0
+    outcome: Outcome = "not_assessed"
+    outcomes: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -105,6 +144,8 @@ class RunInfo:
     scope: str = "default"
     started_at: str = ""
     finished_at: str = ""
+    period_reason: str = ""  # why these days were audited ("the last 30 days: audit.window_days; ...")
+    filters: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -114,6 +155,21 @@ class DataQuality:
     quarantined_rows: int = 0
     quarantine_reasons: list[dict[str, Any]] = field(default_factory=list)
     batches: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Cause:
+    """Flagged findings that follow from one effect (audits/causes.py): what the summary lists."""
+
+    id: str  # stable across runs: from the lead comparison's key
+    headline: str
+    severity: Severity
+    finding_ids: list[str]
+    rule: str  # why these findings were grouped (a rule of the methodology), or that no rule applied
+    next_step: str  # what a compliance officer checks next
+    check: str
+    lead_id: str  # the finding that names the cause
+    status: Status = "new"
 
 
 @dataclass(frozen=True)
@@ -133,10 +189,30 @@ class AuditResult:
     checks: list[CheckRun] = field(default_factory=list)
     method: dict[str, Any] = field(default_factory=dict)
     history: list[HistoryPoint] = field(default_factory=list)
+    causes: list[Cause] = field(default_factory=list)
+    # against the previous run of the scope: its run id, causes new / persisting / resolved, what changed
+    since_previous: dict[str, Any] = field(default_factory=dict)
 
     @property
     def flagged(self) -> list[Finding]:
         return [f for f in self.findings if f.is_flagged and f.status != "resolved"]
+
+    @property
+    def verdict(self) -> Outcome:
+        """flagged when any check flagged; clear when a check ran and found nothing and none flagged; else
+        not_assessed (no lines, or every check suppressed or not assessed): never clear over nothing."""
+        outcomes = {c.outcome for c in self.checks}
+        if "flagged" in outcomes:
+            return "flagged"
+        return "clear" if "clear" in outcomes and self.run.transactions > 0 else "not_assessed"
+
+    def outcome_counts(self) -> dict[str, int]:
+        """Tests by outcome, each counted once: what the summary tiles show."""
+        counts = dict.fromkeys(OUTCOMES, 0)
+        for finding in self.findings:
+            if finding.status != "resolved":
+                counts[finding.outcome] += 1
+        return counts
 
     def severity_counts(self) -> dict[str, int]:
         counts = {"high": 0, "medium": 0, "low": 0}
@@ -154,6 +230,9 @@ class AuditResult:
             "checks": [asdict(c) for c in self.checks],
             "method": self.method,
             "history": [asdict(h) for h in self.history],
+            "causes": [asdict(c) for c in self.causes],
+            "since_previous": self.since_previous,
+            "verdict": self.verdict,
         }
 
     def to_json(self) -> str:
@@ -172,13 +251,15 @@ class AuditResult:
     def from_dict(cls, data: dict[str, Any]) -> AuditResult:
         if data.get("schema_version") != SCHEMA_VERSION:
             raise ValueError(f"findings.json: schema_version {data.get('schema_version')!r} is not {SCHEMA_VERSION}")
-        return cls(
+        return cls(  # `verdict` is derived from the checks, not read
             run=RunInfo(**data["run"]),
             data_quality=DataQuality(**data["data_quality"]),
             findings=[Finding(**f) for f in data["findings"]],
             checks=[CheckRun(**c) for c in data.get("checks", [])],
             method=data.get("method", {}),
             history=[HistoryPoint(**h) for h in data.get("history", [])],
+            causes=[Cause(**c) for c in data.get("causes", [])],
+            since_previous=data.get("since_previous", {}),
         )
 
     @classmethod

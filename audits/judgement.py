@@ -18,31 +18,34 @@
    far too small (MacKinnon and Webb 2017 on few treated clusters; our null simulations agree). Such
    findings keep their figures, p and q, and say why they are not flagged.
 4. Intersections. When a component attribute is unfair, every intersection containing it inherits the
-   gap (women paying 5% more make "women aged 18-24" pay more too), and flagging all of them buries the
-   cause. A flagged intersection is therefore tested for its excess over its components (the interaction
-   in a model with one effect per level of each component attribute, audits/contrasts.py). If the excess
-   is not itself adverse (q < fdr, with Benjamini-Hochberg over the run's excess tests, and beyond the
-   practical threshold in the group's disfavour) and at least
-   one component is flagged, the intersection is marked `explained_by` those components and noted (low)
-   rather than flagged; its figures, q-value and excess stay in the findings. If the excess cannot be
-   estimated, or no component is flagged, the intersection stays flagged: nothing is hidden for lack of
-   evidence.
+   gap (women paying 5% more make "women aged 18-24" pay more too), and raising each as a cause of its
+   own buries the cause. A flagged intersection is therefore tested for its excess over its components
+   (the interaction in a model with one effect per level of each component attribute,
+   audits/contrasts.py). If the excess is not itself adverse (q < fdr, with Benjamini-Hochberg over the
+   run's excess tests, and beyond the practical threshold in the group's disfavour) and at least one
+   component is flagged, the intersection is marked `explained_by` those components: it stays flagged
+   (the group does pay more) and is grouped into its components' cause (audits/causes.py). If the excess
+   cannot be estimated, or no component is flagged, it is a cause of its own: nothing is hidden for lack
+   of evidence.
+5. A test is flagged only when its confidence interval also excludes no difference, so a flagged finding
+   never shows an interval that holds "no difference" (with the default 95% and fdr 0.05 this follows
+   from q < fdr, since the test inverts the interval; a stricter confidence makes it a condition).
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
+from audits.catalogue import CHECKS_BY_NAME, no_difference
 from audits.config import Config
-from audits.disparity import INTERSECTION, METRICS, RawTest
-from audits.findings import Finding
+from audits.disparity import INTERSECTION, RawTest
+from audits.findings import FLAGGED_SEVERITIES, Finding
 from audits.stats import benjamini_hochberg, exp_or_inf
 from audits.wording import summarize
 
-
-
 def judge(tests: list[RawTest], config: Config) -> list[Finding]:
-    """Suppress small groups, correct p-values across all tests (BH), assign severities, explain intersections."""
+    """Suppress small groups, correct p-values across all tests (BH), assign severities and outcomes,
+    explain intersections."""
     suppressed, sizes_withheld, withheld = _suppression(tests, config)
     shown = [t for t in tests if id(t) not in suppressed and t.p_value is not None]
     q_values = dict(zip((id(t) for t in shown), benjamini_hochberg([t.p_value for t in shown]), strict=True))
@@ -50,27 +53,45 @@ def judge(tests: list[RawTest], config: Config) -> list[Finding]:
     for t in tests:
         segment = {t.dimension.segment_column: t.segment_value} if t.dimension.segment_column else None
         base = dict(check=t.check, attribute=t.dimension.attribute, group=t.group,
-                    reference=t.dimension.reference or "all others", segment=segment, metric=METRICS[t.check],
+                    reference=t.dimension.reference or "all others", segment=segment, metric=t.metric,
                     count=None, status="new", summary="")
         if id(t) in suppressed:
             findings.append(Finding(**base, estimate=None, ci_low=None, ci_high=None, p_value=None, q_value=None,
                                     n_customers_group=None, n_customers_reference=None, severity="low",
-                                    suppressed=True))
+                                    suppressed=True, outcome="suppressed",
+                                    reason=SUPPRESSED.format(n=config.min_group_customers)))
             continue
         q = q_values.get(id(t))
         adjusted = t.adjusted or (None, None, None, None)
+        level = severity(t, q, config)
+        outcome, reason = _outcome(t, level, config)
         findings.append(Finding(
             **base, estimate=t.estimate, ci_low=t.ci_low, ci_high=t.ci_high, p_value=t.p_value, q_value=q,
             n_customers_group=None if id(t) in sizes_withheld else t.n_customers_group,
             n_customers_reference=None if _slice(t) in withheld else t.n_customers_reference,
-            severity=severity(t, q, config), adjusted_estimate=adjusted[0], adjusted_ci_low=adjusted[1],
-            adjusted_ci_high=adjusted[2], adjusted_p_value=adjusted[3], **_excess_fields(t),
+            severity=level, adjusted_estimate=adjusted[0], adjusted_ci_low=adjusted[1],
+            adjusted_ci_high=adjusted[2], adjusted_p_value=adjusted[3], outcome=outcome, reason=reason,
+            coverage=t.coverage, **_excess_fields(t, config),
         ))
     findings = _explain_intersections(tests, findings, config)
-    return [replace(f, summary=summarize(f, controls=config.controls, min_group_customers=config.min_group_customers,
-                                         adverse_impact_ratio=config.adverse_impact_ratio,
-                                         min_customers_to_judge=min_customers_to_judge(config)))
-            for f in findings]
+    return [replace(f, summary=summarize(f, config)) for f in findings]
+
+
+SUPPRESSED = "fewer than {n} customers on one side: no figures are shown, to protect their privacy"
+NO_OVERLAP = "no cell holds lines of both the group and its reference, so there is nothing like for like to compare"
+TOO_FEW = "fewer than {n} customers on one side: too few to judge, so it is shown but never flagged"
+NO_RATE = "the reference received no discount in the compared cells, so no ratio can be formed"
+
+
+def _outcome(t: RawTest, level: str, config: Config) -> tuple[str, str | None]:
+    """A shown test's outcome and, when it could not be assessed, why."""
+    if t.estimate is None and t.difference is None:
+        return "not_assessed", NO_OVERLAP
+    if t.estimate is None or t.p_value is None:
+        return "not_assessed", NO_RATE
+    if min(t.n_customers_group, t.n_customers_reference) < min_customers_to_judge(config):
+        return "not_assessed", TOO_FEW.format(n=min_customers_to_judge(config))
+    return ("flagged", None) if level in FLAGGED_SEVERITIES else ("clear", None)
 
 
 def _slice(test: RawTest) -> tuple:
@@ -115,7 +136,8 @@ def min_customers_to_judge(config: Config) -> int:
 
 
 def severity(t: RawTest, q: float | None, config: Config) -> str:
-    """Flag only what is both statistically (q < fdr) and practically significant, to the group's detriment.
+    """Flag only what is both statistically (q < fdr, and the interval excludes no difference) and practically
+    significant (beyond the check's threshold), to the group's detriment.
 
     high: the whole confidence interval lies beyond the practical threshold; medium: the estimate does.
     """
@@ -123,32 +145,35 @@ def severity(t: RawTest, q: float | None, config: Config) -> str:
         return "low"
     if min(t.n_customers_group, t.n_customers_reference) < min_customers_to_judge(config):
         return "low"
-    if not _beyond(t.check, t.estimate, config):
+    if not _beyond(t.check, t.metric, t.estimate, config):
         return "low"
-    robust_end = t.ci_high if METRICS[t.check] != "price_ratio" else t.ci_low
-    return "high" if robust_end is not None and _beyond(t.check, robust_end, config) else "medium"
+    higher = CHECKS_BY_NAME[t.check].adverse == "higher"
+    near, far = (t.ci_low, t.ci_high) if higher else (t.ci_high, t.ci_low)
+    if near is None or (near <= no_difference(t.metric) if higher else near >= no_difference(t.metric)):
+        return "low"  # the interval holds no difference: not flagged, whatever q says
+    return "high" if _beyond(t.check, t.metric, near, config) else "medium"
 
 
-def _beyond(check: str, value: float, config: Config) -> bool:
+def _beyond(check: str, metric: str, value: float, config: Config) -> bool:
     """Is a value of the check's metric beyond its practical threshold, to the group's detriment?"""
-    metric = METRICS[check]
-    if metric == "price_ratio":
-        return value >= 1 + config.min_price_gap
-    if metric == "adverse_impact_ratio":
-        return value < config.adverse_impact_ratio
-    return value <= -config.min_discount_depth  # a shallower discount for the group
+    entry = CHECKS_BY_NAME[check]
+    threshold = config.setting(entry.threshold)
+    if entry.contrast == "rate":
+        return value < threshold  # the four-fifths rule: a rate ratio below the threshold
+    higher = entry.adverse == "higher"
+    boundary = no_difference(metric) + (threshold if higher else -threshold)
+    return value >= boundary if higher else value <= boundary
 
 
-def _excess_fields(t: RawTest) -> dict[str, float | None]:
+def _excess_fields(t: RawTest, config: Config) -> dict[str, float | None]:
     """The excess over the components on the metric's scale (see module docstring)."""
     if t.excess is None:
         return {}
-    low, high = t.excess.interval()
+    low, high = t.excess.interval(config.confidence)
     values = [t.excess.beta, low, high]
-    metric = METRICS[t.check]
-    if metric == "price_ratio":
+    if t.metric == "price_ratio":
         values = [exp_or_inf(v) for v in values]
-    elif metric == "adverse_impact_ratio":
+    elif t.metric == "adverse_impact_ratio":
         # the group's rate as a ratio of the rate its components predict: r / (r - excess)
         rate = (t.reference_mean or 0.0) + (t.difference.beta if t.difference else 0.0)
         values = [rate / (rate - v) if rate > 0 and rate - v > 0 else None for v in values]
@@ -176,14 +201,14 @@ def _explain_intersections(tests: list[RawTest], findings: list[Finding], config
         if t.excess is None or not explaining:
             out.append(f)
             continue
-        out.append(replace(f, severity="low", explained_by="; ".join(explaining)))
+        out.append(replace(f, explained_by="; ".join(explaining)))  # still flagged: its cause is the component's
     return out
 
 
 def _excess_is_adverse(f: Finding, q: float | None, config: Config) -> bool:
     if f.excess_estimate is None or q is None:
         return False
-    return q < config.fdr and _beyond(f.check, f.excess_estimate, config)
+    return q < config.fdr and _beyond(f.check, f.metric, f.excess_estimate, config)
 
 
 def _segment_key(f: Finding) -> tuple[tuple[str, str], ...]:

@@ -14,29 +14,30 @@ import hashlib
 import time
 import uuid
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import duckdb
 
 from audits import __version__
-from audits.catalogue import CONSISTENCY_CHECKS, DISPARITY_CHECKS
+from audits.catalogue import CHECKS_BY_NAME, CONSISTENCY_CHECKS, DISPARITY_CHECKS
 from audits.coding import Coding, code_lines
 from audits.config import Config
 from audits.consistency import run_consistency
 from audits.contrasts import load_in_background
-from audits.disparity import ContrastExecutor, RawTest, in_process_contrast, run_disparity
+from audits.causes import DISCOUNT_CHECKS, group_causes
+from audits.disparity import ContrastExecutor, RawTest, in_process_contrast, list_price_gaps, run_disparity
 from audits.errors import one_line
-from audits.findings import AuditResult, CheckRun, DataQuality, Finding, RunInfo
+from audits.findings import OUTCOMES, AuditResult, CheckRun, DataQuality, Finding, RunInfo
 from audits.judgement import is_candidate, judge, min_customers_to_judge
 from audits.lines import build_audit_lines
 from audits.sqlfiles import SQL_DIR, SqlFileError
 
-NO_LIST_PRICE = "the data has no list price (the price customers were shown)"
-NEEDS_LIST_PRICE = ("discount_incidence", "discount_depth", "price_dispersion", "discount_policy")
-NOTHING_TO_CHECK = {
-    "price_arithmetic": "the data has none of the amounts this check compares (line_total; discount_amount "
-                        "with list_price)",
-}
+NO_LINES = "no lines in the period after filters"
+NO_SQL = "not available in this version"
+NO_TESTS = "no group of the audited attributes had lines to compare"
+# columns whose presence on any audited line decides which checks can run (audits/catalogue.py: needs)
+PRESENCE = ("list_price", "unit_price", "discount_amount", "line_total", "quantity", "tenure")
 # What a failing check may raise; anything else is a bug of ours and stops the run.
 CHECK_ERRORS = (duckdb.Error, ArithmeticError, ValueError, SqlFileError)
 
@@ -52,21 +53,25 @@ def run_audit(
     filters: Mapping[str, str] | None = None,
     run_id: str | None = None,
     contrast: ContrastExecutor = in_process_contrast,
+    period_reason: str = "",
 ) -> AuditResult:
-    """Audit the lines in [period_start, period_end] and return the findings (status not yet compared)."""
+    """Audit the lines in [period_start, period_end] and return the findings (status not yet compared).
+
+    `period_reason` says why these days (it travels with the result into the report)."""
     started_at = dt.datetime.now(dt.timezone.utc)
     filters = filters or {}
     loading = load_in_background() if set(config.checks) & set(DISPARITY_CHECKS) else None
     build_audit_lines(con, config, period_start=period_start, period_end=period_end, filters=filters)
-    n_lines, n_customers, fingerprint, has_list_price = con.execute(
+    n_lines, n_customers, fingerprint, *counts = con.execute(
         "select count(*), count(distinct customer_id), "
         "coalesce(sum(hash(customer_id, product_id, day, unit_price, list_price, quantity))::varchar, '0'), "
-        "count(list_price) > 0 from audit_lines").fetchone()
+        + ", ".join(f"count({c})" for c in PRESENCE) + " from audit_lines").fetchone()
+    present = {c for c, n in zip(PRESENCE, counts, strict=True) if n} | ({"outcome"} if counts[1] else set())
     checks: list[CheckRun] = []
     consistency: list[Finding] = []
     raw_tests: list[RawTest] = []
     for check in config.checks:
-        if (reason := _skip_reason(check, has_list_price)) is not None:
+        if (reason := _skip_reason(check, n_lines, present)) is not None:
             checks.append(CheckRun(check, "skipped", 0.0, reason))
     skipped = {c.check for c in checks}
     for check in (c for c in config.checks if c in CONSISTENCY_CHECKS and c not in skipped):
@@ -76,13 +81,13 @@ def run_audit(
         except CHECK_ERRORS as err:
             checks.append(CheckRun(check, "errored", time.monotonic() - clock, _reason(err)))
             continue
-        if not found:
-            reason = NOTHING_TO_CHECK.get(check, "no line has the columns this check needs")
-            checks.append(CheckRun(check, "skipped", time.monotonic() - clock, reason))
+        if not found:  # every rule's columns are missing on the lines (needs said some line has them)
+            checks.append(CheckRun(check, "skipped", time.monotonic() - clock, CHECKS_BY_NAME[check].lacks(set())))
             continue
         consistency.extend(found)
         checks.append(CheckRun(check, "ok", time.monotonic() - clock, None, len(found)))
     disparity = [c for c in config.checks if c in DISPARITY_CHECKS and c not in skipped]
+    judged: list[Finding] = []
     if disparity:
         coding = code_audit_lines(con, config)
         con.execute("drop table audit_lines")  # its narrow coded copy is all the disparity checks read
@@ -98,9 +103,14 @@ def run_audit(
                 continue
             raw_tests.extend(tests)
             checks.append(CheckRun(check, "ok", time.monotonic() - clock, "; ".join(notes) or None, len(tests)))
+        judged = judge(raw_tests, config)
+        if "list_price" in present:
+            judged = _with_list_prices(con, config, coding, raw_tests, judged, contrast)
     elif loading is not None:
         loading.result()
 
+    findings = consistency + judged
+    checks = [_with_outcome(c, [f for f in findings if f.check == c.check]) for c in checks]
     finished_at = dt.datetime.now(dt.timezone.utc)
     run = RunInfo(
         run_id=run_id or f"{finished_at:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}",
@@ -114,8 +124,10 @@ def run_audit(
         scope=scope,
         started_at=started_at.isoformat(timespec="seconds"),
         finished_at=finished_at.isoformat(timespec="seconds"),
+        period_reason=period_reason,
+        filters=dict(filters),
     )
-    return AuditResult(run=run, data_quality=data_quality, findings=consistency + judge(raw_tests, config),
+    return AuditResult(run=run, data_quality=data_quality, findings=findings, causes=group_causes(findings, config),
                        checks=sorted(checks, key=lambda c: config.checks.index(c.check)),
                        method=_method(config, filters))
 
@@ -144,12 +156,53 @@ def code_audit_lines(con: duckdb.DuckDBPyConnection, config: Config) -> Coding:
     return code_lines(con, groupings=groupings, segment_by=tuple(config.segment_by), controls=tuple(config.controls))
 
 
-def _skip_reason(check: str, has_list_price: bool) -> str | None:
-    if not (SQL_DIR / "checks" / f"{check}.sql").exists():
-        return "not available in this version"
-    if check in NEEDS_LIST_PRICE and not has_list_price:
-        return NO_LIST_PRICE
-    return None
+def _with_list_prices(con: duckdb.DuckDBPyConnection, config: Config, coding: Coding, tests: list[RawTest],
+                      judged: list[Finding], contrast: ContrastExecutor) -> list[Finding]:
+    """The price-gap flags whose group also has a flagged discount finding (same attribute, group, segment)
+    get the same comparison on list prices: the evidence for the paid-price echo rule (audits/causes.py R3)."""
+    if config.outcome_column != "unit_price" or config.outcome_scale != "ratio":
+        return judged  # the rule is about paid prices and discounts
+    discounted = {(f.attribute, f.group, _segment_key(f)) for f in judged if f.is_flagged
+                  and f.check in DISCOUNT_CHECKS}
+    candidates = [(t, f) for t, f in zip(tests, judged, strict=True) if f.check == "price_gap" and f.is_flagged
+                  and len(t.dimension.columns) == 1 and (f.attribute, f.group, _segment_key(f)) in discounted]
+    if not candidates:
+        return judged
+    gaps = list_price_gaps(con, config, coding, [t for t, _ in candidates], contrast)
+    updated = {id(f): replace(f, **dict(zip(("list_estimate", "list_ci_low", "list_ci_high"),
+                                            gaps.get((t.dimension, t.segment_value, t.group), (None,) * 4)[:3],
+                                            strict=True)))
+               for t, f in candidates}
+    return [updated.get(id(f), f) for f in judged]
+
+
+def _segment_key(f: Finding) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((f.segment or {}).items()))
+
+
+def _skip_reason(check: str, n_lines: int, present: set[str]) -> str | None:
+    """Why a check cannot run on these lines (from what they lack, never assumed), or None."""
+    if not n_lines:
+        return NO_LINES
+    if not (SQL_DIR / f"{CHECKS_BY_NAME[check].sql}.sql").exists():
+        return NO_SQL
+    return CHECKS_BY_NAME[check].lacks(present)
+
+
+def _with_outcome(run: CheckRun, findings: list[Finding]) -> CheckRun:
+    """The check's outcome from its tests: flagged if any is, clear if any ran and found nothing, else
+    suppressed (all too small to show) or not assessed (with the reason)."""
+    counts = {o: sum(f.outcome == o for f in findings) for o in OUTCOMES}
+    if run.status != "ok":
+        return replace(run, outcome="not_assessed", outcomes=counts)
+    for outcome in ("flagged", "clear"):
+        if counts[outcome]:
+            return replace(run, outcome=outcome, outcomes=counts)
+    if counts["suppressed"] and not counts["not_assessed"]:
+        return replace(run, outcome="suppressed", outcomes=counts)
+    reasons = list(dict.fromkeys(f.reason for f in findings if f.reason and f.outcome == "not_assessed"))
+    reason = "; ".join(filter(None, [run.reason, *reasons])) or NO_TESTS
+    return replace(run, outcome="not_assessed", outcomes=counts, reason=reason)
 
 
 def _reason(err: BaseException) -> str:

@@ -84,11 +84,14 @@ def ratio_from_log(estimate: Estimate, confidence: float = CONFIDENCE) -> tuple[
 
 
 def rate_ratio(estimate: Estimate, reference: tuple[float, float], confidence: float = CONFIDENCE
-               ) -> tuple[float, float, float] | None:
-    """Adverse impact ratio (p_ref + beta) / p_ref with a delta-method interval on the log scale.
+               ) -> tuple[float, float, float, float] | None:
+    """Adverse impact ratio (p_ref + beta) / p_ref with its interval and p-value, on the log scale.
 
     The variance adds the reference rate's own uncertainty to beta's: var(AIR) ~ var(beta)/p0^2 +
-    beta^2 var(p0)/p0^4 (covariance ignored; both terms are estimated with customers as units).
+    beta^2 var(p0)/p0^4 (covariance ignored; both terms are estimated with customers as units), and the
+    delta method gives the log ratio's standard error. The test is the inversion of the interval (t =
+    log AIR / se on the estimate's degrees of freedom), so the interval excludes 1 exactly when
+    p < 1 - confidence.
     """
     p0, var_p0 = reference
     if p0 <= 0:
@@ -98,8 +101,13 @@ def rate_ratio(estimate: Estimate, reference: tuple[float, float], confidence: f
         return None
     var_ratio = estimate.se**2 / p0**2 + estimate.beta**2 * var_p0 / p0**4
     se_log = math.sqrt(var_ratio) / ratio
+    log_ratio = math.log(ratio)
     half = _t_critical(estimate.df, confidence) * se_log
-    return ratio, exp_or_inf(math.log(ratio) - half), exp_or_inf(math.log(ratio) + half)
+    if se_log == 0:
+        p_value = 0.0 if log_ratio != 0 else 1.0
+    else:
+        p_value = float(2 * _special().stdtr(estimate.df, -abs(log_ratio / se_log)))
+    return ratio, exp_or_inf(log_ratio - half), exp_or_inf(log_ratio + half), p_value
 
 
 def benjamini_hochberg(p_values: Sequence[float]) -> list[float]:

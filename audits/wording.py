@@ -1,73 +1,91 @@
 """Plain-language summaries of findings: one sentence a non-statistician can act on.
 
 The sentence is part of the findings data (findings.json's `summary`), so the report and any other
-consumer say the same thing. Values from the data appear as they are; escaping is the renderer's job.
+consumer say the same thing. Its words follow the config: what is compared (`audit.outcome.noun`:
+price, premium, interest rate) and what makes two lines comparable (`audit.cell` and the controls:
+"the same product on the same day and channel", "the same cover, year and channel"). Values from the
+data appear as they are; escaping is the renderer's job. Every number a sentence states (thresholds,
+group sizes) comes from the config, never from a literal here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from audits.findings import Finding
+from audits.catalogue import CHECKS_BY_NAME
+from audits.config import Config
+from audits.findings import LOW_COVERAGE, Finding
 
 INTERSECTION = " & "  # how the runner joins an intersection's attributes and groups
-
-_CONSISTENCY: dict[str, str] = {
-    "line_total_mismatch": "line totals that do not equal unit price times quantity",
-    "discount_mismatch": "discount amounts that do not equal list price minus unit price, times quantity",
-    "list_price_dispersion": "a list price other than the one most customers were shown for the same product on "
-                             "the same day{controls}",
-    "discount_above_policy": "discounts deeper than the policy maximum",
-    "code_outside_rules": "discount codes used outside their rules",
-}
+TIME_GRAINS = {"day": "day", "week": "week", "month": "month"}
 
 
-def summarize(
-    finding: Finding,
-    *,
-    controls: Sequence[str] = (),
-    min_group_customers: int = 11,
-    total: int | None = None,
-    adverse_impact_ratio: float = 0.8,
-    min_customers_to_judge: int = 30,
-) -> str:
+def summarize(finding: Finding, config: Config, *, total: int | None = None) -> str:
     """One sentence saying what the finding means, with its size and how sure we are."""
     if finding.count is not None:
-        what = _CONSISTENCY.get(finding.metric, finding.metric.replace("_", " "))
-        what = what.replace("{controls}", "".join(f" and {c.replace('_', ' ')}" for c in controls))
+        rule = dict(CHECKS_BY_NAME[finding.check].rules).get(finding.metric, finding.metric.replace("_", " "))
+        what = rule.replace("{cell}", cell_words(config))
         if finding.count == 0:
             return f"No {what} were found."
         of_total = f" out of {total:,}" if total else ""
-        return f"{finding.count:,} transactions{of_total} had {what}."
-    who = _who(finding)
+        return f"{finding.count:,} line{'' if finding.count == 1 else 's'}{of_total} had {what}."
+    who = who_text(finding)
     if finding.suppressed:
-        return (f"{_cap(who)}: fewer than {min_group_customers} customers on one side of the comparison, "
+        return (f"{_cap(who)}: fewer than {config.min_group_customers} customers on one side of the comparison, "
                 "so no figures are shown to protect their privacy.")
     if finding.estimate is None:
-        return f"{_cap(who)}: too little overlap with the reference to estimate a difference."
+        return f"{_cap(who)}: {finding.reason or 'too little overlap with the reference to estimate a difference'}."
     against = _against(finding)
-    like_for_like = _like_for_like(finding, controls)
-    sure = _certainty(finding, min_customers_to_judge) + _components(finding)
+    like_for_like = "for " + cell_words(config)
+    sure = _certainty(finding, config) + _components(finding) + _coverage(finding)
     segment = _segment(finding)
+    noun = config.outcome_noun
     if finding.metric == "price_ratio":
         change = finding.estimate - 1
-        if finding.check == "loyalty_penalty":
-            against = "new customers"
-        paid = "the same as" if abs(change) < 0.0005 else f"{abs(change):.1%} {'more' if change > 0 else 'less'} than"
+        if abs(change) < 0.0005:
+            paid = f"the same {noun} as" if noun != "price" else "the same as"
+        elif noun == "price":
+            paid = f"{abs(change):.1%} {'more' if change > 0 else 'less'} than"
+        else:
+            paid = f"{abs(change):.1%} {'higher' if change > 0 else 'lower'} {noun} than"
         adjusted = ""
         if finding.adjusted_estimate is not None:
             adjusted = (f"; adjusting for each factor separately instead (regression) gives "
                         f"{_signed_pct(finding.adjusted_estimate - 1)}")
         return f"{_cap(who)} paid {paid} {against} {like_for_like}{segment}; {sure}{adjusted}."
+    if finding.metric == "points_diff":
+        size = "the same" if abs(finding.estimate) < 0.005 else \
+            f"{abs(finding.estimate):.2f} points {'higher' if finding.estimate > 0 else 'lower'}"
+        adjusted = ""
+        if finding.adjusted_estimate is not None:
+            adjusted = (f"; adjusting for each factor separately instead (regression) gives "
+                        f"{finding.adjusted_estimate:+.2f} points")
+        return f"{_cap(who)} had a {noun} {size} than {against} {like_for_like}{segment}; {sure}{adjusted}."
     if finding.metric == "adverse_impact_ratio":
         return (f"{_cap(who)} received discounts {finding.estimate:.2f} times as often as {against} "
-                f"{like_for_like}{segment} (the four-fifths rule flags below {adverse_impact_ratio:.2f}); {sure}.")
+                f"{like_for_like}{segment} (the four-fifths rule flags below {config.adverse_impact_ratio:.2f}); "
+                f"{sure}.")
     if finding.metric == "discount_pct_diff":
         points = finding.estimate * 100
         depth = ("as deep as" if abs(points) < 0.05 else
                  f"{abs(points):.1f} percentage points {'deeper' if points > 0 else 'shallower'} than")
         return f"When discounted, {who} got discounts {depth} {against} {like_for_like}{segment}; {sure}."
     return f"{_cap(who)}: {finding.metric} = {finding.estimate:.4g} against {against}{segment}; {sure}."
+
+
+def cell_words(config: Config) -> str:
+    """What makes two lines comparable, in words: "the same product on the same day and channel"."""
+    cell = [c for c in config.cell if c not in TIME_GRAINS]
+    grains = [TIME_GRAINS[c] for c in config.cell if c in TIME_GRAINS]
+    others = [c.replace("_id", "").replace("_", " ") for c in cell[1:]] + [c.replace("_", " ") for c in config.controls]
+    if cell[:1] == ["product_id"]:
+        tail = _and([*grains, *others])
+        return "the same product" + (f" on the same {tail}" if tail else "")
+    return "the same " + _and([c.replace("_id", "").replace("_", " ") for c in cell[:1]] + grains + others)
+
+
+def _and(words: list[str]) -> str:
+    if len(words) <= 1:
+        return "".join(words)
+    return ", ".join(words[:-1]) + " and " + words[-1]
 
 
 def _components(finding: Finding) -> str:
@@ -78,21 +96,35 @@ def _components(finding: Finding) -> str:
         excess = _signed_pct(finding.excess_estimate - 1)
     elif finding.metric == "discount_pct_diff":
         excess = f"{finding.excess_estimate * 100 + 0.0:+.1f} points".replace("-0.0", "+0.0")
+    elif finding.metric == "points_diff":
+        excess = f"{finding.excess_estimate:+.2f} points"
     else:
         excess = f"{finding.excess_estimate:.2f} times the predicted rate"
     if finding.explained_by:
         parts = finding.explained_by.split("; ")
         return (f"; this follows from {' and '.join(parts)} (flagged on {'their' if len(parts) > 1 else 'its'} "
                 f"own): beyond what its attributes predict together the group shows {excess}, not an adverse "
-                "excess, so it is noted rather than flagged")
+                "excess")
     if finding.is_flagged:
         return f"; beyond what its attributes predict together: {excess}"
     return ""
 
 
-def _who(finding: Finding) -> str:
+def _coverage(finding: Finding) -> str:
+    """Say so when most of a side's lines had no comparable line of the other side in their cell."""
+    shares = finding.coverage or {}
+    low = [(side, shares[f"{side}_lines"]) for side in ("group", "reference")
+           if shares.get(f"{side}_lines") is not None and shares[f"{side}_lines"] < LOW_COVERAGE]
+    if not low:
+        return ""
+    said = " and ".join(f"{share:.0%} of the {'group' if side == 'group' else 'reference'}'s lines" for side, share in low)
+    return f"; only {said} had a comparable line of the other side, so the comparison rests on a minority of them"
+
+
+def who_text(finding: Finding) -> str:
+    """Whom the finding is about: 'customers with age_band = 65+', 'existing customers'."""
     if finding.check == "loyalty_penalty":
-        return "existing customers"
+        return "existing customers" if finding.group == "existing" else f"customers with tenure {finding.group}"
     attributes = (finding.attribute or "").split(INTERSECTION)
     groups = (finding.group or "").split(INTERSECTION)
     if len(attributes) > 1 and len(attributes) == len(groups):
@@ -101,15 +133,11 @@ def _who(finding: Finding) -> str:
 
 
 def _against(finding: Finding) -> str:
+    if finding.check == "loyalty_penalty":
+        return "new customers"
     if finding.reference in (None, "all others"):
         return "all other customers"
     return f"customers with {finding.attribute} = {finding.reference}"
-
-
-def _like_for_like(finding: Finding, controls: Sequence[str]) -> str:
-    factors = ["day", *(c.replace("_", " ") for c in controls)]
-    same = ", ".join(factors[:-1]) + (" and " if len(factors) > 1 else "") + factors[-1]
-    return f"for the same product on the same {same}"
 
 
 def _segment(finding: Finding) -> str:
@@ -118,24 +146,25 @@ def _segment(finding: Finding) -> str:
     return " (" + ", ".join(f"{k} {v}" for k, v in finding.segment.items()) + ")"
 
 
-def _certainty(finding: Finding, min_customers_to_judge: int) -> str:
+def _certainty(finding: Finding, config: Config) -> str:
     low, high = finding.ci_low, finding.ci_high
+    level = f"{config.confidence:.0%} confidence interval"
     if finding.metric == "price_ratio" and low is not None and high is not None:
-        interval = f"95% confidence interval {_signed_pct(low - 1)} to {_signed_pct(high - 1)}"
+        interval = f"{level} {_signed_pct(low - 1)} to {_signed_pct(high - 1)}"
     elif finding.metric == "discount_pct_diff" and low is not None and high is not None:
-        interval = f"95% confidence interval {low * 100:+.1f} to {high * 100:+.1f} points"
+        interval = f"{level} {low * 100:+.1f} to {high * 100:+.1f} points"
+    elif finding.metric == "points_diff" and low is not None and high is not None:
+        interval = f"{level} {low:+.2f} to {high:+.2f} points"
     elif low is not None and high is not None:
-        interval = f"95% confidence interval {low:.2f} to {high:.2f}"
+        interval = f"{level} {low:.2f} to {high:.2f}"
     else:
         interval = "no confidence interval"
     q = finding.q_value
-    few = min(finding.n_customers_group or 0, finding.n_customers_reference or 0)
-    if few < min_customers_to_judge and not finding.is_flagged:
-        return (f"{interval}; with fewer than {min_customers_to_judge} customers on one side the test "
-                "cannot be relied on, so it is not flagged")
-    if finding.is_flagged or (finding.explained_by and q is not None):
+    if finding.outcome == "not_assessed":
+        return f"{interval}; {finding.reason}"
+    if finding.is_flagged:
         return f"{interval}, unlikely to be chance ({'q < 1e-10' if q < 1e-10 else f'q = {q:.2g}'})"
-    if q is not None and q < 0.05:
+    if q is not None and q < config.fdr:
         if _favours_group(finding):
             return f"{interval}, real and in the group's favour"
         return f"{interval}, real but smaller than the practical threshold"
@@ -148,11 +177,9 @@ def _signed_pct(value: float) -> str:
 
 
 def _favours_group(finding: Finding) -> bool:
-    if finding.metric == "price_ratio":
-        return finding.estimate < 1
-    if finding.metric == "adverse_impact_ratio":
-        return finding.estimate >= 1
-    return finding.estimate >= 0
+    higher_is_adverse = CHECKS_BY_NAME[finding.check].adverse == "higher"
+    no_difference = 1.0 if finding.metric.endswith("_ratio") else 0.0
+    return finding.estimate < no_difference if higher_is_adverse else finding.estimate >= no_difference
 
 
 def _cap(text: str) -> str:

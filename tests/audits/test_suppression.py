@@ -12,7 +12,7 @@ REGION = Dimension(dim_id=2, attribute="region", columns=("region",), reference=
 
 
 def _test(dimension: Dimension, group: str, n_group: int, n_reference: int) -> RawTest:
-    return RawTest(check="price_gap", dimension=dimension, segment_value="", group=group, n_customers_group=n_group,
+    return RawTest(check="price_gap", metric="price_ratio", dimension=dimension, segment_value="", group=group, n_customers_group=n_group,
                    n_customers_reference=n_reference, estimate=1.001, ci_low=0.99, ci_high=1.01, p_value=0.8)
 
 
