@@ -4,17 +4,19 @@ The audit side of issue 23 (derive, bands, outcome, tenure, renewal) is not wire
 tests check what can be checked without it: each config loads, names only columns the export has (or
 derives), its derived expressions run over the export in DuckDB without losing a value, its bands are
 the ones the planted truth is stated for, and its source path is where examples/README.md tells
-`priceparity sample` to write.
+`priceparity sample` to write. The config snippets of docs/modelling-your-data.md load too.
 """
 
 from __future__ import annotations
 
+import re
+import tomllib
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from audits.config import load_config
+from audits.config import load_config, parse_config
 from audits.sample import insurance, lending, write_market
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -93,3 +95,16 @@ def test_the_example_reads_where_the_readme_writes_the_sample(kind):
     landing = f"out/{kind}/landing"
     assert source.path.resolve() == ROOT / landing / file_name
     assert f"priceparity sample --kind {kind} --out {landing}" in (ROOT / "examples" / "README.md").read_text()
+
+
+def test_every_config_snippet_in_modelling_your_data_loads():
+    text = (ROOT / "docs" / "modelling-your-data.md").read_text()
+    snippets = re.findall(r"```toml\n(.*?)```", text, flags=re.S)
+    assert len(snippets) == 4  # baskets, policies, loans, bookings
+    cells = []
+    for snippet in snippets:
+        config = parse_config(tomllib.loads(snippet), file="docs/modelling-your-data.md")
+        assert len(config.sources) == 1
+        cells.append(config.cell)
+    assert cells == [("product_id", "day"), ("cover", "vehicle_class", "region", "year", "bonus_malus"),
+                     ("grade", "term_months"), ("room_type", "night")]
