@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -10,11 +11,19 @@ from pathlib import Path
 from types import SimpleNamespace
 from urllib.parse import urlsplit
 
+import plotly.offline
 import pytest
 
 from audits.findings import AuditResult
 from reports import render_index, render_report
-from reports.figures import plotly_js
+from reports.figures import (
+    PLOTLY_BUNDLE,
+    PLOTLY_BUNDLE_SHA256,
+    PLOTLY_BUNDLE_VERSION,
+    forest_figure,
+    plotly_js,
+    trend_figure,
+)
 
 SECTION_HEADINGS = [
     "Executive summary", "Findings", "Flagged findings in detail", "Data quality", "Methodology", "Run metadata",
@@ -152,8 +161,8 @@ def test_plotly_inlined_exactly_once(page: tuple) -> None:
     assert "cdn.plot.ly" not in text.replace(bundle, "")
 
 
-def test_nothing_external(page: tuple) -> None:
-    text, doc = page
+def assert_nothing_external(doc: object) -> None:
+    """No attribute or stylesheet that could make a request, and a CSP that forbids any."""
     for node in doc.iter():
         for name in ("src", "href", "action", "data", "poster", "srcset"):
             value = node.attrs.get(name)
@@ -165,6 +174,42 @@ def test_nothing_external(page: tuple) -> None:
     assert "@import" not in styles and not re.search(r"url\(", styles) and "@font-face" not in styles
     csp = [m.attrs["content"] for m in doc.iter("meta") if m.attrs.get("http-equiv") == "Content-Security-Policy"]
     assert csp and csp[0].startswith("default-src 'none'")
+
+
+def test_nothing_external(page: tuple) -> None:
+    _, doc = page
+    assert_nothing_external(doc)
+
+
+def test_vendored_plotly_bundle_is_the_recorded_release() -> None:
+    data = PLOTLY_BUNDLE.read_bytes()
+    assert hashlib.sha256(data).hexdigest() == PLOTLY_BUNDLE_SHA256
+    assert f"plotly.js (basic - minified) v{PLOTLY_BUNDLE_VERSION}\n" in data[:200].decode("ascii")
+    # The figures are validated against the Python package's schema, which targets this plotly.js.
+    assert PLOTLY_BUNDLE_VERSION.split(".")[0] == plotly.offline.get_plotlyjs_version().split(".")[0]
+    licence = PLOTLY_BUNDLE.with_name("plotly-basic.LICENSE").read_text(encoding="utf-8")
+    assert licence.startswith("MIT License") and "Plotly" in licence
+    assert "</script" not in plotly_js().lower() and "<!--" not in plotly_js()  # safe to inline as it is
+
+
+def test_bundle_has_the_trace_types_the_figures_use(result: AuditResult, sample: SimpleNamespace) -> None:
+    bundled = set(re.findall(r'moduleType:"trace",name:"(\w+)"', plotly_js()))
+    assert bundled == {"scatter", "bar", "pie"}
+    figures = [forest_figure([sample.HIGH_GAP, sample.LOW_GAP], focus=sample.HIGH_GAP),
+               trend_figure(sample.HIGH_GAP, result.history, period_end=result.run.period_end)]
+    used = {trace.get("type", "scatter") for figure in figures if figure for trace in figure["data"]}
+    assert used and used <= bundled
+
+
+def test_demo_report_is_small_and_self_contained(demo_report: Path, parse: Callable) -> None:
+    text = demo_report.read_text(encoding="utf-8")
+    assert demo_report.stat().st_size < 2_500_000
+    doc = parse(text)
+    bundle = plotly_js()
+    assert text.count(bundle) == 1 and text.count(bundle[:400]) == 1
+    assert_nothing_external(doc)
+    assert "://" not in text.replace(bundle, "")  # the market's names hold no address, so nothing may
+    assert len(doc.by_id("findings-table").iter("tbody")[0].iter("tr")) > 100  # a realistic report
 
 
 def test_data_quality_section(page: tuple) -> None:
