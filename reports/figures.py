@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from audits.findings import Finding, HistoryPoint
 
-DisplayKind = Literal["percent_change", "ratio", "points", "raw"]
+DisplayKind = Literal["percent_change", "ratio", "points", "share", "raw"]
 
 # Calm palette shared with the stylesheet: flagged = muted red, medium = amber, the rest slate.
 COLOUR_HIGH = "#b42318"
@@ -43,15 +43,15 @@ class MetricDisplay:
         """The value in the unit the reader sees (percent change, percentage points, ratio, raw)."""
         if self.kind == "percent_change":
             return (value - 1.0) * 100.0
-        if self.kind == "points":
+        if self.kind in ("points", "share"):
             return value * 100.0
         return value
 
     def plotted(self, value: float | None) -> float | None:
-        """The value on a chart axis: ratios stay ratios (reference line at 1), points are x100."""
+        """The value on a chart axis: ratios stay ratios (reference line at 1), points and shares are x100."""
         if value is None or not math.isfinite(value):
             return None
-        return value * 100.0 if self.kind == "points" else value
+        return value * 100.0 if self.kind in ("points", "share") else value
 
     def text(self, value: float | None) -> str:
         if value is None or not math.isfinite(value):
@@ -63,13 +63,31 @@ class MetricDisplay:
             return f"{shown:+.1f} pp"
         if self.kind == "ratio":
             return f"{shown:.2f}"
+        if self.kind == "share":
+            return _percent(shown)
         return f"{shown:g}"
+
+
+def _percent(shown: float) -> str:
+    """A share in percent, never rounded to 0% or 100% when it is not: '11.3%', '0.015%', '<0.001%'."""
+    if shown <= 0 or shown >= 100:
+        return f"{shown:g}%"
+    if shown < 0.001:
+        return "<0.001%"
+    if shown >= 1:
+        text = f"{shown:.1f}"
+        return ">99.9%" if text == "100.0" else f"{text}%"
+    return f"{shown:.{1 - math.floor(math.log10(shown))}f}%"  # two significant digits
 
 
 METRIC_DISPLAY: dict[str, MetricDisplay] = {
     "price_ratio": MetricDisplay("percent_change", "price ratio, group / reference (1 = same price)", 1.0),
     "adverse_impact_ratio": MetricDisplay("ratio", "discount-rate ratio, group / reference (1 = same rate)", 1.0),
     "discount_pct_diff": MetricDisplay("points", "discount depth difference, percentage points (0 = same)", 0.0),
+    # Consistency checks: the share of the transactions a rule could check that break it.
+    **{metric: MetricDisplay("share", "% of the transactions checked that break the rule", 0.0)
+       for metric in ("line_total_mismatch", "discount_mismatch", "list_price_dispersion",
+                      "discount_above_policy", "code_outside_rules")},
 }
 _RAW = MetricDisplay("raw", "estimate", 0.0)
 

@@ -73,7 +73,8 @@ SUPPRESSED = finding(
     suppressed=True, summary="Group too small to report.",
 )
 DISPERSION = finding(
-    check="price_dispersion", attribute=None, group=None, reference=None, metric="violations", estimate=None,
+    check="price_dispersion", attribute=None, group=None, reference=None, metric="list_price_dispersion",
+    estimate=0.000921,  # 37 of 40,174 transactions with a list price
     ci_low=None, ci_high=None, p_value=None, q_value=None, n_customers_group=None, n_customers_reference=None,
     count=37, severity="medium", status="new",
     summary="37 transactions were listed at a price other than the published one for the same product, day and channel.",

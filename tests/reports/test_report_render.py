@@ -14,13 +14,15 @@ from urllib.parse import urlsplit
 import plotly.offline
 import pytest
 
-from audits.findings import AuditResult
+from audits.findings import CONSISTENCY_CHECKS, AuditResult
 from reports import render_index, render_report
+from reports.render import CONSISTENCY_RULES, consistency_rule
 from reports.figures import (
     PLOTLY_BUNDLE,
     PLOTLY_BUNDLE_SHA256,
     PLOTLY_BUNDLE_VERSION,
     forest_figure,
+    metric_display,
     plotly_js,
     trend_figure,
 )
@@ -85,7 +87,41 @@ def test_findings_table_numbers(page: tuple) -> None:
     assert rows["65+ vs 25-44 | all customers"][4:8] == ["0.52 0.45 to 0.60", "<0.001", "<0.001", "140 / 900"]
     assert rows["South vs North | all customers"][4:7] == ["-3.1 pp -5.0 pp to -1.2 pp", "0.004", "0.020"]
     dispersion = rows[" | all customers"]
-    assert dispersion[0] == "Price dispersion" and dispersion[8] == "37" and dispersion[9] == "medium"
+    assert dispersion == ["Price dispersion One list price for everyone for the same product on the same day and "
+                          "channel", "", "", "all customers", "0.092% of transactions checked", "", "", "", "37",
+                          "medium", "new"]
+
+
+def test_consistency_finding_shows_count_share_and_rule(page: tuple) -> None:
+    text, doc = page
+    (drill,) = [a for a in doc.by_id("details").iter("article") if "Price dispersion" in a.iter("h3")[0].text]
+    facts = {dt.text: dd.text for dt, dd in zip(drill.iter("dt"), drill.iter("dd"), strict=True)}
+    assert facts == {"Transactions breaking the rule": "37", "Share of the transactions checked": "0.092%",
+                     "Status": "new"}
+    assert " ".join(drill.classed("rule-text")[0].text.split()) == (
+        "Rule: One list price for everyone for the same product on the same day and channel.")
+    assert drill.classed("chart") == []  # one count for the run: nothing to plot against
+    assert "0.000921" not in doc.text
+
+
+def test_consistency_rules_in_words(sample: SimpleNamespace) -> None:
+    method = {"controls": ["channel", "quantity_band"], "thresholds": {"max_discount_pct": 0.375}}
+    assert consistency_rule("list_price_dispersion", method) == (
+        "One list price for everyone for the same product on the same day and channel and quantity band")
+    assert consistency_rule("discount_above_policy", method) == "No unit price more than 37.5% below the list price"
+    assert consistency_rule("discount_above_policy", {}) == "No unit price more than the policy maximum below the list price"
+    assert consistency_rule("list_price_dispersion", {}) == "One list price for everyone for the same product on the same day"
+    assert consistency_rule("new_rule_name", {}) == "New rule name"
+
+
+def test_every_consistency_metric_has_a_share_and_a_rule() -> None:
+    """The metrics the consistency checks' SQL emits, read from the files, each shown as a share with its rule."""
+    sql = Path(__file__).resolve().parents[2] / "sql" / "checks"
+    metrics = {m for check in CONSISTENCY_CHECKS
+               for m in re.findall(r"'(\w+)' as metric", (sql / f"{check}.sql").read_text(encoding="utf-8"))}
+    assert metrics == {"line_total_mismatch", "discount_mismatch", "list_price_dispersion", "discount_above_policy"}
+    for metric in metrics:
+        assert metric_display(metric).kind == "share" and metric in CONSISTENCY_RULES
 
 
 def test_suppressed_finding_shows_no_figures(page: tuple, sample: SimpleNamespace) -> None:
@@ -209,7 +245,13 @@ def test_demo_report_is_small_and_self_contained(demo_report: Path, parse: Calla
     assert text.count(bundle) == 1 and text.count(bundle[:400]) == 1
     assert_nothing_external(doc)
     assert "://" not in text.replace(bundle, "")  # the market's names hold no address, so nothing may
-    assert len(doc.by_id("findings-table").iter("tbody")[0].iter("tr")) > 100  # a realistic report
+    rows = doc.by_id("findings-table").iter("tbody")[0].iter("tr")
+    assert len(rows) > 100  # a realistic report
+    consistency = [r for r in rows if r.attrs["data-check"] in CONSISTENCY_CHECKS]
+    assert len(consistency) == 4
+    for row in consistency:  # a share in percent and the rule, never the raw fraction
+        assert re.fullmatch(r"(<)?\d+(\.\d+)?% of transactions checked|0%", " ".join(row.iter("td")[4].text.split()))
+        assert row.classed("rule")
 
 
 def test_data_quality_section(page: tuple) -> None:
