@@ -167,7 +167,7 @@ def _label(text: str) -> str:
     return html.escape(text, quote=False)
 
 
-def _shorten(text: str, limit: int = 56) -> str:
+def _shorten(text: str, limit: int) -> str:
     """Axis labels stay short so the plot keeps its width; the hover text has the full label."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -227,6 +227,17 @@ def forest_rows(siblings: Sequence[Finding], *, focus: Finding, limit: int = FOR
     return sorted(near, key=priority)[:limit]
 
 
+# Forest charts come in two layouts: labels left of the rows (wide), or above each row over the full
+# width (narrow, for phones). The wide one is used when the chart is at least `narrow.below` pixels
+# wide: room for the longest label (LABEL_CHAR_PX a character at 12 px) and MIN_PLOT_PX of plot.
+LABEL_CHARS = 56
+NARROW_LABEL_CHARS = 40  # 11 px labels over a 300 px chart (a 320 px phone less the page's padding)
+NARROW_TITLE_CHARS = 36
+LABEL_CHAR_PX = 7
+MIN_PLOT_PX = 260
+NARROW_ROW_PX = 46
+
+
 def forest_figure(
     siblings: Sequence[Finding], *, focus: Finding, thresholds: Mapping[str, float] | None = None
 ) -> dict[str, Any] | None:
@@ -236,16 +247,20 @@ def forest_figure(
     them with `forest_rows`); suppressed ones and those without an estimate are left out. The focused
     finding is bold.
     For discount rates the configured four-fifths line is drawn too (from `thresholds`, as recorded).
+    Besides Plotly's `data` and `layout` (the wide layout), the figure carries `narrow`: the layout
+    for charts narrower than `narrow["below"]` pixels, which the report's script picks by width.
     """
     rows = [f for f in siblings if _is_plotted(f)]
     if not rows:
         return None
     display = metric_display(focus.metric)
     rows.sort(key=lambda f: (segment_text(f.segment), f.group or ""), reverse=True)  # top-down reading order
-    labels = []
-    for f in rows:
-        label = _label(_shorten(f"{comparison_text(f)} · {segment_text(f.segment)}"))
-        labels.append(f"<b>{label}</b>" if f.key == focus.key else label)
+    texts = [f"{comparison_text(f)} · {segment_text(f.segment)}" for f in rows]
+
+    def labels(limit: int) -> list[str]:
+        shown = [_label(_shorten(text, limit)) for text in texts]
+        return [f"<b>{label}</b>" if f.key == focus.key else label for f, label in zip(rows, shown, strict=True)]
+
     estimates = [display.plotted(f.estimate) for f in rows]
     hover = [
         _label(f"{comparison_text(f)}, {segment_text(f.segment)}: {format_estimate(f)}; {f.severity}, {f.status}")
@@ -268,21 +283,53 @@ def forest_figure(
     layout = _layout(
         display, height=100 + 30 * len(rows), left=16,
         xaxis={"title": {"text": display.axis_title}, "zeroline": False, "gridcolor": "#eaecf0"},
-        yaxis={"tickvals": list(range(len(rows))), "ticktext": labels, "range": [-0.7, len(rows) - 0.3],
+        yaxis={"tickvals": list(range(len(rows))), "ticktext": labels(LABEL_CHARS), "range": [-0.7, len(rows) - 0.3],
                "showgrid": False, "zeroline": False, "automargin": True},
     )
     four_fifths = (thresholds or {}).get("adverse_impact_ratio")
+    annotations = []
     if focus.metric == "adverse_impact_ratio" and four_fifths is not None:
         layout["shapes"].append({
             "type": "line", "xref": "x", "yref": "paper", "x0": four_fifths, "x1": four_fifths, "y0": 0, "y1": 1,
             "line": {"color": COLOUR_MEDIUM, "width": 1, "dash": "dot"},
         })
-        layout["annotations"] = [{
+        annotations = [{
             "x": four_fifths, "xref": "x", "y": 1, "yref": "paper", "yanchor": "bottom", "showarrow": False,
             "text": f"four-fifths rule ({four_fifths:g})", "font": {"size": 11, "color": COLOUR_MEDIUM},
         }]
+        layout["annotations"] = annotations
         layout["margin"]["t"] = 28
-    return {"data": [trace], "layout": layout}
+    narrow = {
+        **layout,
+        "height": 96 + NARROW_ROW_PX * len(rows),
+        "margin": {**layout["margin"], "l": 8, "r": 16, "b": 72},
+        "xaxis": {**layout["xaxis"], "title": {"text": _wrap(display.axis_title, NARROW_TITLE_CHARS)}},
+        "yaxis": {**{k: v for k, v in layout["yaxis"].items() if k not in ("tickvals", "ticktext")},
+                  "showticklabels": False, "automargin": False, "range": [-0.6, len(rows) - 0.25]},
+        "annotations": [*annotations, *(
+            {"x": 0, "xref": "paper", "xanchor": "left", "y": index, "yref": "y", "yanchor": "bottom", "yshift": 7,
+             "text": label, "showarrow": False, "align": "left", "font": {"size": 11},
+             "bgcolor": "rgba(255,255,255,0.85)"}
+            for index, label in enumerate(labels(NARROW_LABEL_CHARS))
+        )],
+    }
+    longest = max(len(_shorten(text, LABEL_CHARS)) for text in texts)
+    below = longest * LABEL_CHAR_PX + layout["margin"]["l"] + layout["margin"]["r"] + MIN_PLOT_PX
+    return {"data": [trace], "layout": layout, "narrow": {"below": below, "layout": narrow}}
+
+
+def _wrap(text: str, width: int) -> str:
+    """An axis title on lines of at most `width` characters, broken after commas first (Plotly does not
+    wrap titles itself)."""
+    lines: list[str] = []
+    for part in text.replace(", ", ",\n").split("\n"):
+        start = len(lines)
+        for word in part.split():
+            if len(lines) > start and len(lines[-1]) + 1 + len(word) <= width:
+                lines[-1] += " " + word
+            else:
+                lines.append(word)
+    return "<br>".join(_label(line) for line in lines)
 
 
 def trend_figure(finding: Finding, history: Sequence[HistoryPoint], *, period_end: str) -> dict[str, Any] | None:
