@@ -39,6 +39,7 @@ from reports.figures import (
 TEMPLATES = Path(__file__).parent / "templates"
 REPORT_NAME = "report.html"
 TOP_FINDINGS = 5
+TABLE_PAGE_SIZE = 25  # rows of the findings table a page shows (report.js pages it; without script, all)
 
 NOT_RELATIVE_LINK = (
     "report_links[{run_id!r}] = {link!r} is not a relative link; "
@@ -283,6 +284,7 @@ def _report_context(result: AuditResult) -> dict[str, Any]:
         "more_flagged": max(0, len(drills) - TOP_FINDINGS),
         "problem_checks": [c for c in result.checks if c.status != "ok"],
         "rows": rows,
+        "page_size": TABLE_PAGE_SIZE,
         "filters": _filters(rows),
         "drills": drills,
         "dq": dq,

@@ -167,6 +167,34 @@ def test_charts_embed_json_figures(page: tuple) -> None:
     assert "plotly-graph-div" not in text.replace(plotly_js(), "")  # nothing from plotly's to_html
 
 
+def test_details_start_closed_and_every_row_is_in_the_page(page: tuple, result: AuditResult) -> None:
+    """Short by default, complete without script: sections closed (but in the page), no row hidden."""
+    _, doc = page
+    drills = doc.by_id("details").iter("article")
+    bodies = [a.iter("details")[0] for a in drills]
+    assert len(bodies) == 4 and all("open" not in d.attrs and d.attrs["class"] == "drill-body" for d in bodies)
+    assert [d.iter("summary")[0].iter("h3")[0].attrs["id"] for d in bodies] == [f"{a.attrs['id']}-h" for a in drills]
+    parts = doc.by_id("methodology").iter("details")
+    assert [" ".join(d.iter("summary")[0].text.split()) for d in parts] == [
+        "Checks: what each one tests and its basis", "Statistics: how a difference is measured and judged"]
+    assert all("open" not in d.attrs for d in parts)
+    table = doc.by_id("findings-table")
+    assert table.attrs["data-page-size"] == "25"
+    assert not [tr for tr in table.iter("tr") if "hidden" in tr.attrs]
+    assert [n for n in doc.iter() if n.attrs.get("id") == "findings-pager"] == []  # 9 rows: one page
+
+
+def test_long_table_has_a_pager_hidden_until_the_script_runs(tmp_path: Path, parse: Callable,
+                                                              sample: SimpleNamespace) -> None:
+    many = [sample.finding(group=f"G{i:02d}", q_value=i / 100) for i in range(26)]
+    doc = parse(render_report(sample.build_result(findings=many), tmp_path).read_text(encoding="utf-8"))
+    pager = doc.by_id("findings-pager")
+    assert "hidden" in pager.attrs and pager.tag == "nav"
+    assert [b.attrs["data-page"] for b in pager.iter("button")] == ["previous", "next", "all"]
+    assert pager.iter("button")[2].text == "Show all 26"
+    assert len(doc.by_id("findings-table").iter("tbody")[0].iter("tr")) == 26
+
+
 def test_no_trend_without_history(result: AuditResult, tmp_path: Path, parse: Callable, sample) -> None:
     doc = parse(render_report(sample.replace(result, history=[]), tmp_path).read_text(encoding="utf-8"))
     kinds = [c.attrs["id"].rsplit("-", 1)[1] for c in doc.classed("chart")]
