@@ -121,7 +121,7 @@ def horizontal_overflow(page: Any) -> int:
 
 
 @pytest.mark.parametrize("width", VIEWPORTS)
-def test_loads_offline_under_its_csp_without_errors(open_page: Callable, report_url: str, width: int) -> None:
+def test_loads_offline_without_errors(open_page: Callable, report_url: str, width: int) -> None:
     seen = open_page(report_url, width=width)
     page = seen.page
     assert seen.noise() == []
