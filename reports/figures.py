@@ -16,13 +16,12 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import Any, Literal
-
-import plotly.offline
 
 from audits.findings import Finding, HistoryPoint
 
-DisplayKind = Literal["percent_change", "ratio", "points", "raw"]
+DisplayKind = Literal["percent_change", "ratio", "points", "share", "raw"]
 
 # Calm palette shared with the stylesheet: flagged = muted red, medium = amber, the rest slate.
 COLOUR_HIGH = "#b42318"
@@ -44,15 +43,15 @@ class MetricDisplay:
         """The value in the unit the reader sees (percent change, percentage points, ratio, raw)."""
         if self.kind == "percent_change":
             return (value - 1.0) * 100.0
-        if self.kind == "points":
+        if self.kind in ("points", "share"):
             return value * 100.0
         return value
 
     def plotted(self, value: float | None) -> float | None:
-        """The value on a chart axis: ratios stay ratios (reference line at 1), points are x100."""
+        """The value on a chart axis: ratios stay ratios (reference line at 1), points and shares are x100."""
         if value is None or not math.isfinite(value):
             return None
-        return value * 100.0 if self.kind == "points" else value
+        return value * 100.0 if self.kind in ("points", "share") else value
 
     def text(self, value: float | None) -> str:
         if value is None or not math.isfinite(value):
@@ -64,13 +63,31 @@ class MetricDisplay:
             return f"{shown:+.1f} pp"
         if self.kind == "ratio":
             return f"{shown:.2f}"
+        if self.kind == "share":
+            return _percent(shown)
         return f"{shown:g}"
+
+
+def _percent(shown: float) -> str:
+    """A share in percent, never rounded to 0% or 100% when it is not: '11.3%', '0.015%', '<0.001%'."""
+    if shown <= 0 or shown >= 100:
+        return f"{shown:g}%"
+    if shown < 0.001:
+        return "<0.001%"
+    if shown >= 1:
+        text = f"{shown:.1f}"
+        return ">99.9%" if text == "100.0" else f"{text}%"
+    return f"{shown:.{1 - math.floor(math.log10(shown))}f}%"  # two significant digits
 
 
 METRIC_DISPLAY: dict[str, MetricDisplay] = {
     "price_ratio": MetricDisplay("percent_change", "price ratio, group / reference (1 = same price)", 1.0),
     "adverse_impact_ratio": MetricDisplay("ratio", "discount-rate ratio, group / reference (1 = same rate)", 1.0),
     "discount_pct_diff": MetricDisplay("points", "discount depth difference, percentage points (0 = same)", 0.0),
+    # Consistency checks: the share of the transactions a rule could check that break it.
+    **{metric: MetricDisplay("share", "% of the transactions checked that break the rule", 0.0)
+       for metric in ("line_total_mismatch", "discount_mismatch", "list_price_dispersion",
+                      "discount_above_policy", "code_outside_rules")},
 }
 _RAW = MetricDisplay("raw", "estimate", 0.0)
 
@@ -117,10 +134,21 @@ def comparison_text(finding: Finding) -> str:
     return f"{finding.group} vs {finding.reference}" if finding.reference is not None else finding.group
 
 
+# plotly.js's official "basic" partial bundle (scatter, bar, pie: the figures here use scatter only),
+# vendored from the npm package plotly.js-basic-dist-min so that reports build offline: 1.2 MB against
+# 4.8 MB for the full bundle the Python package ships. Its major version must match the plotly.js the
+# Python package targets (plotly.offline.get_plotlyjs_version()); the tests check both and the hash.
+# Upgrade: `npm pack plotly.js-basic-dist-min@X.Y.Z`, copy plotly-basic.min.js and LICENSE here, update
+# the version and sha256 below.
+PLOTLY_BUNDLE = Path(__file__).parent / "templates" / "plotly-basic.min.js"
+PLOTLY_BUNDLE_VERSION = "4.1.1"
+PLOTLY_BUNDLE_SHA256 = "99784e3abfb07b142a15e521a439e6d9addceadb3f79553fd24c72774f0649ba"
+
+
 @cache
 def plotly_js() -> str:
     """The Plotly bundle, inlined once per report (no CDN: reports must work offline)."""
-    return plotly.offline.get_plotlyjs()
+    return PLOTLY_BUNDLE.read_text(encoding="utf-8")
 
 
 _SCRIPT_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
@@ -139,7 +167,7 @@ def _label(text: str) -> str:
     return html.escape(text, quote=False)
 
 
-def _shorten(text: str, limit: int = 56) -> str:
+def _shorten(text: str, limit: int) -> str:
     """Axis labels stay short so the plot keeps its width; the hover text has the full label."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -199,6 +227,17 @@ def forest_rows(siblings: Sequence[Finding], *, focus: Finding, limit: int = FOR
     return sorted(near, key=priority)[:limit]
 
 
+# Forest charts come in two layouts: labels left of the rows (wide), or above each row over the full
+# width (narrow, for phones). The wide one is used when the chart is at least `narrow.below` pixels
+# wide: room for the longest label (LABEL_CHAR_PX a character at 12 px) and MIN_PLOT_PX of plot.
+LABEL_CHARS = 56
+NARROW_LABEL_CHARS = 40  # 11 px labels over a 300 px chart (a 320 px phone less the page's padding)
+NARROW_TITLE_CHARS = 36
+LABEL_CHAR_PX = 7
+MIN_PLOT_PX = 260
+NARROW_ROW_PX = 46
+
+
 def forest_figure(
     siblings: Sequence[Finding], *, focus: Finding, thresholds: Mapping[str, float] | None = None
 ) -> dict[str, Any] | None:
@@ -208,16 +247,20 @@ def forest_figure(
     them with `forest_rows`); suppressed ones and those without an estimate are left out. The focused
     finding is bold.
     For discount rates the configured four-fifths line is drawn too (from `thresholds`, as recorded).
+    Besides Plotly's `data` and `layout` (the wide layout), the figure carries `narrow`: the layout
+    for charts narrower than `narrow["below"]` pixels, which the report's script picks by width.
     """
     rows = [f for f in siblings if _is_plotted(f)]
     if not rows:
         return None
     display = metric_display(focus.metric)
     rows.sort(key=lambda f: (segment_text(f.segment), f.group or ""), reverse=True)  # top-down reading order
-    labels = []
-    for f in rows:
-        label = _label(_shorten(f"{comparison_text(f)} · {segment_text(f.segment)}"))
-        labels.append(f"<b>{label}</b>" if f.key == focus.key else label)
+    texts = [f"{comparison_text(f)} · {segment_text(f.segment)}" for f in rows]
+
+    def labels(limit: int) -> list[str]:
+        shown = [_label(_shorten(text, limit)) for text in texts]
+        return [f"<b>{label}</b>" if f.key == focus.key else label for f, label in zip(rows, shown, strict=True)]
+
     estimates = [display.plotted(f.estimate) for f in rows]
     hover = [
         _label(f"{comparison_text(f)}, {segment_text(f.segment)}: {format_estimate(f)}; {f.severity}, {f.status}")
@@ -240,21 +283,53 @@ def forest_figure(
     layout = _layout(
         display, height=100 + 30 * len(rows), left=16,
         xaxis={"title": {"text": display.axis_title}, "zeroline": False, "gridcolor": "#eaecf0"},
-        yaxis={"tickvals": list(range(len(rows))), "ticktext": labels, "range": [-0.7, len(rows) - 0.3],
+        yaxis={"tickvals": list(range(len(rows))), "ticktext": labels(LABEL_CHARS), "range": [-0.7, len(rows) - 0.3],
                "showgrid": False, "zeroline": False, "automargin": True},
     )
     four_fifths = (thresholds or {}).get("adverse_impact_ratio")
+    annotations = []
     if focus.metric == "adverse_impact_ratio" and four_fifths is not None:
         layout["shapes"].append({
             "type": "line", "xref": "x", "yref": "paper", "x0": four_fifths, "x1": four_fifths, "y0": 0, "y1": 1,
             "line": {"color": COLOUR_MEDIUM, "width": 1, "dash": "dot"},
         })
-        layout["annotations"] = [{
+        annotations = [{
             "x": four_fifths, "xref": "x", "y": 1, "yref": "paper", "yanchor": "bottom", "showarrow": False,
             "text": f"four-fifths rule ({four_fifths:g})", "font": {"size": 11, "color": COLOUR_MEDIUM},
         }]
+        layout["annotations"] = annotations
         layout["margin"]["t"] = 28
-    return {"data": [trace], "layout": layout}
+    narrow = {
+        **layout,
+        "height": 96 + NARROW_ROW_PX * len(rows),
+        "margin": {**layout["margin"], "l": 8, "r": 16, "b": 72},
+        "xaxis": {**layout["xaxis"], "title": {"text": _wrap(display.axis_title, NARROW_TITLE_CHARS)}},
+        "yaxis": {**{k: v for k, v in layout["yaxis"].items() if k not in ("tickvals", "ticktext")},
+                  "showticklabels": False, "automargin": False, "range": [-0.6, len(rows) - 0.25]},
+        "annotations": [*annotations, *(
+            {"x": 0, "xref": "paper", "xanchor": "left", "y": index, "yref": "y", "yanchor": "bottom", "yshift": 7,
+             "text": label, "showarrow": False, "align": "left", "font": {"size": 11},
+             "bgcolor": "rgba(255,255,255,0.85)"}
+            for index, label in enumerate(labels(NARROW_LABEL_CHARS))
+        )],
+    }
+    longest = max(len(_shorten(text, LABEL_CHARS)) for text in texts)
+    below = longest * LABEL_CHAR_PX + layout["margin"]["l"] + layout["margin"]["r"] + MIN_PLOT_PX
+    return {"data": [trace], "layout": layout, "narrow": {"below": below, "layout": narrow}}
+
+
+def _wrap(text: str, width: int) -> str:
+    """An axis title on lines of at most `width` characters, broken after commas first (Plotly does not
+    wrap titles itself)."""
+    lines: list[str] = []
+    for part in text.replace(", ", ",\n").split("\n"):
+        start = len(lines)
+        for word in part.split():
+            if len(lines) > start and len(lines[-1]) + 1 + len(word) <= width:
+                lines[-1] += " " + word
+            else:
+                lines.append(word)
+    return "<br>".join(_label(line) for line in lines)
 
 
 def trend_figure(finding: Finding, history: Sequence[HistoryPoint], *, period_end: str) -> dict[str, Any] | None:

@@ -39,6 +39,7 @@ from reports.figures import (
 TEMPLATES = Path(__file__).parent / "templates"
 REPORT_NAME = "report.html"
 TOP_FINDINGS = 5
+TABLE_PAGE_SIZE = 25  # rows of the findings table a page shows (report.js pages it; without script, all)
 
 NOT_RELATIVE_LINK = (
     "report_links[{run_id!r}] = {link!r} is not a relative link; "
@@ -102,6 +103,16 @@ CHECK_EXPLANATIONS: dict[str, tuple[str, str]] = {
         FCA + " (renewal price may not exceed the new-business price); elsewhere internal policy",
     ),
 }
+
+# The rule each consistency metric checks, in words ({controls} and {max_discount} from the run's method).
+CONSISTENCY_RULES: dict[str, str] = {
+    "line_total_mismatch": "Line total = unit price × quantity (within rounding)",
+    "discount_mismatch": "Discount amount = (list price − unit price) × quantity (within rounding)",
+    "list_price_dispersion": "One list price for everyone for the same product on the same day{controls}",
+    "discount_above_policy": "No unit price more than {max_discount} below the list price",
+    "code_outside_rules": "Discount codes used only within their rules",
+}
+POLICY_MAXIMUM = "the policy maximum"
 
 STATISTICS_PROSE: tuple[tuple[str, str], ...] = (
     ("Like for like",
@@ -167,6 +178,7 @@ class Row:
     customers: str
     count: str
     drill_id: str | None
+    rule: str = ""  # consistency findings: the rule broken, in words
     sort: dict[str, str] = field(default_factory=dict)
 
 
@@ -235,7 +247,7 @@ def _report_context(result: AuditResult) -> dict[str, Any]:
     rows: list[Row] = []
     for finding in _table_order(result.findings):
         drill_id = f"finding-{len(rows) + 1}" if finding.key in flagged_keys else None
-        rows.append(_row(finding, drill_id=drill_id, suppressed_text=suppressed_text))
+        rows.append(_row(finding, drill_id=drill_id, suppressed_text=suppressed_text, method=result.method))
 
     siblings: dict[tuple[str, str | None, str], list[Finding]] = {}
     for finding in result.findings:
@@ -243,20 +255,21 @@ def _report_context(result: AuditResult) -> dict[str, Any]:
     drills: list[Drill] = []
     for row in sorted((r for r in rows if r.drill_id), key=lambda r: _severity_order(r.finding)):
         finding = row.finding
-        charts: list[Chart] = []
+        figures: dict[str, dict[str, Any] | None] = {}
         forest_note = ""
-        if not finding.suppressed:
+        if finding.check not in CONSISTENCY_CHECKS and not finding.suppressed:
+            # A consistency finding is one count for the whole run: there are no siblings to plot.
             group = siblings[(finding.check, finding.attribute, finding.metric)]
             shown = forest_rows(group, focus=finding)
-            forest = forest_figure(shown, focus=finding, thresholds=thresholds)
+            figures["forest"] = forest_figure(shown, focus=finding, thresholds=thresholds)
             forest_note = (f"Showing {len(shown)} of {sum(1 for f in group if not f.suppressed)} comparisons: "
                            "this segment across groups and this group across segments."
                            if len(shown) < sum(1 for f in group if not f.suppressed) else "")
-            trend = trend_figure(finding, result.history, period_end=result.run.period_end)
-            for kind, figure in (("forest", forest), ("trend", trend)):
-                if figure is not None:
-                    charts.append(Chart(id=f"{row.drill_id}-{kind}", kind=kind, json=script_json(figure),
-                                        height=int(figure["layout"]["height"])))
+        if not finding.suppressed:
+            figures["trend"] = trend_figure(finding, result.history, period_end=result.run.period_end)
+        charts = [Chart(id=f"{row.drill_id}-{kind}", kind=kind, json=script_json(figure),
+                        height=int(figure["layout"]["height"]))
+                  for kind, figure in figures.items() if figure is not None]
         drills.append(Drill(id=row.drill_id or "", row=row, charts=charts, forest_note=forest_note,
                             has_history=any(c.kind == "trend" for c in charts)))
 
@@ -271,6 +284,7 @@ def _report_context(result: AuditResult) -> dict[str, Any]:
         "more_flagged": max(0, len(drills) - TOP_FINDINGS),
         "problem_checks": [c for c in result.checks if c.status != "ok"],
         "rows": rows,
+        "page_size": TABLE_PAGE_SIZE,
         "filters": _filters(rows),
         "drills": drills,
         "dq": dq,
@@ -308,7 +322,7 @@ def _severity_order(finding: Finding) -> tuple[int, int, float]:
             STATUS_RANK.get(finding.status, 9), q)
 
 
-def _row(finding: Finding, *, drill_id: str | None, suppressed_text: str) -> Row:
+def _row(finding: Finding, *, drill_id: str | None, suppressed_text: str, method: Mapping[str, Any]) -> Row:
     shown = not finding.suppressed
     estimate = format_value(finding.metric, finding.estimate) if shown and finding.estimate is not None else ""
     interval = format_interval(finding.metric, finding.ci_low, finding.ci_high) if shown else ""
@@ -329,6 +343,7 @@ def _row(finding: Finding, *, drill_id: str | None, suppressed_text: str) -> Row
         customers=customers,
         count=_int(finding.count) if shown and finding.count is not None else "",
         drill_id=drill_id,
+        rule=consistency_rule(finding.metric, method) if finding.check in CONSISTENCY_CHECKS else "",
     )
     row.sort = {
         "estimate": _number(finding.estimate if shown else None),
@@ -340,6 +355,17 @@ def _row(finding: Finding, *, drill_id: str | None, suppressed_text: str) -> Row
         "status": str(STATUS_RANK.get(finding.status, 9)),
     }
     return row
+
+
+def consistency_rule(metric: str, method: Mapping[str, Any]) -> str:
+    """The rule a consistency metric checks, in words, with the run's controls and policy maximum."""
+    template = CONSISTENCY_RULES.get(metric)
+    if template is None:
+        return metric.replace("_", " ").capitalize()
+    controls = "".join(f" and {c.replace('_', ' ')}" for c in method.get("controls") or ())
+    max_discount = (method.get("thresholds") or {}).get("max_discount_pct")
+    return template.format(controls=controls, max_discount=POLICY_MAXIMUM if max_discount is None
+                           else f"{max_discount * 100:g}%")
 
 
 def _filters(rows: Sequence[Row]) -> list[tuple[str, str, list[str]]]:

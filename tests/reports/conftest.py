@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -72,7 +73,8 @@ SUPPRESSED = finding(
     suppressed=True, summary="Group too small to report.",
 )
 DISPERSION = finding(
-    check="price_dispersion", attribute=None, group=None, reference=None, metric="violations", estimate=None,
+    check="price_dispersion", attribute=None, group=None, reference=None, metric="list_price_dispersion",
+    estimate=0.000921,  # 37 of 40,174 transactions with a list price
     ci_low=None, ci_high=None, p_value=None, q_value=None, n_customers_group=None, n_customers_reference=None,
     count=37, severity="medium", status="new",
     summary="37 transactions were listed at a price other than the published one for the same product, day and channel.",
@@ -156,6 +158,37 @@ def sample() -> SimpleNamespace:
              "MEDIUM_INCIDENCE", "LOW_INCIDENCE", "HOSTILE", "DEPTH", "SUPPRESSED", "DISPERSION", "RESOLVED",
              "ALL_FINDINGS", "METHOD", "finding", "build_result", "replace")
     return SimpleNamespace(**{name: globals()[name] for name in names})
+
+
+@pytest.fixture(scope="session")
+def demo_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The report of the demo market: `priceparity demo`'s market, config and 90-day window (about 8 s).
+
+    Built in this process, without the Prefect flow that the demo wraps around the same steps, whose
+    temporary server would add 10-30 s; a first run, so no history, as for a new user.
+    """
+    import datetime as dt
+    from importlib import resources
+
+    from audits.config import load_config
+    from audits.ingest import data_quality_summary, ingest_all
+    from audits.runner import run_audit
+    from audits.sample import MarketSpec, write_sample_market
+    from audits.warehouse import open_warehouse
+    from reports import render_report
+
+    root = tmp_path_factory.mktemp("demo")
+    write_sample_market(root / "landing", spec=MarketSpec())
+    config_path = root / "priceparity.toml"
+    config_path.write_text(resources.files("flows").joinpath("demo.toml").read_text(encoding="utf-8"))
+    config = load_config(config_path)
+    with open_warehouse(config.warehouse_path) as con:
+        batches = ingest_all(con, config)
+        quality = data_quality_summary(con, batch_ids=[b.batch_id for b in batches])
+        end = con.execute("select max(timestamp)::date from transactions").fetchone()[0]
+        result = run_audit(con, config, period_start=end - dt.timedelta(days=config.window_days - 1),
+                           period_end=end, data_quality=quality)
+    return render_report(result, root / "report")
 
 
 @pytest.fixture(scope="session")

@@ -27,6 +27,15 @@ from reports.figures import (
         ("discount_pct_diff", -0.031, "-3.1 pp"),
         ("discount_pct_diff", 0.02, "+2.0 pp"),
         ("violations", 37.0, "37"),
+        ("list_price_dispersion", 0.11342171680055768, "11.3%"),
+        ("code_outside_rules", 0.0123, "1.2%"),
+        ("line_total_mismatch", 0.00015117856287978366, "0.015%"),
+        ("discount_above_policy", 0.005, "0.50%"),
+        ("discount_above_policy", 0.000921, "0.092%"),
+        ("discount_mismatch", 0.0, "0%"),
+        ("discount_mismatch", 1e-6, "<0.001%"),
+        ("discount_mismatch", 0.99999, ">99.9%"),
+        ("discount_mismatch", 1.0, "100%"),
         ("price_ratio", None, "n/a"),
         ("price_ratio", float("nan"), "n/a"),
     ],
@@ -120,6 +129,41 @@ def test_figures_are_valid_plotly_json(sample: SimpleNamespace) -> None:
     ]
     for figure in figures:
         assert figure is not None
-        checked = go.Figure(figure, skip_invalid=False).to_plotly_json()
-        checked["layout"].pop("template", None)  # plotly adds its empty default
-        assert checked == figure
+        layouts = [figure["layout"], *([figure["narrow"]["layout"]] if "narrow" in figure else [])]
+        for layout in layouts:
+            plain = {"data": figure["data"], "layout": layout}
+            checked = go.Figure(plain, skip_invalid=False).to_plotly_json()
+            checked["layout"].pop("template", None)  # plotly adds its empty default
+            assert checked == plain
+    assert set(figures[0]) == {"data", "layout", "narrow"} and set(figures[2]) == {"data", "layout"}
+
+
+def test_forest_narrow_layout_puts_labels_above_the_rows(sample: SimpleNamespace) -> None:
+    figure = forest_figure([sample.HIGH_GAP, sample.LOW_GAP], focus=sample.HIGH_GAP)
+    assert figure is not None
+    narrow = figure["narrow"]
+    # the longest label, "F vs M · category = personal_care", is 33 characters: 33 x 7 px, the margins
+    # (16 + 24) and 260 px of plot
+    assert narrow["below"] == 33 * 7 + 16 + 24 + 260 == 531
+    layout = narrow["layout"]
+    assert layout["yaxis"]["showticklabels"] is False and "ticktext" not in layout["yaxis"]
+    labels = [(a["text"], a["y"], a["xref"], a["x"]) for a in layout["annotations"]]
+    assert labels == [("<b>F vs M · category = personal_care</b>", 0, "paper", 0),
+                      ("F vs M · category = groceries", 1, "paper", 0)]
+    assert layout["height"] == 96 + 46 * 2
+    assert layout["margin"]["l"] == 8
+    assert layout["xaxis"]["title"]["text"] == "price ratio,<br>group / reference (1 = same price)"
+    assert figure["layout"]["yaxis"]["ticktext"] == [label for label, *_ in labels]  # wide: the same labels
+
+
+def test_forest_narrow_labels_are_shorter_and_escaped(sample: SimpleNamespace) -> None:
+    long_group = sample.replace(sample.HOSTILE, group="<b>" + "x" * 60)
+    figure = forest_figure([long_group], focus=long_group, thresholds={"adverse_impact_ratio": 0.8})
+    assert figure is not None
+    wide = figure["layout"]["yaxis"]["ticktext"][0]
+    annotations = figure["narrow"]["layout"]["annotations"]
+    assert annotations[0]["text"] == "four-fifths rule (0.8)"  # the rule's label is kept
+    narrow = annotations[1]["text"]
+    assert narrow == "<b>&lt;b&gt;" + "x" * 36 + "…</b>"  # 40 characters with the ellipsis, then escaped
+    assert wide == "<b>&lt;b&gt;" + "x" * 52 + "…</b>"  # 56
+    assert figure["narrow"]["below"] == 56 * 7 + 300

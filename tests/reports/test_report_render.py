@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -10,11 +11,21 @@ from pathlib import Path
 from types import SimpleNamespace
 from urllib.parse import urlsplit
 
+import plotly.offline
 import pytest
 
-from audits.findings import AuditResult
+from audits.findings import CONSISTENCY_CHECKS, AuditResult
 from reports import render_index, render_report
-from reports.figures import plotly_js
+from reports.render import CONSISTENCY_RULES, consistency_rule
+from reports.figures import (
+    PLOTLY_BUNDLE,
+    PLOTLY_BUNDLE_SHA256,
+    PLOTLY_BUNDLE_VERSION,
+    forest_figure,
+    metric_display,
+    plotly_js,
+    trend_figure,
+)
 
 SECTION_HEADINGS = [
     "Executive summary", "Findings", "Flagged findings in detail", "Data quality", "Methodology", "Run metadata",
@@ -76,7 +87,41 @@ def test_findings_table_numbers(page: tuple) -> None:
     assert rows["65+ vs 25-44 | all customers"][4:8] == ["0.52 0.45 to 0.60", "<0.001", "<0.001", "140 / 900"]
     assert rows["South vs North | all customers"][4:7] == ["-3.1 pp -5.0 pp to -1.2 pp", "0.004", "0.020"]
     dispersion = rows[" | all customers"]
-    assert dispersion[0] == "Price dispersion" and dispersion[8] == "37" and dispersion[9] == "medium"
+    assert dispersion == ["Price dispersion One list price for everyone for the same product on the same day and "
+                          "channel", "", "", "all customers", "0.092% of transactions checked", "", "", "", "37",
+                          "medium", "new"]
+
+
+def test_consistency_finding_shows_count_share_and_rule(page: tuple) -> None:
+    text, doc = page
+    (drill,) = [a for a in doc.by_id("details").iter("article") if "Price dispersion" in a.iter("h3")[0].text]
+    facts = {dt.text: dd.text for dt, dd in zip(drill.iter("dt"), drill.iter("dd"), strict=True)}
+    assert facts == {"Transactions breaking the rule": "37", "Share of the transactions checked": "0.092%",
+                     "Status": "new"}
+    assert " ".join(drill.classed("rule-text")[0].text.split()) == (
+        "Rule: One list price for everyone for the same product on the same day and channel.")
+    assert drill.classed("chart") == []  # one count for the run: nothing to plot against
+    assert "0.000921" not in doc.text
+
+
+def test_consistency_rules_in_words(sample: SimpleNamespace) -> None:
+    method = {"controls": ["channel", "quantity_band"], "thresholds": {"max_discount_pct": 0.375}}
+    assert consistency_rule("list_price_dispersion", method) == (
+        "One list price for everyone for the same product on the same day and channel and quantity band")
+    assert consistency_rule("discount_above_policy", method) == "No unit price more than 37.5% below the list price"
+    assert consistency_rule("discount_above_policy", {}) == "No unit price more than the policy maximum below the list price"
+    assert consistency_rule("list_price_dispersion", {}) == "One list price for everyone for the same product on the same day"
+    assert consistency_rule("new_rule_name", {}) == "New rule name"
+
+
+def test_every_consistency_metric_has_a_share_and_a_rule() -> None:
+    """The metrics the consistency checks' SQL emits, read from the files, each shown as a share with its rule."""
+    sql = Path(__file__).resolve().parents[2] / "sql" / "checks"
+    metrics = {m for check in CONSISTENCY_CHECKS
+               for m in re.findall(r"'(\w+)' as metric", (sql / f"{check}.sql").read_text(encoding="utf-8"))}
+    assert metrics == {"line_total_mismatch", "discount_mismatch", "list_price_dispersion", "discount_above_policy"}
+    for metric in metrics:
+        assert metric_display(metric).kind == "share" and metric in CONSISTENCY_RULES
 
 
 def test_suppressed_finding_shows_no_figures(page: tuple, sample: SimpleNamespace) -> None:
@@ -122,6 +167,34 @@ def test_charts_embed_json_figures(page: tuple) -> None:
     assert "plotly-graph-div" not in text.replace(plotly_js(), "")  # nothing from plotly's to_html
 
 
+def test_details_start_closed_and_every_row_is_in_the_page(page: tuple, result: AuditResult) -> None:
+    """Short by default, complete without script: sections closed (but in the page), no row hidden."""
+    _, doc = page
+    drills = doc.by_id("details").iter("article")
+    bodies = [a.iter("details")[0] for a in drills]
+    assert len(bodies) == 4 and all("open" not in d.attrs and d.attrs["class"] == "drill-body" for d in bodies)
+    assert [d.iter("summary")[0].iter("h3")[0].attrs["id"] for d in bodies] == [f"{a.attrs['id']}-h" for a in drills]
+    parts = doc.by_id("methodology").iter("details")
+    assert [" ".join(d.iter("summary")[0].text.split()) for d in parts] == [
+        "Checks: what each one tests and its basis", "Statistics: how a difference is measured and judged"]
+    assert all("open" not in d.attrs for d in parts)
+    table = doc.by_id("findings-table")
+    assert table.attrs["data-page-size"] == "25"
+    assert not [tr for tr in table.iter("tr") if "hidden" in tr.attrs]
+    assert [n for n in doc.iter() if n.attrs.get("id") == "findings-pager"] == []  # 9 rows: one page
+
+
+def test_long_table_has_a_pager_hidden_until_the_script_runs(tmp_path: Path, parse: Callable,
+                                                              sample: SimpleNamespace) -> None:
+    many = [sample.finding(group=f"G{i:02d}", q_value=i / 100) for i in range(26)]
+    doc = parse(render_report(sample.build_result(findings=many), tmp_path).read_text(encoding="utf-8"))
+    pager = doc.by_id("findings-pager")
+    assert "hidden" in pager.attrs and pager.tag == "nav"
+    assert [b.attrs["data-page"] for b in pager.iter("button")] == ["previous", "next", "all"]
+    assert pager.iter("button")[2].text == "Show all 26"
+    assert len(doc.by_id("findings-table").iter("tbody")[0].iter("tr")) == 26
+
+
 def test_no_trend_without_history(result: AuditResult, tmp_path: Path, parse: Callable, sample) -> None:
     doc = parse(render_report(sample.replace(result, history=[]), tmp_path).read_text(encoding="utf-8"))
     kinds = [c.attrs["id"].rsplit("-", 1)[1] for c in doc.classed("chart")]
@@ -152,8 +225,8 @@ def test_plotly_inlined_exactly_once(page: tuple) -> None:
     assert "cdn.plot.ly" not in text.replace(bundle, "")
 
 
-def test_nothing_external(page: tuple) -> None:
-    text, doc = page
+def assert_nothing_external(doc: object) -> None:
+    """No attribute or stylesheet that could make a request, and a CSP that forbids any."""
     for node in doc.iter():
         for name in ("src", "href", "action", "data", "poster", "srcset"):
             value = node.attrs.get(name)
@@ -165,6 +238,48 @@ def test_nothing_external(page: tuple) -> None:
     assert "@import" not in styles and not re.search(r"url\(", styles) and "@font-face" not in styles
     csp = [m.attrs["content"] for m in doc.iter("meta") if m.attrs.get("http-equiv") == "Content-Security-Policy"]
     assert csp and csp[0].startswith("default-src 'none'")
+
+
+def test_nothing_external(page: tuple) -> None:
+    _, doc = page
+    assert_nothing_external(doc)
+
+
+def test_vendored_plotly_bundle_is_the_recorded_release() -> None:
+    data = PLOTLY_BUNDLE.read_bytes()
+    assert hashlib.sha256(data).hexdigest() == PLOTLY_BUNDLE_SHA256
+    assert f"plotly.js (basic - minified) v{PLOTLY_BUNDLE_VERSION}\n" in data[:200].decode("ascii")
+    # The figures are validated against the Python package's schema, which targets this plotly.js.
+    assert PLOTLY_BUNDLE_VERSION.split(".")[0] == plotly.offline.get_plotlyjs_version().split(".")[0]
+    licence = PLOTLY_BUNDLE.with_name("plotly-basic.LICENSE").read_text(encoding="utf-8")
+    assert licence.startswith("MIT License") and "Plotly" in licence
+    assert "</script" not in plotly_js().lower() and "<!--" not in plotly_js()  # safe to inline as it is
+
+
+def test_bundle_has_the_trace_types_the_figures_use(result: AuditResult, sample: SimpleNamespace) -> None:
+    bundled = set(re.findall(r'moduleType:"trace",name:"(\w+)"', plotly_js()))
+    assert bundled == {"scatter", "bar", "pie"}
+    figures = [forest_figure([sample.HIGH_GAP, sample.LOW_GAP], focus=sample.HIGH_GAP),
+               trend_figure(sample.HIGH_GAP, result.history, period_end=result.run.period_end)]
+    used = {trace.get("type", "scatter") for figure in figures if figure for trace in figure["data"]}
+    assert used and used <= bundled
+
+
+def test_demo_report_is_small_and_self_contained(demo_report: Path, parse: Callable) -> None:
+    text = demo_report.read_text(encoding="utf-8")
+    assert demo_report.stat().st_size < 2_500_000
+    doc = parse(text)
+    bundle = plotly_js()
+    assert text.count(bundle) == 1 and text.count(bundle[:400]) == 1
+    assert_nothing_external(doc)
+    assert "://" not in text.replace(bundle, "")  # the market's names hold no address, so nothing may
+    rows = doc.by_id("findings-table").iter("tbody")[0].iter("tr")
+    assert len(rows) > 100  # a realistic report
+    consistency = [r for r in rows if r.attrs["data-check"] in CONSISTENCY_CHECKS]
+    assert len(consistency) == 4
+    for row in consistency:  # a share in percent and the rule, never the raw fraction
+        assert re.fullmatch(r"(<)?\d+(\.\d+)?% of transactions checked|0%", " ".join(row.iter("td")[4].text.split()))
+        assert row.classed("rule")
 
 
 def test_data_quality_section(page: tuple) -> None:
