@@ -46,6 +46,9 @@ class Check:
     basis: str  # the rule it follows: law, guideline or internal policy
     # what the data must have: any one of these alternatives, each a set of columns all present on some line
     needs: tuple[tuple[str, ...], ...] = ()
+    # columns whose presence makes the check redundant, and why (the check is then not run)
+    unless: tuple[str, ...] = ()
+    unless_reason: str = ""
     metric: str = ""  # disparity: the metric of its findings (outcome checks: for the ratio scale)
     contrast: Contrast = "outcome"
     display: Display = "percent_change"
@@ -53,7 +56,8 @@ class Check:
     threshold: str | None = None  # the settings key of its practical threshold
     adverse: Literal["higher", "lower"] = "higher"  # which direction of the metric harms the group
     adjusted: bool = False  # also report the regression-adjusted estimate
-    rules: tuple[tuple[str, str], ...] = ()  # consistency: (metric, what a breach is) per rule
+    # consistency: per rule (metric, what a breach is, the rule stated; {cell}, {max_discount} filled in)
+    rules: tuple[tuple[str, str, str], ...] = ()
     next_step: str = ""  # what to check next, given a flagged finding ({who}, {evidence})
 
     def metric_for(self, scale: str = "ratio") -> str:
@@ -69,6 +73,8 @@ class Check:
 
     def lacks(self, present: set[str]) -> str | None:
         """Why the check cannot run on data with these columns present, or None when it can."""
+        if self.unless and set(self.unless) <= present:
+            return self.unless_reason
         if not self.needs or any(set(option) <= present for option in self.needs):
             return None
         options = [" and ".join(COLUMN_MEANINGS.get(c, c) for c in option) for option in self.needs]
@@ -76,7 +82,7 @@ class Check:
 
 
 EEOC = "Legal guideline: the US EEOC four-fifths (adverse impact) rule, applied here by analogy to discounts"
-FCA = "Legal rule for UK home and motor insurance: FCA general insurance pricing practices (PS21/5)"
+FCA = "Legal rule for UK home and motor insurance: FCA general insurance pricing practices (GIPP, PS21/5)"
 INTERNAL = "Internal policy: threshold set in the audit configuration"
 
 CHECKS: tuple[Check, ...] = (
@@ -86,26 +92,34 @@ CHECKS: tuple[Check, ...] = (
         "line total.",
         "Internal policy: prices are charged as published",
         needs=(("line_total",), ("discount_amount", "list_price")),
-        rules=(("line_total_mismatch", "line totals that do not equal unit price times quantity"),
+        rules=(("line_total_mismatch", "line totals that do not equal unit price times quantity",
+                "Line total = unit price × quantity (within rounding)"),
                ("discount_mismatch", "discount amounts that do not equal list price minus unit price, times "
-                                     "quantity")),
+                                     "quantity", "Discount amount = (list price − unit price) × quantity (within "
+                                                 "rounding)")),
         next_step="review the billing lines listed in breaches.csv: {evidence}",
     ),
     Check(
         "price_dispersion", "consistency", "Price dispersion",
-        "Counts cases where the same product, for {cell}, was listed at different prices to different "
-        "customers.",
+        "Counts lines of the same cell ({cell}) charged at different prices to different customers: list prices "
+        "other than the cell's most common one, and paid unit prices that differ by more than rounding "
+        "(audit.price_tolerance). With list prices, paid prices differ by design where discounts apply, so "
+        "only the list-price rule is judged.",
         "Internal policy: one published price list for everyone",
-        needs=(("list_price",),),
-        rules=(("list_price_dispersion", "a list price other than the one most customers were shown for {cell}"),),
-        next_step="ask pricing why lines for {cell} were listed at several prices: {evidence}",
+        needs=(("list_price",), ("unit_price",)),
+        rules=(("list_price_dispersion", "a list price other than the one most customers were shown for {cell}",
+                "One list price for everyone for {cell}"),
+               ("paid_price_dispersion", "a unit price paid in a cell where customers paid more than one price "
+                                         "(beyond rounding) for {cell}", "One price paid by everyone for {cell}")),
+        next_step="ask pricing why lines for {cell} were charged at several prices: {evidence}",
     ),
     Check(
         "discount_policy", "consistency", "Discount policy",
         "Counts discounts beyond the pricing policy: deeper than the configured maximum.",
         "Internal policy: maximum discount set in the audit configuration",
         needs=(("list_price",),),
-        rules=(("discount_above_policy", "discounts deeper than the policy maximum"),),
+        rules=(("discount_above_policy", "discounts deeper than the policy maximum",
+                "No unit price more than {max_discount} below the list price"),),
         next_step="review who approved the discounts beyond policy: {evidence}",
     ),
     Check(
@@ -143,6 +157,22 @@ CHECKS: tuple[Check, ...] = (
         next_step="review how discount depth is decided for {who}: {evidence}",
     ),
     Check(
+        "dearer_price", "disparity", "Dearer price",
+        "In cells where customers paid more than one price ({cell}), compares how often a group paid the dearer "
+        "price with how often the reference group did. A group on the dearer side more often than chance is "
+        "treated differently, whatever the mechanism. Run on data without list prices (with them, price_gap "
+        "and price_dispersion answer the same question).",
+        "Internal policy: one published price list for everyone",
+        needs=(("unit_price",),),
+        unless=("list_price",),
+        unless_reason="the data has list prices: price_gap compares what each group is charged within the same "
+                      "cells, and price_dispersion counts the cells listed at several prices",
+        metric="dearer_ratio", contrast="rate", display="ratio",
+        axis_title="dearer-price rate ratio, group / reference (1 = same rate)",
+        threshold="thresholds.max_dearer_ratio", adverse="higher",
+        next_step="find out why {who} are charged the dearer of the prices in dispersed cells: {evidence}",
+    ),
+    Check(
         "loyalty_penalty", "disparity", "Loyalty penalty",
         "Compares the {noun} existing customers (longer tenure, or renewals) paid with what new customers paid "
         "for {cell}: the renewal versus new-business comparison.",
@@ -156,6 +186,9 @@ CHECKS: tuple[Check, ...] = (
 )
 
 CHECKS_BY_NAME: dict[str, Check] = {c.name: c for c in CHECKS}
+# consistency metric -> (its check, what a breach is, the rule stated)
+RULES: dict[str, tuple[str, str, str]] = {metric: (c.name, breach, stated) for c in CHECKS
+                                          for metric, breach, stated in c.rules}
 CHECK_NAMES: tuple[str, ...] = tuple(CHECKS_BY_NAME)
 CONSISTENCY_CHECKS: tuple[str, ...] = tuple(c.name for c in CHECKS if c.kind == "consistency")
 DISPARITY_CHECKS: tuple[str, ...] = tuple(c.name for c in CHECKS if c.kind == "disparity")

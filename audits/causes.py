@@ -17,6 +17,9 @@ R3 paid-price echo: a price-gap flag of a single attribute's group that also has
    the same comparison on list prices shows no gap beyond the threshold (`list_estimate`): the group was
    shown the same prices and pays more because it gets fewer or shallower discounts. Without list
    prices the rule cannot be checked and the price gap stays a cause of its own.
+R4 dispersion side: a dearer-price flag of a group that also has a flagged price gap (same attribute,
+   group and segment) belongs to the price gap's cause: charging the group more shows as the group sitting
+   on the dearer side of dispersed cells.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ RULES: dict[str, str] = {
     "intersection": "R2 intersection: an intersection whose gap its flagged components predict",
     "echo": "R3 paid-price echo: a price gap of a group shown the same list prices, that gets fewer or "
             "shallower discounts",
+    "dearer": "R4 dispersion side: the dearer side of dispersed cells, for a group with a flagged price gap",
     "alone": "no rule groups this flag with another",
 }
 DISCOUNT_CHECKS = ("discount_incidence", "discount_depth")
@@ -44,7 +48,7 @@ GroupKey = tuple[str, str | None, str | None]  # check, attribute, group (consis
 def group_causes(findings: Sequence[Finding], config: Config) -> list[Cause]:
     """The causes of the flagged findings (most severe first), by the rules of the module docstring."""
     flagged = [f for f in findings if f.is_flagged and f.status != "resolved"]
-    home: dict[str, GroupKey] = {f.id: _key(f) for f in flagged}
+    parent: dict[str, Finding] = {}  # a flag a rule joins to another flag (its cause is that flag's)
     rule: dict[str, str] = {}
     by_segment = {(f.check, f.attribute, f.group, _segment(f)): f for f in flagged}
 
@@ -54,7 +58,11 @@ def group_causes(findings: Sequence[Finding], config: Config) -> list[Cause]:
         discounts = [by_segment[k] for k in ((c, f.attribute, f.group, _segment(f)) for c in DISCOUNT_CHECKS)
                      if k in by_segment]
         if discounts:
-            home[f.id], rule[f.id] = _key(min(discounts, key=_rank)), "echo"
+            parent[f.id], rule[f.id] = min(discounts, key=_rank), "echo"
+    for f in flagged:  # R4: the dearer side of dispersed cells joins the group's price-gap cause
+        gap = by_segment.get(("price_gap", f.attribute, f.group, _segment(f))) if f.check == "dearer_price" else None
+        if gap is not None:
+            parent[f.id], rule[f.id] = gap, "dearer"
     for f in flagged:  # R2: an explained intersection joins its component's cause
         if not f.explained_by:
             continue
@@ -62,8 +70,16 @@ def group_causes(findings: Sequence[Finding], config: Config) -> list[Cause]:
                       for part in f.explained_by.split("; ")]
         components = [c for c in components if c is not None]
         if components:
-            home[f.id], rule[f.id] = home[min(components, key=_rank).id], "intersection"
+            parent[f.id], rule[f.id] = min(components, key=_rank), "intersection"
 
+    def root(f: Finding) -> Finding:
+        seen = {f.id}
+        while f.id in parent and parent[f.id].id not in seen:
+            f = parent[f.id]
+            seen.add(f.id)
+        return f
+
+    home = {f.id: _key(root(f)) for f in flagged}
     members: dict[GroupKey, list[Finding]] = {}
     for f in flagged:
         members.setdefault(home[f.id], []).append(f)

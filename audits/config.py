@@ -84,6 +84,7 @@ class Config:
     threads: int
     lock_timeout_seconds: float
     output_dir: Path
+    max_breach_rows: int
     attributes: tuple[str, ...]
     intersections: tuple[tuple[str, ...], ...]
     segment_by: tuple[str, ...]
@@ -104,9 +105,12 @@ class Config:
     outcome_scale: str
     outcome_noun: str
     exclude_products: tuple[str, ...]
+    price_tolerance: float
     max_groups: int
     min_price_gap: float
     adverse_impact_ratio: float
+    max_dearer_ratio: float
+    consistency_high_share: float
     min_discount_depth: float
     fdr: float
     confidence: float
@@ -129,7 +133,7 @@ class Config:
     def sql_values(self) -> dict[str, Any]:
         """The values the checks' SQL files may declare as parameters (bound, never formatted in)."""
         return {"max_discount_pct": self.max_discount_pct, "tenure_days": self.tenure_days,
-                "min_price_gap": self.min_price_gap}
+                "min_price_gap": self.min_price_gap, "price_tolerance": self.price_tolerance}
 
     def setting(self, key: str) -> Any:
         """The value of a setting by its key (`thresholds.fdr`)."""

@@ -1,41 +1,95 @@
-"""Consistency checks: is the price list applied as published? Each check's SQL file counts rule breaches.
+"""Consistency checks: is the price list applied as published? Each check's SQL file marks rule breaches.
 
-A consistency check's SQL (sql/checks/) reads `audit_lines` and returns one row per rule: (metric, count,
-total). A rule with total 0 had nothing to check (the data lacks its columns) and is not reported; any
-other rule is one finding, with its count of breaching lines.
+A consistency check's SQL file (sql/checks/) reads `audit_lines` and returns one row per line and rule
+that applies to it: the rule (`metric`), the line (its rowid), whether it breaches the rule, the amount
+the breach is about and the line's revenue. Each rule with lines to check is one finding: its count of
+breaching lines out of those checked, and where they concentrate (`details`: the top products, codes,
+channels and days by lines and amount; for dispersion rules, the worst cells). The breaching lines go to
+breaches.csv (at most `output.max_breach_rows` per rule, largest amount first): transaction ids, product,
+day, amounts, never a customer id.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import duckdb
 
 from audits.catalogue import CHECKS_BY_NAME
 from audits.config import Config
 from audits.findings import Finding
-from audits.sqlfiles import load_sql
+from audits.sqlfiles import Ident, idents, load_sql
 from audits.wording import summarize
 
-# a rule breached on at least this share of its lines is high severity
-HIGH_SHARE = 0.001
+TOP_VALUES = 5  # values listed per column in a finding's details
+TOP_CELLS = 10  # worst cells listed for a dispersion rule
+WHERE_TO_LOOK = ("product_id", "discount_code", "channel", "day")
+# the price each dispersion rule compares within a cell
+DISPERSION_PRICE = {"list_price_dispersion": "list_price", "paid_price_dispersion": "unit_price"}
+NOT_JUDGED = ("reported, not judged: with list prices, paid prices differ by design where discounts apply; "
+              "list_price_dispersion judges whether one price was charged")
 
 
-def run_consistency(con: duckdb.DuckDBPyConnection, check: str, config: Config) -> list[Finding]:
-    """The check's findings, one per rule that had lines to check."""
+def run_consistency(con: duckdb.DuckDBPyConnection, check: str, config: Config, *, has_list_price: bool
+                    ) -> tuple[list[Finding], Any]:
+    """The check's findings (one per rule that had lines to check) and its breaching lines (Arrow)."""
     query = load_sql(CHECKS_BY_NAME[check].sql)
-    rows = con.execute(query.sql, query.bind(config.sql_values())).fetchall()
-    findings = []
-    for metric, count, total in rows:
-        if not total:
-            continue
-        severity = "low" if count == 0 else ("high" if count / total >= HIGH_SHARE else "medium")
-        finding = Finding(
-            check=check, attribute=None, group=None, reference=None, segment=None, metric=metric,
-            estimate=count / total, ci_low=None, ci_high=None, p_value=None, q_value=None,
-            n_customers_group=None, n_customers_reference=None, count=int(count), severity=severity,
-            status="new", summary="", outcome="flagged" if count else "clear",
-        )
-        findings.append(replace(finding, summary=summarize(finding, config, total=int(total))))
-    return findings
+    con.execute(f"create or replace temp table breaches as {query.sql}", query.bind(config.sql_values()))
+    findings, tables = [], []
+    try:
+        for metric, count, total, amount, revenue, revenue_total in con.execute(load_sql("audit/breach_summary").sql
+                                                                                ).fetchall():
+            details: dict[str, Any] = {"lines_checked": int(total), "amount": float(amount),
+                                       "revenue": float(revenue),
+                                       "revenue_share": float(revenue) / float(revenue_total) if revenue_total else None}
+            judged = not (metric == "paid_price_dispersion" and has_list_price)
+            if count:
+                details["top"] = {column: _top(con, metric, column) for column in WHERE_TO_LOOK}
+                if metric in DISPERSION_PRICE:
+                    details["cells"] = _cells(con, metric, DISPERSION_PRICE[metric], config)
+                if config.max_breach_rows and judged:
+                    sql, params = load_sql("audit/breach_lines").prepare(
+                        {"check": check, "metric": metric, "max_rows": config.max_breach_rows})
+                    tables.append(con.sql(sql, params=params).to_arrow_table())
+                    details["breach_rows"] = min(int(count), config.max_breach_rows)
+            findings.append(_finding(check, metric, int(count), int(total), details, config, judged=judged))
+    finally:
+        con.execute("drop table if exists breaches")
+    return findings, tables
 
+
+def _finding(check: str, metric: str, count: int, total: int, details: dict[str, Any], config: Config, *,
+             judged: bool) -> Finding:
+    share = count / total
+    severity = "low" if count == 0 or not judged else ("high" if share >= config.consistency_high_share else "medium")
+    outcome = "not_assessed" if not judged else ("flagged" if count else "clear")
+    finding = Finding(
+        check=check, attribute=None, group=None, reference=None, segment=None, metric=metric,
+        estimate=share, ci_low=None, ci_high=None, p_value=None, q_value=None,
+        n_customers_group=None, n_customers_reference=None, count=count, severity=severity,
+        status="new", summary="", outcome=outcome, reason=None if judged else NOT_JUDGED, details=details,
+    )
+    return replace(finding, summary=summarize(finding, config, total=total))
+
+
+def _top(con: duckdb.DuckDBPyConnection, metric: str, column: str) -> list[dict[str, Any]]:
+    sql, params = load_sql("audit/breach_top").prepare({"metric": metric, "top": TOP_VALUES}, column=Ident(column))
+    return [{"value": value, "lines": int(lines), "amount": float(amount)}
+            for value, lines, amount in con.execute(sql, params).fetchall()]
+
+
+def _cells(con: duckdb.DuckDBPyConnection, metric: str, price: str, config: Config) -> list[dict[str, Any]]:
+    sql, params = load_sql("audit/breach_cells").prepare({"metric": metric, "top": TOP_CELLS}, price=Ident(price),
+                                                         controls=idents(config.controls))
+    cursor = con.execute(sql, params)
+    names = [d[0] for d in cursor.description]
+    out = []
+    for row in cursor.fetchall():
+        cell = dict(zip(names, row, strict=True))
+        out.append({"product_id": cell["product_id"], "day": str(cell["day"]), "currency": cell["currency"],
+                    "controls": {c: cell[c] for c in config.controls},
+                    "low": float(cell["low"]), "high": float(cell["high"]),
+                    "spread": float(cell["spread"]) if cell["spread"] is not None else None,
+                    "lines": int(cell["lines"]), "prices": int(cell["prices"])})
+    return out

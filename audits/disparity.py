@@ -18,6 +18,7 @@ import numpy as np
 
 from audits import contrasts
 from audits.coding import INTERSECTION, Coding, GroupSet  # noqa: F401  (INTERSECTION: re-exported)
+from audits.columns import MEASUREMENTS
 from audits.catalogue import CHECKS_BY_NAME
 from audits.config import Config
 from audits.contrasts import LineSet, Model, TestSums
@@ -108,8 +109,7 @@ def run_disparity(
         return []
     query = load_sql(f"checks/{check}")
     params = query.bind(config.sql_values())
-    kind = "table" if params else "view"  # a view cannot hold parameters
-    con.execute(f"create or replace temp {kind} measurements as {query.sql}", params)
+    _measurements(con, query.sql, params)
     plan = _Plan(coding, dimensions, check, CHECKS_BY_NAME[check].metric_for(config.outcome_scale),
                  leverage_adjusted=leverage_adjusted, confidence=config.confidence)
     tests = plan.run(con, contrast)
@@ -134,7 +134,7 @@ def list_price_gaps(con: duckdb.DuckDBPyConnection, config: Config, coding: Codi
                     contrast: ContrastExecutor = in_process_contrast) -> dict[tuple, Interval]:
     """The same comparisons as these price_gap tests, on the list price shown instead of the price paid
     (sql/audit/list_price_measurements.sql): (dimension, segment value, group) -> ratio, interval, p."""
-    con.execute(f"create or replace temp view measurements as {load_sql('audit/list_price_measurements').sql}")
+    _measurements(con, load_sql("audit/list_price_measurements").sql, {})
     dimensions = list(dict.fromkeys(t.dimension for t in tests))
     plan = _Plan(coding, dimensions, "price_gap", "price_ratio", leverage_adjusted=True, confidence=config.confidence)
     return {(t.dimension, t.segment_value, t.group): (t.estimate, t.ci_low, t.ci_high, t.p_value)
@@ -214,7 +214,8 @@ class _Plan:
                            found.n_any_reference, None, None, None, None, group_parts=parts, coverage=coverage)
         difference = found.estimate()
         reference = found.reference_rate()
-        estimate, low, high, p = metric_interval(self.metric, difference, reference, confidence=self.confidence)
+        estimate, low, high, p = metric_interval(self.metric, difference, reference, confidence=self.confidence,
+                                                 rate=CHECKS_BY_NAME[self.check].contrast == "rate")
         return RawTest(self.check, self.metric, d, segment_value, group, found.n_group, found.n_reference,
                        estimate, low, high, p, difference=difference,
                        reference_mean=reference[0] if reference else None, group_parts=parts, coverage=coverage)
@@ -308,7 +309,7 @@ def _component_dummies(group_set: GroupSet) -> np.ndarray:
 
 
 def metric_interval(metric: str, estimate: Estimate | None, reference: tuple[float, float] | None = None,
-                    *, confidence: float = CONFIDENCE) -> Interval:
+                    *, confidence: float = CONFIDENCE, rate: bool = False) -> Interval:
     """A difference on the measurement's scale as the check's reported metric, interval and p-value; the
     interval and the p-value come from the same estimate and standard error (the test inverts the
     interval), so the interval excludes no-difference exactly when p < 1 - confidence."""
@@ -316,10 +317,20 @@ def metric_interval(metric: str, estimate: Estimate | None, reference: tuple[flo
         return None, None, None, None
     if metric == "price_ratio":
         return (*ratio_from_log(estimate, confidence), estimate.p_value)
-    if metric == "adverse_impact_ratio":
-        air = rate_ratio(estimate, reference, confidence) if reference is not None else None
-        return air if air is not None else (None, None, None, estimate.p_value)
+    if rate:  # a rate ratio: the group's rate over the reference's
+        ratio = rate_ratio(estimate, reference, confidence) if reference is not None else None
+        return ratio if ratio is not None else (None, None, None, estimate.p_value)
     return (estimate.beta, *estimate.interval(confidence), estimate.p_value)
+
+
+def _measurements(con: duckdb.DuckDBPyConnection, sql: str, params: dict) -> None:
+    """Temp relation `measurements`: a view, or a table when the SQL has parameters (a view cannot hold them);
+    whichever an earlier check left is dropped first (DuckDB will not replace a view with a table)."""
+    for kind in ("view", "table"):
+        if con.execute("select count(*) from duckdb_" + kind + "s() where temporary and " + kind + "_name = $name",
+                       {"name": MEASUREMENTS}).fetchone()[0]:
+            con.execute(f"drop {kind} {MEASUREMENTS}")
+    con.execute(f"create temp {'table' if params else 'view'} {MEASUREMENTS} as {sql}", params)
 
 
 def _share(part: float, whole: float) -> float | None:

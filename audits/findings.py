@@ -84,6 +84,9 @@ class Finding:
     list_estimate: float | None = None
     list_ci_low: float | None = None
     list_ci_high: float | None = None
+    # consistency: where the breaches are (audits/consistency.py): lines checked, amount at stake, revenue,
+    # the top products / codes / channels / days, the worst cells of a dispersion rule, rows in breaches.csv
+    details: dict[str, Any] | None = None
     # disparity: the share of the group's and of the reference's lines (and customers) that had a comparable
     # line of the other side in their cell: group_lines, reference_lines, group_customers, reference_customers
     coverage: dict[str, float | None] | None = None
@@ -192,6 +195,9 @@ class AuditResult:
     causes: list[Cause] = field(default_factory=list)
     # against the previous run of the scope: its run id, causes new / persisting / resolved, what changed
     since_previous: dict[str, Any] = field(default_factory=dict)
+    # the consistency rules' breaching lines (a pyarrow Table, or None): written as breaches.csv next to the
+    # report, never into findings.json
+    breaches: Any = field(default=None, compare=False, repr=False)
 
     @property
     def flagged(self) -> list[Finding]:

@@ -1,5 +1,8 @@
 """Run-over-run: compare a result with the previous run of the same scope, and remember runs.
 
+Causes keep their status the same way (audits/causes.py gives a cause the same id run over run): new,
+persisting, or resolved (in the previous run, not in this one: listed with status resolved).
+
 A finding is `new` when it is flagged now but was not in the previous run, `persisting` when it
 was flagged in both (or unflagged in both), and `resolved` when it was flagged before and is not
 now. The last runs' estimates travel with the result (`history`) so the report can draw trends
@@ -20,7 +23,8 @@ HISTORY_RUNS = 12
 
 
 def compare_with_previous(con: duckdb.DuckDBPyConnection, result: AuditResult) -> AuditResult:
-    """Set each finding's status against the previous run of the same scope and attach history."""
+    """Set each finding's and cause's status against the previous run of the same scope, say what changed
+    since then (config, thresholds), and attach history."""
     rows = con.execute(
         "select findings_json from audit_runs where scope = $scope and run_id <> $run "
         "order by finished_at desc limit $n",
@@ -29,7 +33,8 @@ def compare_with_previous(con: duckdb.DuckDBPyConnection, result: AuditResult) -
     previous_runs = [AuditResult.from_dict(json.loads(r[0])) for r in rows]
     if not previous_runs:
         return result
-    previous = {f.key: f for f in previous_runs[0].findings}
+    last = previous_runs[0]
+    previous = {f.key: f for f in last.findings}
     findings = []
     for finding in result.findings:
         before = previous.get(finding.key)
@@ -40,6 +45,10 @@ def compare_with_previous(con: duckdb.DuckDBPyConnection, result: AuditResult) -
         else:
             status = "resolved" if before.is_flagged and before.status != "resolved" else "persisting"
         findings.append(replace(finding, status=status))
+    before_causes = {c.id: c for c in last.causes if c.status != "resolved"}
+    causes = [replace(c, status="persisting" if c.id in before_causes else "new") for c in result.causes]
+    now = {c.id for c in causes}
+    causes += [replace(c, status="resolved") for c in before_causes.values() if c.id not in now]
     history = [
         HistoryPoint(
             run_id=run.run.run_id,
@@ -49,7 +58,26 @@ def compare_with_previous(con: duckdb.DuckDBPyConnection, result: AuditResult) -
         )
         for run in reversed(previous_runs)
     ]
-    return replace(result, findings=findings, history=history)
+    return replace(result, findings=findings, history=history, causes=causes,
+                   since_previous=_since(last, result, causes))
+
+
+def _since(last: AuditResult, result: AuditResult, causes: list) -> dict:
+    """What a reader of this run should know about the previous one: causes new / persisting / resolved, and
+    whether the config or the thresholds changed in between."""
+    before = last.method.get("thresholds", {})
+    now = result.method.get("thresholds", {})
+    return {
+        "run_id": last.run.run_id,
+        "period_end": last.run.period_end,
+        "causes": {status: sum(c.status == status for c in causes) for status in ("new", "persisting", "resolved")},
+        "config_changed": last.run.config_sha256 != result.run.config_sha256,
+        "thresholds_changed": {name: [before.get(name), value] for name, value in now.items()
+                               if before.get(name) != value},
+        "scope_changed": {key: [last.method.get(key), result.method.get(key)]
+                          for key in ("attributes", "intersections", "segment_by", "controls", "checks", "filters")
+                          if last.method.get(key) != result.method.get(key)},
+    }
 
 
 def record_run(con: duckdb.DuckDBPyConnection, result: AuditResult) -> None:

@@ -80,7 +80,8 @@ def judge(tests: list[RawTest], config: Config) -> list[Finding]:
 SUPPRESSED = "fewer than {n} customers on one side: no figures are shown, to protect their privacy"
 NO_OVERLAP = "no cell holds lines of both the group and its reference, so there is nothing like for like to compare"
 TOO_FEW = "fewer than {n} customers on one side: too few to judge, so it is shown but never flagged"
-NO_RATE = "the reference received no discount in the compared cells, so no ratio can be formed"
+NO_RATE = ("no rate ratio can be formed: the reference's rate in the compared cells is zero, or the group's "
+           "estimated rate is not positive")
 
 
 def _outcome(t: RawTest, level: str, config: Config) -> tuple[str, str | None]:
@@ -158,9 +159,9 @@ def _beyond(check: str, metric: str, value: float, config: Config) -> bool:
     """Is a value of the check's metric beyond its practical threshold, to the group's detriment?"""
     entry = CHECKS_BY_NAME[check]
     threshold = config.setting(entry.threshold)
-    if entry.contrast == "rate":
-        return value < threshold  # the four-fifths rule: a rate ratio below the threshold
     higher = entry.adverse == "higher"
+    if entry.contrast == "rate":  # a rate ratio beyond the threshold itself (the four-fifths rule: below 0.8)
+        return value > threshold if higher else value < threshold
     boundary = no_difference(metric) + (threshold if higher else -threshold)
     return value >= boundary if higher else value <= boundary
 
@@ -173,7 +174,7 @@ def _excess_fields(t: RawTest, config: Config) -> dict[str, float | None]:
     values = [t.excess.beta, low, high]
     if t.metric == "price_ratio":
         values = [exp_or_inf(v) for v in values]
-    elif t.metric == "adverse_impact_ratio":
+    elif CHECKS_BY_NAME[t.check].contrast == "rate":
         # the group's rate as a ratio of the rate its components predict: r / (r - excess)
         rate = (t.reference_mean or 0.0) + (t.difference.beta if t.difference else 0.0)
         values = [rate / (rate - v) if rate > 0 and rate - v > 0 else None for v in values]

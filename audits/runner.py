@@ -32,6 +32,7 @@ from audits.findings import OUTCOMES, AuditResult, CheckRun, DataQuality, Findin
 from audits.judgement import is_candidate, judge, min_customers_to_judge
 from audits.lines import build_audit_lines
 from audits.sqlfiles import SQL_DIR, SqlFileError
+from audits.wording import cell_words
 
 NO_LINES = "no lines in the period after filters"
 NO_SQL = "not available in this version"
@@ -69,6 +70,7 @@ def run_audit(
     present = {c for c, n in zip(PRESENCE, counts, strict=True) if n} | ({"outcome"} if counts[1] else set())
     checks: list[CheckRun] = []
     consistency: list[Finding] = []
+    breaches: list[Any] = []
     raw_tests: list[RawTest] = []
     for check in config.checks:
         if (reason := _skip_reason(check, n_lines, present)) is not None:
@@ -77,7 +79,7 @@ def run_audit(
     for check in (c for c in config.checks if c in CONSISTENCY_CHECKS and c not in skipped):
         clock = time.monotonic()
         try:
-            found = run_consistency(con, check, config)
+            found, breaching = run_consistency(con, check, config, has_list_price="list_price" in present)
         except CHECK_ERRORS as err:
             checks.append(CheckRun(check, "errored", time.monotonic() - clock, _reason(err)))
             continue
@@ -85,6 +87,7 @@ def run_audit(
             checks.append(CheckRun(check, "skipped", time.monotonic() - clock, CHECKS_BY_NAME[check].lacks(set())))
             continue
         consistency.extend(found)
+        breaches.extend(breaching)
         checks.append(CheckRun(check, "ok", time.monotonic() - clock, None, len(found)))
     disparity = [c for c in config.checks if c in DISPARITY_CHECKS and c not in skipped]
     judged: list[Finding] = []
@@ -128,6 +131,7 @@ def run_audit(
         filters=dict(filters),
     )
     return AuditResult(run=run, data_quality=data_quality, findings=findings, causes=group_causes(findings, config),
+                       breaches=_concat(breaches),
                        checks=sorted(checks, key=lambda c: config.checks.index(c.check)),
                        method=_method(config, filters))
 
@@ -176,6 +180,15 @@ def _with_list_prices(con: duckdb.DuckDBPyConnection, config: Config, coding: Co
     return [updated.get(id(f), f) for f in judged]
 
 
+def _concat(tables: list[Any]) -> Any:
+    """The consistency rules' breaching lines as one Arrow table (None when there are none)."""
+    if not tables:
+        return None
+    import pyarrow as pa
+
+    return pa.concat_tables(tables, promote_options="permissive")
+
+
 def _segment_key(f: Finding) -> tuple[tuple[str, str], ...]:
     return tuple(sorted((f.segment or {}).items()))
 
@@ -222,6 +235,10 @@ def _method(config: Config, filters: Mapping[str, str]) -> dict[str, Any]:
         "filters": dict(filters),
         "tenure_days": config.tenure_days,
         "confidence": config.confidence,
+        "cell": list(config.cell),
+        "cell_words": cell_words(config),
+        "outcome": {"column": config.outcome_column, "per": config.outcome_per, "scale": config.outcome_scale,
+                    "noun": config.outcome_noun},
         "min_customers_to_judge": min_customers_to_judge(config),
         "inference": "within-cell fixed-effects contrasts; customer-clustered variance with residuals "
                      "scaled for the cell means' leverage; Welch-Satterthwaite degrees of freedom; "

@@ -173,6 +173,9 @@ SETTINGS: tuple[Setting, ...] = (
             "How long a run waits for another run's writer lock before failing.", rule=between(0, 86_400)),
     Setting("output.dir", "path", "out/reports", "Where reports and findings.json are written (one folder per run).",
             field="output_dir"),
+    Setting("output.max_breach_rows", "int", 50_000,
+            "breaches.csv lists at most this many breaching lines per consistency rule, largest amount first.",
+            rule=between(0, 10_000_000)),
     *_source_settings("sources[]", _SOURCE),
     Setting("sources[].lookback_hours", "float", 48.0,
             "postgres, timestamp watermark: also re-read rows this many hours before the stored watermark, "
@@ -227,6 +230,9 @@ SETTINGS: tuple[Setting, ...] = (
             "interest rate, room rate)."),
     Setting("audit.exclude_products", "list[str]", [],
             "Product ids left out of every check (e.g. postage or fee lines that are not goods)."),
+    Setting("audit.price_tolerance", "float", 0.005,
+            "Two prices of the same cell closer than this (in the currency) are the same price: rounding.",
+            rule=between(0, 1_000)),
     Setting("audit.max_groups", "int", 50,
             "An attribute or segment with more distinct values than this is refused (a likely identifier).",
             rule=between(2, 10_000)),
@@ -235,6 +241,12 @@ SETTINGS: tuple[Setting, ...] = (
             rule=between(0, 1)),
     Setting("thresholds.adverse_impact_ratio", "float", 0.8, "Four-fifths rule: discount-rate ratios below this flag.",
             rule=between(0, 1, low_open=True)),
+    Setting("thresholds.max_dearer_ratio", "float", 1.25,
+            "dearer_price: a group paying the dearer price of its cells this many times as often as the reference "
+            "flags (1.25 mirrors the four-fifths rule).", rule=between(1, 100, low_open=True)),
+    Setting("thresholds.consistency_high_share", "float", 0.001,
+            "A consistency rule breached on at least this share of the lines it checks is high severity, else "
+            "medium.", rule=between(0, 1, low_open=True)),
     Setting("thresholds.min_discount_depth", "float", 0.02,
             "Practical significance for differences in discount depth (percentage points as a fraction).",
             rule=between(0, 1)),

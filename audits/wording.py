@@ -10,7 +10,7 @@ group sizes) comes from the config, never from a literal here.
 
 from __future__ import annotations
 
-from audits.catalogue import CHECKS_BY_NAME
+from audits.catalogue import CHECKS_BY_NAME, RULES
 from audits.config import Config
 from audits.findings import LOW_COVERAGE, Finding
 
@@ -21,7 +21,7 @@ TIME_GRAINS = {"day": "day", "week": "week", "month": "month"}
 def summarize(finding: Finding, config: Config, *, total: int | None = None) -> str:
     """One sentence saying what the finding means, with its size and how sure we are."""
     if finding.count is not None:
-        rule = dict(CHECKS_BY_NAME[finding.check].rules).get(finding.metric, finding.metric.replace("_", " "))
+        rule = RULES[finding.metric][1] if finding.metric in RULES else finding.metric.replace("_", " ")
         what = rule.replace("{cell}", cell_words(config))
         if finding.count == 0:
             return f"No {what} were found."
@@ -63,6 +63,9 @@ def summarize(finding: Finding, config: Config, *, total: int | None = None) -> 
         return (f"{_cap(who)} received discounts {finding.estimate:.2f} times as often as {against} "
                 f"{like_for_like}{segment} (the four-fifths rule flags below {config.adverse_impact_ratio:.2f}); "
                 f"{sure}.")
+    if finding.metric == "dearer_ratio":
+        return (f"{_cap(who)} were charged the dearer of the prices in their cell {finding.estimate:.2f} times as "
+                f"often as {against} {like_for_like}{segment} (flagged above {config.max_dearer_ratio:.2f}); {sure}.")
     if finding.metric == "discount_pct_diff":
         points = finding.estimate * 100
         depth = ("as deep as" if abs(points) < 0.05 else

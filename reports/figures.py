@@ -19,9 +19,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
+from audits.catalogue import CHECKS, RULES, no_difference
 from audits.findings import Finding, HistoryPoint
 
-DisplayKind = Literal["percent_change", "ratio", "points", "share", "raw"]
+DisplayKind = Literal["percent_change", "ratio", "points", "difference", "share", "raw"]
 
 # Calm palette shared with the stylesheet: flagged = muted red, medium = amber, the rest slate.
 COLOUR_HIGH = "#b42318"
@@ -63,6 +64,8 @@ class MetricDisplay:
             return f"{shown:+.1f} pp"
         if self.kind == "ratio":
             return f"{shown:.2f}"
+        if self.kind == "difference":
+            return f"{shown:+.2f}"
         if self.kind == "share":
             return _percent(shown)
         return f"{shown:g}"
@@ -80,14 +83,13 @@ def _percent(shown: float) -> str:
     return f"{shown:.{1 - math.floor(math.log10(shown))}f}%"  # two significant digits
 
 
+# From the check catalogue: each disparity check's metric as it declares it, the outcome compared in points,
+# and every consistency rule as the share of the lines it checked that break it.
 METRIC_DISPLAY: dict[str, MetricDisplay] = {
-    "price_ratio": MetricDisplay("percent_change", "price ratio, group / reference (1 = same price)", 1.0),
-    "adverse_impact_ratio": MetricDisplay("ratio", "discount-rate ratio, group / reference (1 = same rate)", 1.0),
-    "discount_pct_diff": MetricDisplay("points", "discount depth difference, percentage points (0 = same)", 0.0),
-    # Consistency checks: the share of the transactions a rule could check that break it.
-    **{metric: MetricDisplay("share", "% of the transactions checked that break the rule", 0.0)
-       for metric in ("line_total_mismatch", "discount_mismatch", "list_price_dispersion",
-                      "discount_above_policy", "code_outside_rules")},
+    **{c.metric: MetricDisplay(c.display, c.axis_title.replace("{noun}", "price"), no_difference(c.metric))
+       for c in reversed(CHECKS) if c.kind == "disparity"},  # a metric two checks share: the first's words
+    "points_diff": MetricDisplay("difference", "difference in points, group minus reference (0 = same)", 0.0),
+    **{metric: MetricDisplay("share", "% of the lines checked that break the rule", 0.0) for metric in RULES},
 }
 _RAW = MetricDisplay("raw", "estimate", 0.0)
 

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 import jinja2
 
+from audits.catalogue import CHECKS_BY_NAME, EEOC, INTERNAL, RULES
 from audits.findings import ALL_CHECKS, CONSISTENCY_CHECKS, AuditResult, Finding
 from reports.figures import (
     comparison_text,
@@ -49,70 +50,9 @@ NOT_RELATIVE_LINK = (
 SEVERITY_RANK = {"high": 0, "medium": 1, "low": 2}
 STATUS_RANK = {"new": 0, "persisting": 1, "resolved": 2}
 
-CHECK_TITLES: dict[str, str] = {
-    "price_arithmetic": "Price arithmetic",
-    "price_dispersion": "Price dispersion",
-    "discount_policy": "Discount policy",
-    "price_gap": "Price gap",
-    "discount_incidence": "Discount incidence",
-    "discount_depth": "Discount depth",
-    "loyalty_penalty": "Loyalty penalty",
-}
-
-EEOC = "Legal guideline: the US EEOC four-fifths (adverse impact) rule, applied here by analogy to discounts"
-FCA = "Legal rule for UK home and motor insurance: FCA general insurance pricing practices (GIPP)"
-INTERNAL = "Internal policy: threshold set in the audit configuration"
-
-# Fixed prose: what each check tests in plain words, and whether its rule is law or internal policy.
-CHECK_EXPLANATIONS: dict[str, tuple[str, str]] = {
-    "price_arithmetic": (
-        "Counts paid amounts that do not add up: unit price times quantity, less the discount, "
-        "should equal the line total.",
-        "Internal policy: prices are charged as published",
-    ),
-    "price_dispersion": (
-        "Counts cases where the same product, on the same day and through the same channel, was listed at "
-        "different prices to different customers.",
-        "Internal policy: one published price list for everyone",
-    ),
-    "discount_policy": (
-        "Counts discounts beyond the pricing policy: deeper than the configured maximum, or codes used "
-        "outside their rules.",
-        "Internal policy: maximum discount set in the audit configuration",
-    ),
-    "price_gap": (
-        "Compares what a group paid with what the reference group paid for the same product, on the same "
-        "day and under the same controls (a within-cell comparison), so a different product mix or a "
-        "legitimate price factor cannot look like unfair treatment. The result is a price ratio.",
-        INTERNAL + " (minimum price gap)",
-    ),
-    "discount_incidence": (
-        "Compares the rate at which a group received any discount with the reference group's rate. A ratio "
-        "below four-fifths (the configured adverse impact ratio, 0.8 by default) is the classic sign of "
-        "adverse impact.",
-        EEOC,
-    ),
-    "discount_depth": (
-        "Among purchases that were discounted, compares the average discount percentage of a group with "
-        "the reference group's, in percentage points (group minus reference).",
-        INTERNAL + " (minimum difference in discount depth)",
-    ),
-    "loyalty_penalty": (
-        "Compares what existing customers (longer tenure) paid with what new customers paid for the same "
-        "product: the renewal versus new-business comparison.",
-        FCA + " (renewal price may not exceed the new-business price); elsewhere internal policy",
-    ),
-}
-
-# The rule each consistency metric checks, in words ({controls} and {max_discount} from the run's method).
-CONSISTENCY_RULES: dict[str, str] = {
-    "line_total_mismatch": "Line total = unit price × quantity (within rounding)",
-    "discount_mismatch": "Discount amount = (list price − unit price) × quantity (within rounding)",
-    "list_price_dispersion": "One list price for everyone for the same product on the same day{controls}",
-    "discount_above_policy": "No unit price more than {max_discount} below the list price",
-    "code_outside_rules": "Discount codes used only within their rules",
-}
 POLICY_MAXIMUM = "the policy maximum"
+SAME_CELL = "the same product on the same day"  # the cell in words when the run does not say
+
 
 STATISTICS_PROSE: tuple[tuple[str, str], ...] = (
     ("Like for like",
@@ -243,7 +183,9 @@ def _report_context(result: AuditResult) -> dict[str, Any]:
         f"suppressed (fewer than {min_customers} customers)" if min_customers is not None
         else "suppressed (too few customers to show)"
     )
-    flagged_keys = {f.key for f in result.flagged}
+    # a drill-down (charts) for each cause's lead finding; the flags inside a cause are rows of the table
+    leads = {c.lead_id for c in result.causes if c.status != "resolved"}
+    flagged_keys = {f.key for f in result.flagged if f.id in leads or not result.causes}
     rows: list[Row] = []
     for finding in _table_order(result.findings):
         drill_id = f"finding-{len(rows) + 1}" if finding.key in flagged_keys else None
@@ -301,8 +243,9 @@ def _report_context(result: AuditResult) -> dict[str, Any]:
         "method_other": [(k, _method_text(v)) for k, v in result.method.items()
                          if k != "thresholds" and k not in dict(METHOD_LISTS)],
         "checks": [
-            {"name": name, "title": CHECK_TITLES[name], "prose": CHECK_EXPLANATIONS[name][0],
-             "basis": CHECK_EXPLANATIONS[name][1], "ran": checks_ran.get(name),
+            {"name": name, "title": CHECKS_BY_NAME[name].title, "prose": _words(CHECKS_BY_NAME[name].explanation,
+                                                                                result.method),
+             "basis": CHECKS_BY_NAME[name].basis, "ran": checks_ran.get(name),
              "kind": "Consistency" if name in CONSISTENCY_CHECKS else "Disparity"}
             for name in ALL_CHECKS
         ],
@@ -332,7 +275,7 @@ def _row(finding: Finding, *, drill_id: str | None, suppressed_text: str, method
         customers = f"{_int(n_group)} / {_int(n_reference)}"
     row = Row(
         finding=finding,
-        check_title=CHECK_TITLES.get(finding.check, finding.check),
+        check_title=CHECKS_BY_NAME[finding.check].title if finding.check in CHECKS_BY_NAME else finding.check,
         attribute=finding.attribute or "",
         comparison=comparison_text(finding),
         segment=segment_text(finding.segment),
@@ -359,13 +302,20 @@ def _row(finding: Finding, *, drill_id: str | None, suppressed_text: str, method
 
 def consistency_rule(metric: str, method: Mapping[str, Any]) -> str:
     """The rule a consistency metric checks, in words, with the run's controls and policy maximum."""
-    template = CONSISTENCY_RULES.get(metric)
-    if template is None:
+    if metric not in RULES:
         return metric.replace("_", " ").capitalize()
-    controls = "".join(f" and {c.replace('_', ' ')}" for c in method.get("controls") or ())
     max_discount = (method.get("thresholds") or {}).get("max_discount_pct")
-    return template.format(controls=controls, max_discount=POLICY_MAXIMUM if max_discount is None
-                           else f"{max_discount * 100:g}%")
+    return _words(RULES[metric][2], method).replace(
+        "{max_discount}", POLICY_MAXIMUM if max_discount is None else f"{max_discount * 100:g}%")
+
+
+def _words(text: str, method: Mapping[str, Any]) -> str:
+    """A catalogue text with the run's outcome noun and cell in words filled in."""
+    noun = (method.get("outcome") or {}).get("noun", "price")
+    # a findings.json of before the cell was configurable: product and day, and its controls
+    cell = method.get("cell_words") or SAME_CELL + "".join(f" and {c.replace('_', ' ')}"
+                                                           for c in method.get("controls") or ())
+    return text.replace("{noun}", noun).replace("{cell}", cell)
 
 
 def _filters(rows: Sequence[Row]) -> list[tuple[str, str, list[str]]]:

@@ -22,7 +22,7 @@ data_start as (
 
 lines as (
     select
-        t.customer_id, t.product_id, t.timestamp::date as day, t.currency,
+        t.transaction_id, t.customer_id, t.product_id, t.timestamp::date as day, t.currency,
         t.category, t.channel, t.quantity, t.list_price, t.unit_price, t.discount_amount,
         t.line_total, t.discount_code,
         coalesce(t.unit_price < t.list_price, false) or coalesce(t.discount_amount > 0, false) as is_discounted,

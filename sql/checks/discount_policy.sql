@@ -4,20 +4,22 @@
 -- (2.49 x 0.6 = 1.494 -> 1.49) is not a breach.
 -- Prices above list are quarantined at ingest unless policy.allow_above_list, so no rule here.
 -- Codes used outside their rules need the rules themselves, which the warehouse does not hold.
--- Input: temp view `audit_lines`. Output grain: one row per rule (metric, count, total).
+-- Input: temp table `audit_lines`. Output grain: one row per line with a list price: the rule, the line,
+-- whether it breaches, the discount beyond the policy's deepest (the amount given away) and its revenue.
 -- params: $max_discount_pct
 with
 
 lines as (
-    select * from audit_lines
+    select rowid as line, * from audit_lines
     where list_price > 0
 ),
 
 final as (
     select
-        'discount_above_policy' as metric,
-        count(*) filter (where unit_price < list_price * (1 - $max_discount_pct) - 0.005) as count,
-        count(*) as total
+        'discount_above_policy' as metric, line,
+        unit_price < list_price * (1 - $max_discount_pct) - 0.005 as is_breach,
+        greatest(list_price * (1 - $max_discount_pct) - unit_price, 0) * quantity as amount,
+        unit_price * quantity as revenue
     from lines
 )
 

@@ -4,30 +4,30 @@
 --   discount_mismatch:   discount_amount differs from (list_price - unit_price) x quantity.
 -- Tolerance: the rounding the stored precisions allow and no more: half a cent for the rounded
 -- amount, plus 0.00005 per unit for each 4-decimal unit price (so 300 units at 0.3333 may total 100.00).
--- Input: temp view `audit_lines`. Output grain: one row per rule (metric, count, total); a rule whose
--- columns the data does not have has total 0 and is not reported.
+-- Input: temp table `audit_lines`. Output grain: one row per line and rule that applies to it: the rule
+-- (metric), the line (its rowid), whether it breaches the rule, the amount the breach is about and the line's revenue.
 with
 
 lines as (
-    select * from audit_lines
+    select rowid as line, * from audit_lines
 ),
 
 line_totals as (
     select
-        'line_total_mismatch' as metric,
-        count(*) filter (where abs(line_total - unit_price * quantity) > 0.005 + 0.00005 * abs(quantity)) as count,
-        count(*) as total
+        'line_total_mismatch' as metric, line,
+        abs(line_total - unit_price * quantity) > 0.005 + 0.00005 * abs(quantity) as is_breach,
+        abs(line_total - unit_price * quantity) as amount,
+        unit_price * quantity as revenue
     from lines
     where line_total is not null
 ),
 
 discounts as (
     select
-        'discount_mismatch' as metric,
-        count(*) filter (
-            where abs(discount_amount - (list_price - unit_price) * quantity) > 0.005 + 0.0001 * abs(quantity)
-        ) as count,
-        count(*) as total
+        'discount_mismatch' as metric, line,
+        abs(discount_amount - (list_price - unit_price) * quantity) > 0.005 + 0.0001 * abs(quantity) as is_breach,
+        abs(discount_amount - (list_price - unit_price) * quantity) as amount,
+        unit_price * quantity as revenue
     from lines
     where discount_amount is not null and list_price is not null
 ),

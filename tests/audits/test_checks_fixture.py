@@ -172,9 +172,33 @@ def test_price_arithmetic_counts_amounts_that_do_not_add_up(result):
 
 
 def test_price_dispersion_counts_lines_off_their_cells_list_price(result):
-    finding = one(result, "price_dispersion")
+    finding = one(result, "price_dispersion", metric="list_price_dispersion")
     assert finding.count == 2  # P1: 10.50 against 10.00 twice; P2: 22 against 20 (a tie counts once)
     assert finding.estimate == pytest.approx(2 / 14)
+    assert finding.details["amount"] == pytest.approx(0.5 + 2.0)  # P1 0.50 off; P2's tie: 20 taken, 22 is 2 off
+    assert {row["value"]: row["lines"] for row in finding.details["top"]["product_id"]} == {"P1": 1, "P2": 1}
+    worst = finding.details["cells"][0]  # the widest spread: P2, 22 / 20
+    assert (worst["product_id"], worst["low"], worst["high"], worst["lines"]) == ("P2", 20.0, 22.0, 2)
+    assert worst["spread"] == pytest.approx(1.1)
+
+
+def test_paid_price_dispersion_is_reported_not_judged_when_list_prices_exist(result):
+    finding = one(result, "price_dispersion", metric="paid_price_dispersion")
+    # cells with more than one paid price: P1 (10.50, 10, 10), P2 (22, 20), Q1 (8, 10, 9, 7.50), Q2 (5, 4)
+    assert finding.count == 3 + 2 + 4 + 2
+    assert finding.details["amount"] == pytest.approx(0.5 + 2 + (0.5 + 2.5 + 1.5) + 1)  # above each cell's lowest
+    assert (finding.outcome, finding.severity) == ("not_assessed", "low") and "discounts" in finding.reason
+    assert "breach_rows" not in finding.details  # not judged: no lines in breaches.csv
+
+
+def test_breaches_list_transaction_ids_and_amounts_never_customers(result):
+    table = result.breaches
+    assert "customer_id" not in table.column_names
+    rows = table.to_pylist()
+    assert {(r["check"], r["rule"]) for r in rows} == {
+        ("price_arithmetic", "line_total_mismatch"), ("price_arithmetic", "discount_mismatch"),
+        ("price_dispersion", "list_price_dispersion"), ("discount_policy", "discount_above_policy")}
+    assert len(rows) == 1 + 1 + 2 + 1 and all(r["transaction_id"] and r["amount"] >= 0 for r in rows)
 
 
 def test_discount_policy_counts_discounts_beyond_the_maximum_not_cent_rounding(result):
@@ -184,9 +208,10 @@ def test_discount_policy_counts_discounts_beyond_the_maximum_not_cent_rounding(r
 
 
 def test_every_check_of_the_catalogue_ran(result):
-    assert {c.check: c.status for c in result.checks} == dict.fromkeys(
-        ["price_arithmetic", "price_dispersion", "discount_policy", "price_gap", "discount_incidence",
-         "discount_depth", "loyalty_penalty"], "ok")
+    assert {c.check: c.status for c in result.checks} == {
+        **dict.fromkeys(["price_arithmetic", "price_dispersion", "discount_policy", "price_gap",
+                         "discount_incidence", "discount_depth", "loyalty_penalty"], "ok"),
+        "dearer_price": "skipped"}  # the fixture has list prices: price_gap answers the same question
 
 
 def test_groups_of_two_customers_are_never_flagged_however_large_the_gap(result):

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from audits.catalogue import CHECK_NAMES
 from audits.config import load_config, model_fields, parse_config, settings_names
 from audits.errors import ConfigError
 from audits.settings import SETTINGS, TYPES, settings_markdown
@@ -36,7 +37,7 @@ def test_defaults_fill_an_empty_config():
     assert config.fdr == 0.05
     assert config.min_group_customers == 11
     assert config.warehouse_path == Path("/base/out/warehouse.duckdb")
-    assert "price_gap" in config.checks and len(config.checks) == 7
+    assert config.checks == CHECK_NAMES and "price_gap" in config.checks
 
 
 @pytest.mark.parametrize(
@@ -121,6 +122,6 @@ def test_table_keys_may_be_written_as_tables_or_dotted():
 def test_thresholds_are_the_threshold_and_policy_numbers():
     config = parse_config({"thresholds": {"fdr": 0.01}})
     assert config.thresholds()["fdr"] == 0.01
-    assert set(config.thresholds()) == {"min_price_gap", "adverse_impact_ratio", "min_discount_depth", "fdr",
-                                        "confidence", "min_group_customers", "min_customers_to_judge",
-                                        "max_discount_pct"}
+    assert set(config.thresholds()) == {"min_price_gap", "adverse_impact_ratio", "max_dearer_ratio",
+                                        "consistency_high_share", "min_discount_depth", "fdr", "confidence",
+                                        "min_group_customers", "min_customers_to_judge", "max_discount_pct"}

@@ -50,7 +50,7 @@ def test_every_group_of_every_dimension_and_segment_value_is_tested(small_market
         assert len({g for a, g, _ in here if a == "region"}) == 8
         assert all(ref == "all others" for a, _, ref in here if a != "gender")
         assert len({g for a, g, _ in here if a == "gender & age_band"}) >= 16  # small X cells may be empty
-    assert {c.check for c in result.checks if c.status == "ok"} == set(ALL_CHECKS)
+    assert {c.check for c in result.checks if c.status == "ok"} == set(ALL_CHECKS) - {"dearer_price"}  # list prices
 
 
 def test_small_groups_are_suppressed_without_any_figure(small_market):
@@ -80,7 +80,7 @@ def test_a_failing_check_is_recorded_as_errored_and_the_others_still_run(small_m
     status = {c.check: c for c in result.checks}
     assert status["discount_depth"].status == "errored"
     assert "no_such_column" in status["discount_depth"].reason
-    assert all(status[c].status == "ok" for c in ALL_CHECKS if c != "discount_depth")
+    assert all(status[c].status == "ok" for c in ALL_CHECKS if c not in ("discount_depth", "dearer_price"))
     assert not [f for f in result.findings if f.check == "discount_depth"]
     assert [f for f in result.findings if f.check == "discount_incidence"]
 
@@ -95,18 +95,22 @@ def test_a_failing_check_is_recorded_as_errored_and_the_others_still_run(small_m
     assert "discount_depth" in problems and "errored" in problems and "no_such_column" in problems
 
 
-def test_checks_needing_a_list_price_are_skipped_with_the_reason(small_market):
+def test_checks_needing_a_list_price_are_skipped_with_the_reason_and_paid_prices_are_checked(small_market):
     con = duckdb.connect(":memory:")
     apply_schema(con)
     load_tables(con, small_market.transactions, small_market.customers)
     con.execute("update transactions set list_price = null, discount_amount = null, line_total = null")
     result = audit(con, market_config(), start=SMALL.start, end=SMALL.end)
     status = {c.check: (c.status, c.reason) for c in result.checks}
-    for check in ("price_dispersion", "discount_policy", "discount_incidence", "discount_depth"):
+    for check in ("discount_policy", "discount_incidence", "discount_depth"):
         assert status[check][0] == "skipped" and status[check][1].startswith("the data has no list price")
     assert status["price_arithmetic"][0] == "skipped" and "line total" in status["price_arithmetic"][1]
     assert status["price_gap"][0] == status["loyalty_penalty"][0] == "ok"
-    assert not [f for f in result.findings if f.check not in ("price_gap", "loyalty_penalty")]
+    # without list prices, dispersion is judged on the prices paid, and dearer_price runs
+    assert status["price_dispersion"][0] == status["dearer_price"][0] == "ok"
+    assert {f.metric for f in result.findings if f.check == "price_dispersion"} == {"paid_price_dispersion"}
+    assert not [f for f in result.findings
+                if f.check not in ("price_gap", "loyalty_penalty", "price_dispersion", "dearer_price")]
 
 
 def test_intersections_explained_by_their_components_are_flags_inside_the_components_causes():

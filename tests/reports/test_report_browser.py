@@ -149,7 +149,7 @@ def test_demo_report_fits_the_width_with_every_section_open(open_page: Callable,
     seen = open_page(demo_url, width=width)
     page = seen.page
     assert horizontal_overflow(page) == 0
-    assert open_every_details(page) == 29  # a forest per flagged disparity finding; first run, no trends
+    assert open_every_details(page) == 5  # a forest per cause led by a disparity finding; first run, no trends
     page.click("#findings-pager [data-page=all]")
     assert horizontal_overflow(page) == 0
     assert chart_problems(page) == []
@@ -236,7 +236,7 @@ def test_findings_table_is_paged(open_page: Callable, demo_url: str, width: int)
     page = seen.page
     every_row = page.eval_on_selector_all("#findings-table tbody tr", "rows => rows.map(r => r.cells[0].textContent.trim()"
                                           " + ' | ' + r.cells[2].textContent + ' | ' + r.cells[3].textContent)")
-    assert len(every_row) == 640
+    assert len(every_row) == 641
     assert visible_rows(page) == every_row[:PAGE_SIZE]
     assert page.text_content("#findings-page") == "Page 1 of 26 (rows 1\u201325)"
     previous, following = page.locator("[data-page=previous]"), page.locator("[data-page=next]")
@@ -252,9 +252,9 @@ def test_findings_table_is_paged(open_page: Callable, demo_url: str, width: int)
     assert visible_rows(page) == every_row[PAGE_SIZE:2 * PAGE_SIZE]
     while following.is_enabled():
         following.click()
-    assert visible_rows(page) == every_row[625:] and page.text_content("#findings-page") == "Page 26 of 26 (rows 626–640)"
+    assert visible_rows(page) == every_row[625:] and page.text_content("#findings-page") == "Page 26 of 26 (rows 626–641)"
     page.click("[data-page=all]")
-    assert visible_rows(page) == every_row and page.text_content("#findings-page") == "All 640 rows"
+    assert visible_rows(page) == every_row and page.text_content("#findings-page") == "All 641 rows"
     page.click("[data-page=all]")
     assert visible_rows(page) == every_row[:PAGE_SIZE]
     assert seen.noise() == []
@@ -265,18 +265,18 @@ def test_paging_follows_filters_and_sorting(open_page: Callable, demo_url: str) 
     page = seen.page
     page.select_option("select[data-filter=check]", "price_gap")
     gaps = page.evaluate("[...document.querySelectorAll('#findings-table tbody tr[data-check=price_gap]')].length")
-    assert gaps == 210  # 15 high + 195 low in the demo market
+    assert gaps == 210  # 33 high, 9 medium, 168 low in the demo market
     assert len(visible_rows(page)) == PAGE_SIZE and all(r.startswith("Price gap") for r in visible_rows(page))
     assert page.text_content("#findings-page") == "Page 1 of 9 (rows 1\u201325)"
-    assert page.text_content("#findings-shown") == "210 of 640 findings shown"
+    assert page.text_content("#findings-shown") == "210 of 641 findings shown"
     page.click("[data-page=next]")
     page.click("#findings-table thead th:nth-child(7) button")  # sort by q: back to the first page
     assert page.text_content("#findings-page") == "Page 1 of 9 (rows 1\u201325)"
     q_values = page.eval_on_selector_all("#findings-table tbody tr", "rows => rows.filter(r => !r.hidden)"
                                          ".map(r => parseFloat(r.cells[6].dataset.value))")
     assert q_values == sorted(q_values) and len(q_values) == PAGE_SIZE
-    page.select_option("select[data-filter=severity]", "high")  # 15 rows: one page, no pager
-    assert len(visible_rows(page)) == 15 and page.is_hidden("#findings-pager")
+    page.select_option("select[data-filter=severity]", "medium")  # 9 rows: one page, no pager
+    assert len(visible_rows(page)) == 9 and page.is_hidden("#findings-pager")
     assert seen.noise() == []
 
 
@@ -284,7 +284,7 @@ def test_without_javascript_every_row_shows(open_page: Callable, demo_url: str) 
     seen = open_page(demo_url, width=390, javascript=False)
     page = seen.page
     rows = page.eval_on_selector_all("#findings-table tbody tr", "rows => rows.map(r => r.hidden)")
-    assert len(rows) == 640 and not any(rows)
+    assert len(rows) == 641 and not any(rows)
     assert page.is_hidden("#findings-pager") and page.is_visible("noscript p")
     page.click("#finding-1 summary")  # details open without script too
     assert page.locator("#finding-1 .facts").is_visible()

@@ -16,7 +16,8 @@ import pytest
 
 from audits.findings import CONSISTENCY_CHECKS, AuditResult
 from reports import render_index, render_report
-from reports.render import CONSISTENCY_RULES, consistency_rule
+from audits.catalogue import RULES
+from reports.render import consistency_rule
 from reports.figures import (
     PLOTLY_BUNDLE,
     PLOTLY_BUNDLE_SHA256,
@@ -119,9 +120,10 @@ def test_every_consistency_metric_has_a_share_and_a_rule() -> None:
     sql = Path(__file__).resolve().parents[2] / "sql" / "checks"
     metrics = {m for check in CONSISTENCY_CHECKS
                for m in re.findall(r"'(\w+)' as metric", (sql / f"{check}.sql").read_text(encoding="utf-8"))}
-    assert metrics == {"line_total_mismatch", "discount_mismatch", "list_price_dispersion", "discount_above_policy"}
+    assert metrics == {"line_total_mismatch", "discount_mismatch", "list_price_dispersion", "paid_price_dispersion",
+                       "discount_above_policy"}
     for metric in metrics:
-        assert metric_display(metric).kind == "share" and metric in CONSISTENCY_RULES
+        assert metric_display(metric).kind == "share" and metric in RULES
 
 
 def test_suppressed_finding_shows_no_figures(page: tuple, sample: SimpleNamespace) -> None:
@@ -276,7 +278,7 @@ def test_demo_report_is_small_and_self_contained(demo_report: Path, parse: Calla
     rows = doc.by_id("findings-table").iter("tbody")[0].iter("tr")
     assert len(rows) > 100  # a realistic report
     consistency = [r for r in rows if r.attrs["data-check"] in CONSISTENCY_CHECKS]
-    assert len(consistency) == 4
+    assert len(consistency) == 5  # arithmetic: 2 rules, dispersion: list and paid prices, policy: 1
     for row in consistency:  # a share in percent and the rule, never the raw fraction
         assert re.fullmatch(r"(<)?\d+(\.\d+)?% of transactions checked|0%", " ".join(row.iter("td")[4].text.split()))
         assert row.classed("rule")
@@ -299,7 +301,7 @@ def test_methodology_states_thresholds_and_their_basis(page: tuple) -> None:
     method = " ".join(doc.by_id("methodology").text.split())
     for phrase in ("within cells of the same product, the same day and the same controls",
                    "cluster-robust by customer", "Benjamini-Hochberg", "four-fifths",
-                   "US EEOC", "FCA general insurance pricing practices (GIPP)", "Internal policy"):
+                   "US EEOC", "FCA general insurance pricing practices (GIPP, PS21/5)", "Internal policy"):
         assert phrase in method, phrase
     thresholds = {tr.iter("code")[0].text: tr.iter("td")[1].text
                   for tr in doc.by_id("thresholds-table").iter("tbody")[0].iter("tr")}

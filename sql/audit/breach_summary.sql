@@ -1,0 +1,24 @@
+-- name: breach_summary
+-- A consistency check's rules, each summed over the lines it applies to (temp table `breaches`, written
+-- from the check's SQL file): breaching lines, lines checked, the amount at stake and the revenue of the
+-- breaching lines and of all lines checked. Output grain: one row per rule (metric).
+with
+
+rules as (
+    select
+        metric,
+        count(*) filter (where is_breach) as count,
+        count(*) as total,
+        coalesce(sum(amount) filter (where is_breach), 0) as amount,
+        coalesce(sum(revenue) filter (where is_breach), 0) as revenue,
+        coalesce(sum(revenue), 0) as revenue_total
+    from breaches
+    group by metric
+),
+
+final as (
+    select * from rules
+)
+
+select * from final
+order by metric
