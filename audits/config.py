@@ -115,6 +115,7 @@ class Config:
     fdr: float
     confidence: float
     min_group_customers: int
+    count_rounding: int
     min_customers_to_judge: int
     max_discount_pct: float
     allow_above_list: bool

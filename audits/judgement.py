@@ -1,13 +1,15 @@
 """From raw disparity tests to findings: suppression, Benjamini-Hochberg, severity, intersections.
 
 1. Privacy first: a test with fewer than `min_group_customers` customers on either side is reported as
-   suppressed, with no figures at all, and takes no part in the multiple-testing correction.
-   Complementary suppression: within one comparison (check x dimension x segment), when a group is
-   suppressed, its size could be recovered by subtracting the shown groups' sizes from a reference size.
-   So in that comparison every reference size is withheld, and the sizes of the smallest other groups
-   are withheld too until the withheld groups hold at least `min_group_customers` customers together.
-   Their estimates stay: a group estimate over many customers discloses no one, and hiding, say, all
-   women because a three-customer group exists would blind the audit.
+   suppressed, with no figures at all, and takes no part in the multiple-testing correction. Every other
+   customer count the run publishes is rounded to the nearest multiple of `count_rounding` (10), as
+   statistical agencies round linked tables: the counts of one comparison, of an attribute and of its
+   intersections are linked (East = F & East + M & East + X & East), and subtracting exact counts would give
+   a suppressed group's size away (8 = 341 - 156 - 177); with each count within 5 of the truth, such a
+   difference is known only within at least 20, wider than the suppression threshold, whatever counts of
+   the run (or of earlier runs) an attacker combines. Estimates stay: a group estimate over many customers
+   discloses no one, and hiding, say, all women because a three-customer group exists would blind the
+   audit. Coverage shares are published to two decimals.
 2. Benjamini-Hochberg over every remaining test of the run (all checks, attributes, intersections and
    segments together): each finding carries its raw p-value and its q-value.
 3. A finding is flagged (medium or high) only when q < fdr *and* the estimate is beyond the practical
@@ -46,7 +48,7 @@ from audits.wording import summarize
 def judge(tests: list[RawTest], config: Config) -> list[Finding]:
     """Suppress small groups, correct p-values across all tests (BH), assign severities and outcomes,
     explain intersections."""
-    suppressed, sizes_withheld, withheld = _suppression(tests, config)
+    suppressed = {id(t) for t in tests if is_suppressed(t, config)}
     shown = [t for t in tests if id(t) not in suppressed and t.p_value is not None]
     q_values = dict(zip((id(t) for t in shown), benjamini_hochberg([t.p_value for t in shown]), strict=True))
     findings = []
@@ -67,11 +69,12 @@ def judge(tests: list[RawTest], config: Config) -> list[Finding]:
         outcome, reason = _outcome(t, level, config)
         findings.append(Finding(
             **base, estimate=t.estimate, ci_low=t.ci_low, ci_high=t.ci_high, p_value=t.p_value, q_value=q,
-            n_customers_group=None if id(t) in sizes_withheld else t.n_customers_group,
-            n_customers_reference=None if _slice(t) in withheld else t.n_customers_reference,
+            n_customers_group=published_count(t.n_customers_group, config),
+            n_customers_reference=published_count(t.n_customers_reference, config),
             severity=level, adjusted_estimate=adjusted[0], adjusted_ci_low=adjusted[1],
             adjusted_ci_high=adjusted[2], adjusted_p_value=adjusted[3], outcome=outcome, reason=reason,
-            coverage=t.coverage, **_excess_fields(t, config),
+            coverage={k: None if v is None else round(v, 2) for k, v in (t.coverage or {}).items()} or None,
+            **_excess_fields(t, config),
         ))
     findings = _explain_intersections(tests, findings, config)
     return [replace(f, summary=summarize(f, config)) for f in findings]
@@ -95,31 +98,10 @@ def _outcome(t: RawTest, level: str, config: Config) -> tuple[str, str | None]:
     return ("flagged", None) if level in FLAGGED_SEVERITIES else ("clear", None)
 
 
-def _slice(test: RawTest) -> tuple:
-    return test.check, test.dimension.dim_id, test.segment_value
-
-
-def _suppression(tests: list[RawTest], config: Config) -> tuple[set[int], set[int], set[tuple]]:
-    """Ids of tests suppressed whole, ids whose group size is withheld, slices whose reference sizes are withheld."""
-    suppressed = {id(t) for t in tests if is_suppressed(t, config)}
-    slices: dict[tuple, list[RawTest]] = {}
-    for t in tests:
-        slices.setdefault(_slice(t), []).append(t)
-    withheld: set[tuple] = set()
-    sizes_withheld: set[int] = set()
-    for key, members in slices.items():
-        hidden = [t for t in members if id(t) in suppressed]
-        if not hidden:
-            continue
-        withheld.add(key)
-        total_hidden = sum(t.n_customers_group for t in hidden)
-        for t in sorted((t for t in members if id(t) not in suppressed), key=lambda t: (t.n_customers_group, t.group)):
-            if total_hidden >= config.min_group_customers and len(hidden) >= 2:
-                break
-            sizes_withheld.add(id(t))
-            hidden.append(t)
-            total_hidden += t.n_customers_group
-    return suppressed, sizes_withheld, withheld
+def published_count(n: int, config: Config) -> int:
+    """A customer count as published: rounded to the nearest multiple of count_rounding (see module docstring)."""
+    base = config.count_rounding
+    return int(base * round(n / base)) if base > 1 else int(n)
 
 
 def is_suppressed(test: RawTest, config: Config) -> bool:

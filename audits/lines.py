@@ -23,6 +23,23 @@ UNKNOWN_COLUMN = (
     "config key '{key}' names column {column!r}, which is not in the warehouse; "
     "known columns are {known}. Fix the config or map the column in the source"
 )
+IDENTIFIER_COLUMN = (
+    "config key '{key}' names column {column!r}, which identifies {what}; a report must never list them: "
+    "audit an attribute that groups customers instead"
+)
+NEAR_UNIQUE = (
+    "config key '{key}' names column {column!r}, which has about one value per customer ({values:,} values for "
+    "{customers:,} customers): it would single customers out; audit a coarser attribute (or band it with "
+    "audit.bands)"
+)
+TOO_MANY_GROUPS = (
+    "config key '{key}' names column {column!r}, which has about {values:,} values, more than audit.max_groups = "
+    "{limit}; audit a coarser attribute, band it (audit.bands), or raise audit.max_groups"
+)
+# columns that identify a customer or a line: never an attribute, intersection part or segment
+IDENTIFYING = {"customer_id": "customers", "transaction_id": "lines (transactions)"}
+# a column with more distinct values than this share of the customers singles them out
+NEAR_UNIQUE_SHARE = 0.5
 # warehouse columns that are bookkeeping, never audited
 _BOOKKEEPING = ("batch_id", "source")
 
@@ -55,6 +72,28 @@ def build_audit_lines(
         exclude=bool(excluded))
     con.execute(sql, params)
     return wanted
+
+
+def refuse_identifying_columns(con: duckdb.DuckDBPyConnection, config: Config) -> None:
+    """Stop before anything is computed when a grouping column identifies customers or lines, has about one
+    value per customer, or has more values than audit.max_groups (a run would take minutes and list them)."""
+    grouping = {}
+    for key, names in (("audit.attributes", config.attributes),
+                       ("audit.intersections", tuple(c for combo in config.intersections for c in combo)),
+                       ("audit.segment_by", config.segment_by)):
+        for name in names:
+            if name in IDENTIFYING:
+                raise ConfigError(IDENTIFIER_COLUMN.format(key=key, column=name, what=IDENTIFYING[name]))
+            grouping.setdefault(name, key)
+    if not grouping:
+        return
+    counted = ", ".join(f"approx_count_distinct({Ident(name).sql()})" for name in grouping)
+    customers, *values = con.execute(f"select approx_count_distinct(customer_id), {counted} from audit_lines").fetchone()
+    for (name, key), n in zip(grouping.items(), values, strict=True):
+        if n > config.max_groups:
+            raise ConfigError(TOO_MANY_GROUPS.format(key=key, column=name, values=n, limit=config.max_groups))
+        if customers >= 2 * config.min_group_customers and n > NEAR_UNIQUE_SHARE * customers:
+            raise ConfigError(NEAR_UNIQUE.format(key=key, column=name, values=n, customers=customers))
 
 
 def resolve_columns(con: duckdb.DuckDBPyConnection, config: Config, filters: Mapping[str, str]) -> dict[str, Fragment]:

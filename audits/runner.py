@@ -27,16 +27,18 @@ from audits.consistency import run_consistency
 from audits.contrasts import load_in_background
 from audits.causes import DISCOUNT_CHECKS, group_causes
 from audits.disparity import ContrastExecutor, RawTest, in_process_contrast, list_price_gaps, run_disparity
-from audits.errors import one_line
+from audits.errors import ConfigError, one_line
 from audits.findings import OUTCOMES, AuditResult, CheckRun, DataQuality, Finding, RunInfo
 from audits.judgement import is_candidate, judge, min_customers_to_judge
-from audits.lines import build_audit_lines
+from audits.lines import build_audit_lines, refuse_identifying_columns
 from audits.sqlfiles import SQL_DIR, SqlFileError
 from audits.wording import cell_words
 
 NO_LINES = "no lines in the period after filters"
 NO_SQL = "not available in this version"
 NO_TESTS = "no group of the audited attributes had lines to compare"
+UNKNOWN_REFERENCE = ("config key 'audit.reference.{attribute}' names group {group!r}, which is not in the audited "
+                     "lines; its groups are {known}")
 # columns whose presence on any audited line decides which checks can run (audits/catalogue.py: needs)
 PRESENCE = ("list_price", "unit_price", "discount_amount", "line_total", "quantity", "tenure")
 # What a failing check may raise; anything else is a bug of ours and stops the run.
@@ -63,6 +65,7 @@ def run_audit(
     filters = filters or {}
     loading = load_in_background() if set(config.checks) & set(DISPARITY_CHECKS) else None
     build_audit_lines(con, config, period_start=period_start, period_end=period_end, filters=filters)
+    refuse_identifying_columns(con, config)
     n_lines, n_customers, fingerprint, *counts = con.execute(
         "select count(*), count(distinct customer_id), "
         "coalesce(sum(hash(customer_id, product_id, day, unit_price, list_price, quantity))::varchar, '0'), "
@@ -93,6 +96,7 @@ def run_audit(
     judged: list[Finding] = []
     if disparity:
         coding = code_audit_lines(con, config)
+        _refuse_unknown_references(coding, config)
         con.execute("drop table audit_lines")  # its narrow coded copy is all the disparity checks read
         if loading is not None:
             loading.result()  # the compiled loops and scipy, loaded while DuckDB built the lines
@@ -158,6 +162,16 @@ def code_audit_lines(con: duckdb.DuckDBPyConnection, config: Config) -> Coding:
     if "loyalty_penalty" in config.checks:
         groupings.append(("tenure",))
     return code_lines(con, groupings=groupings, segment_by=tuple(config.segment_by), controls=tuple(config.controls))
+
+
+def _refuse_unknown_references(coding: Coding, config: Config) -> None:
+    """A fixed reference group that is not in the audited lines would suppress every comparison of its
+    attribute (and hide any gap): stop, naming the key and the groups there are."""
+    for attribute, group in config.reference.items():
+        group_set = coding.sets.get(tuple(attribute.split(" & ")))
+        if group_set is not None and group_set.code(group) is None:
+            known = ", ".join(sorted(group_set.value(c) for c in group_set.labels)) or "none"
+            raise ConfigError(UNKNOWN_REFERENCE.format(attribute=attribute, group=group, known=known))
 
 
 def _with_list_prices(con: duckdb.DuckDBPyConnection, config: Config, coding: Coding, tests: list[RawTest],

@@ -233,7 +233,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("audit.price_tolerance", "float", 0.005,
             "Two prices of the same cell closer than this (in the currency) are the same price: rounding.",
             rule=between(0, 1_000)),
-    Setting("audit.max_groups", "int", 50,
+    Setting("audit.max_groups", "int", 100,
             "An attribute or segment with more distinct values than this is refused (a likely identifier).",
             rule=between(2, 10_000)),
     Setting("thresholds.min_price_gap", "float", 0.01,
@@ -256,6 +256,10 @@ SETTINGS: tuple[Setting, ...] = (
             rule=between(0.5, 1, high_open=True)),
     Setting("thresholds.min_group_customers", "int", 11, "Groups with fewer customers are suppressed, never shown.",
             rule=between(1, 1_000_000)),
+    Setting("thresholds.count_rounding", "int", 10,
+            "Every customer count the run publishes is rounded to a multiple of this, so that subtracting linked "
+            "counts (an attribute and its intersections) cannot give a suppressed group's size away; 1 publishes "
+            "exact counts.", rule=between(1, 1_000)),
     Setting("thresholds.min_customers_to_judge", "int", 30,
             "Groups with fewer customers on either side are shown but never flagged: their clustered error is "
             "unreliable.", rule=between(2, 1_000_000)),

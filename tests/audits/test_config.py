@@ -124,4 +124,5 @@ def test_thresholds_are_the_threshold_and_policy_numbers():
     assert config.thresholds()["fdr"] == 0.01
     assert set(config.thresholds()) == {"min_price_gap", "adverse_impact_ratio", "max_dearer_ratio",
                                         "consistency_high_share", "min_discount_depth", "fdr", "confidence",
-                                        "min_group_customers", "min_customers_to_judge", "max_discount_pct"}
+                                        "min_group_customers", "count_rounding", "min_customers_to_judge",
+                                        "max_discount_pct"}
