@@ -17,6 +17,9 @@ R3 paid-price echo: a price-gap flag of a single attribute's group that also has
    the same comparison on list prices shows no gap beyond the threshold (`list_estimate`): the group was
    shown the same prices and pays more because it gets fewer or shallower discounts. Without list
    prices the rule cannot be checked and the price gap stays a cause of its own.
+R5 ordered bands: the flags of one ordered attribute's bands (audit.bands, tenure bands) and its trend
+   test, in one check, are one cause, named by the band with the largest gap: a gap that grows with age
+   or tenure is one effect, however many bands it reaches.
 R4 dispersion side: a dearer-price flag of a group that also has a flagged price gap (same attribute,
    group and segment) belongs to the price gap's cause: charging the group more shows as the group sitting
    on the dearer side of dispersed cells.
@@ -29,6 +32,7 @@ from collections.abc import Sequence
 from audits.catalogue import CHECKS_BY_NAME, no_difference
 from audits.config import Config
 from audits.findings import Cause, Finding, finding_id
+from audits.lines import ordered_columns
 from audits.wording import INTERSECTION, cell_words, who_text
 
 RULES: dict[str, str] = {
@@ -36,6 +40,7 @@ RULES: dict[str, str] = {
     "intersection": "R2 intersection: an intersection whose gap its flagged components predict",
     "echo": "R3 paid-price echo: a price gap of a group shown the same list prices, that gets fewer or "
             "shallower discounts",
+    "bands": "R5 ordered bands: one attribute's bands and trend in one check",
     "dearer": "R4 dispersion side: the dearer side of dispersed cells, for a group with a flagged price gap",
     "alone": "no rule groups this flag with another",
 }
@@ -79,19 +84,22 @@ def group_causes(findings: Sequence[Finding], config: Config) -> list[Cause]:
             seen.add(f.id)
         return f
 
-    home = {f.id: _key(root(f)) for f in flagged}
+    ordered = ordered_columns(config)
+    home = {f.id: _key(root(f), ordered) for f in flagged}
     members: dict[GroupKey, list[Finding]] = {}
     for f in flagged:
         members.setdefault(home[f.id], []).append(f)
-    causes = [_cause(key, inside, rule, findings, config) for key, inside in members.items()]
+    causes = [_cause(key, inside, rule, findings, config, ordered) for key, inside in members.items()]
     return sorted(causes, key=lambda c: (SEVERITY_RANK[c.severity], -len(c.finding_ids), c.headline))
 
 
 def _cause(key: GroupKey, inside: list[Finding], rule: dict[str, str], findings: Sequence[Finding],
-           config: Config) -> Cause:
-    own = [f for f in inside if _key(f) == key and f.id not in rule]
-    lead = _lead(own or inside, findings)
+           config: Config, ordered: set[str]) -> Cause:
+    own = [f for f in inside if _key(f, ordered) == key and f.id not in rule]
+    banded = key[2] is None and key[1] in ordered
+    lead = min(own, key=_rank) if banded and own else _lead(own or inside, findings)
     rules = ["segments"] if len({_segment(f) for f in own}) > 1 else []
+    rules += ["bands"] if banded and len({f.group for f in own}) > 1 else []
     rules += sorted({rule[f.id] for f in inside if f.id in rule})
     headline = _first_clause(lead.summary)
     more = len(inside) - 1
@@ -143,8 +151,10 @@ def _rank(f: Finding) -> tuple[int, float]:
     return SEVERITY_RANK[f.severity], -_adverse_size(f)
 
 
-def _key(f: Finding) -> GroupKey:
-    return (f.check, f.attribute, f.group) if f.count is None else (f.check, f.metric, None)
+def _key(f: Finding, ordered: set[str]) -> GroupKey:
+    if f.count is not None:
+        return f.check, f.metric, None
+    return (f.check, f.attribute, None) if f.attribute in ordered else (f.check, f.attribute, f.group)
 
 
 def _segment(f: Finding) -> tuple[tuple[str, str], ...]:

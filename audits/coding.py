@@ -92,12 +92,14 @@ def code_lines(
     groupings: list[tuple[str, ...]],
     segment_by: tuple[str, ...],
     controls: tuple[str, ...],
+    orders: dict[str, list[str]] | None = None,
 ) -> Coding:
     """Create temp table `coded_lines` from temp table `audit_lines` (sql/audit/coded_lines.sql).
 
-    Column names are validated identifiers (audits/lines.py resolved them against the warehouse)."""
+    Column names are validated identifiers (audits/lines.py resolved them against the warehouse). `orders`:
+    columns whose levels are ordered (bands, tenure) and their labels in order; others sort by value."""
     singles = list(dict.fromkeys(c for combo in groupings for c in combo))
-    levels: dict[str, list[str]] = {column: _levels(con, column, missing=False)
+    levels: dict[str, list[str]] = {column: _ordered(_levels(con, column, missing=False), (orders or {}).get(column))
                                     for column in dict.fromkeys([*singles, *segment_by])}
     control_levels = {c: _levels(con, c, missing=True) for c in controls}
 
@@ -150,6 +152,14 @@ def code_lines(
 def _run(con: duckdb.DuckDBPyConnection, name: str, values: dict[str, Any], **identifiers: Any) -> None:
     sql, params = load_sql(f"audit/{name}").prepare(values, **identifiers)
     con.execute(sql, params)
+
+
+def _ordered(found: list[str], order: list[str] | None) -> list[str]:
+    """The levels in their order (bands, tenure), any level the order does not know after them by value."""
+    if not order:
+        return found
+    rank = {label: i for i, label in enumerate(order)}
+    return sorted(found, key=lambda v: (rank.get(v, len(rank)), v))
 
 
 def _levels(con: duckdb.DuckDBPyConnection, column: str, *, missing: bool) -> list[str]:

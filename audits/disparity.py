@@ -68,6 +68,7 @@ class RawTest:
     excess: Estimate | None = None  # intersections: difference beyond the components' additive effects
     # the share of each side's lines and customers that had a comparable line of the other side in their cell
     coverage: dict[str, float | None] | None = None
+    reference_label: str | None = None  # what the group is compared with, when not the dimension's reference
 
 
 def plan_dimensions(config: Config, *, check: str) -> list[Dimension]:
@@ -315,11 +316,11 @@ def metric_interval(metric: str, estimate: Estimate | None, reference: tuple[flo
     interval), so the interval excludes no-difference exactly when p < 1 - confidence."""
     if estimate is None:
         return None, None, None, None
-    if metric == "price_ratio":
-        return (*ratio_from_log(estimate, confidence), estimate.p_value)
     if rate:  # a rate ratio: the group's rate over the reference's
         ratio = rate_ratio(estimate, reference, confidence) if reference is not None else None
         return ratio if ratio is not None else (None, None, None, estimate.p_value)
+    if metric.endswith("_ratio"):  # a log difference as a ratio
+        return (*ratio_from_log(estimate, confidence), estimate.p_value)
     return (estimate.beta, *estimate.interval(confidence), estimate.p_value)
 
 

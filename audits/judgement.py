@@ -55,7 +55,8 @@ def judge(tests: list[RawTest], config: Config) -> list[Finding]:
     for t in tests:
         segment = {t.dimension.segment_column: t.segment_value} if t.dimension.segment_column else None
         base = dict(check=t.check, attribute=t.dimension.attribute, group=t.group,
-                    reference=t.dimension.reference or "all others", segment=segment, metric=t.metric,
+                    reference=t.reference_label or t.dimension.reference or "all others", segment=segment,
+                    metric=t.metric,
                     count=None, status="new", summary="")
         if id(t) in suppressed:
             findings.append(Finding(**base, estimate=None, ci_low=None, ci_high=None, p_value=None, q_value=None,

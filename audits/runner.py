@@ -26,12 +26,20 @@ from audits.config import Config
 from audits.consistency import run_consistency
 from audits.contrasts import load_in_background
 from audits.causes import DISCOUNT_CHECKS, group_causes
-from audits.disparity import ContrastExecutor, RawTest, in_process_contrast, list_price_gaps, run_disparity
+from audits.disparity import (
+    ContrastExecutor,
+    RawTest,
+    in_process_contrast,
+    list_price_gaps,
+    plan_dimensions,
+    run_disparity,
+)
 from audits.errors import ConfigError, one_line
 from audits.findings import OUTCOMES, AuditResult, CheckRun, DataQuality, Finding, RunInfo
 from audits.judgement import is_candidate, judge, min_customers_to_judge
-from audits.lines import build_audit_lines, refuse_identifying_columns
+from audits.lines import build_audit_lines, ordered_columns, ordered_levels, refuse_identifying_columns
 from audits.sqlfiles import SQL_DIR, SqlFileError
+from audits.trend import trend_tests
 from audits.wording import cell_words
 
 NO_LINES = "no lines in the period after filters"
@@ -40,7 +48,7 @@ NO_TESTS = "no group of the audited attributes had lines to compare"
 UNKNOWN_REFERENCE = ("config key 'audit.reference.{attribute}' names group {group!r}, which is not in the audited "
                      "lines; its groups are {known}")
 # columns whose presence on any audited line decides which checks can run (audits/catalogue.py: needs)
-PRESENCE = ("list_price", "unit_price", "discount_amount", "line_total", "quantity", "tenure")
+PRESENCE = ("list_price", "unit_price", "discount_amount", "line_total", "quantity", "tenure", "outcome_y")
 # What a failing check may raise; anything else is a bug of ours and stops the run.
 CHECK_ERRORS = (duckdb.Error, ArithmeticError, ValueError, SqlFileError)
 
@@ -70,7 +78,7 @@ def run_audit(
         "select count(*), count(distinct customer_id), "
         "coalesce(sum(hash(customer_id, product_id, day, unit_price, list_price, quantity))::varchar, '0'), "
         + ", ".join(f"count({c})" for c in PRESENCE) + " from audit_lines").fetchone()
-    present = {c for c, n in zip(PRESENCE, counts, strict=True) if n} | ({"outcome"} if counts[1] else set())
+    present = {"outcome" if c == "outcome_y" else c for c, n in zip(PRESENCE, counts, strict=True) if n}
     checks: list[CheckRun] = []
     consistency: list[Finding] = []
     breaches: list[Any] = []
@@ -108,6 +116,10 @@ def run_audit(
             except CHECK_ERRORS as err:
                 checks.append(CheckRun(check, "errored", time.monotonic() - clock, _reason(err)))
                 continue
+            if CHECKS_BY_NAME[check].contrast == "outcome":  # while `measurements` holds this check's
+                tests += trend_tests(con, check, CHECKS_BY_NAME[check].metric_for(config.outcome_scale), coding,
+                                     plan_dimensions(config, check=check), ordered_columns(config),
+                                     confidence=config.confidence)
             raw_tests.extend(tests)
             checks.append(CheckRun(check, "ok", time.monotonic() - clock, "; ".join(notes) or None, len(tests)))
         judged = judge(raw_tests, config)
@@ -161,7 +173,8 @@ def code_audit_lines(con: duckdb.DuckDBPyConnection, config: Config) -> Coding:
     groupings = [(a,) for a in config.attributes] + [tuple(i) for i in config.intersections]
     if "loyalty_penalty" in config.checks:
         groupings.append(("tenure",))
-    return code_lines(con, groupings=groupings, segment_by=tuple(config.segment_by), controls=tuple(config.controls))
+    return code_lines(con, groupings=groupings, segment_by=tuple(config.segment_by), controls=tuple(config.controls),
+                      orders=ordered_levels(config))
 
 
 def _refuse_unknown_references(coding: Coding, config: Config) -> None:

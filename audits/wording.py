@@ -38,6 +38,11 @@ def summarize(finding: Finding, config: Config, *, total: int | None = None) -> 
     sure = _certainty(finding, config) + _components(finding) + _coverage(finding)
     segment = _segment(finding)
     noun = config.outcome_noun
+    if finding.metric.startswith("trend_"):
+        step = (_signed_pct(finding.estimate - 1) if finding.metric.endswith("_ratio")
+                else f"{finding.estimate:+.2f} points")
+        return (f"Across the {finding.attribute} bands, the {noun} changed by {step} per band {like_for_like}"
+                f"{segment}; {sure}.")
     if finding.metric == "price_ratio":
         change = finding.estimate - 1
         if abs(change) < 0.0005:
@@ -52,13 +57,17 @@ def summarize(finding: Finding, config: Config, *, total: int | None = None) -> 
                         f"{_signed_pct(finding.adjusted_estimate - 1)}")
         return f"{_cap(who)} paid {paid} {against} {like_for_like}{segment}; {sure}{adjusted}."
     if finding.metric == "points_diff":
-        size = "the same" if abs(finding.estimate) < 0.005 else \
-            f"{abs(finding.estimate):.2f} points {'higher' if finding.estimate > 0 else 'lower'}"
         adjusted = ""
         if finding.adjusted_estimate is not None:
             adjusted = (f"; adjusting for each factor separately instead (regression) gives "
                         f"{finding.adjusted_estimate:+.2f} points")
-        return f"{_cap(who)} had a {noun} {size} than {against} {like_for_like}{segment}; {sure}{adjusted}."
+        if abs(finding.estimate) < 0.005:
+            had = f"had the same {noun} as"
+        else:
+            article = "an" if noun[:1].lower() in "aeiou" else "a"
+            had = (f"had {article} {noun} {abs(finding.estimate):.2f} points "
+                   f"{'higher' if finding.estimate > 0 else 'lower'} than")
+        return f"{_cap(who)} {had} {against} {like_for_like}{segment}; {sure}{adjusted}."
     if finding.metric == "adverse_impact_ratio":
         return (f"{_cap(who)} received discounts {finding.estimate:.2f} times as often as {against} "
                 f"{like_for_like}{segment} (the four-fifths rule flags below {config.adverse_impact_ratio:.2f}); "
@@ -152,11 +161,11 @@ def _segment(finding: Finding) -> str:
 def _certainty(finding: Finding, config: Config) -> str:
     low, high = finding.ci_low, finding.ci_high
     level = f"{config.confidence:.0%} confidence interval"
-    if finding.metric == "price_ratio" and low is not None and high is not None:
+    if finding.metric.endswith("price_ratio") and low is not None and high is not None:
         interval = f"{level} {_signed_pct(low - 1)} to {_signed_pct(high - 1)}"
     elif finding.metric == "discount_pct_diff" and low is not None and high is not None:
         interval = f"{level} {low * 100:+.1f} to {high * 100:+.1f} points"
-    elif finding.metric == "points_diff" and low is not None and high is not None:
+    elif finding.metric.endswith("points_diff") and low is not None and high is not None:
         interval = f"{level} {low:+.2f} to {high:+.2f} points"
     elif low is not None and high is not None:
         interval = f"{level} {low:.2f} to {high:.2f}"

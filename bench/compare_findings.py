@@ -30,13 +30,20 @@ def differences(before: list[dict], after: list[dict], *, rtol: float, ignore: s
     out += [f"only after: {k}" for k in b.keys() - a.keys()]
     for key in a.keys() & b.keys():
         for field in sorted((a[key].keys() | b[key].keys()) - ignore):
-            x, y = a[key].get(field), b[key].get(field)
-            if isinstance(x, float) and isinstance(y, float):
-                if not (math.isclose(x, y, rel_tol=rtol, abs_tol=1e-12) or (math.isnan(x) and math.isnan(y))):
-                    out.append(f"{key} {field}: {x!r} != {y!r} (rel {abs(x - y) / max(abs(x), abs(y)):.2e})")
-            elif x != y:
-                out.append(f"{key} {field}: {x!r} != {y!r}")
+            if not same(a[key].get(field), b[key].get(field), rtol):
+                out.append(f"{key} {field}: {a[key].get(field)!r} != {b[key].get(field)!r}")
     return out
+
+
+def same(x: object, y: object, rtol: float) -> bool:
+    """Equal, numbers within rtol relative (absolute 1e-12 near zero), containers element by element."""
+    if isinstance(x, float) and isinstance(y, float):
+        return math.isclose(x, y, rel_tol=rtol, abs_tol=1e-12) or (math.isnan(x) and math.isnan(y))
+    if isinstance(x, dict) and isinstance(y, dict):
+        return x.keys() == y.keys() and all(same(x[k], y[k], rtol) for k in x)
+    if isinstance(x, list) and isinstance(y, list):
+        return len(x) == len(y) and all(same(i, j, rtol) for i, j in zip(x, y))
+    return x == y
 
 
 def main(argv: list[str] | None = None) -> int:

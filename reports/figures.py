@@ -89,6 +89,8 @@ METRIC_DISPLAY: dict[str, MetricDisplay] = {
     **{c.metric: MetricDisplay(c.display, c.axis_title.replace("{noun}", "price"), no_difference(c.metric))
        for c in reversed(CHECKS) if c.kind == "disparity"},  # a metric two checks share: the first's words
     "points_diff": MetricDisplay("difference", "difference in points, group minus reference (0 = same)", 0.0),
+    "trend_price_ratio": MetricDisplay("percent_change", "change per band (1 = flat)", 1.0),
+    "trend_points_diff": MetricDisplay("difference", "change per band in points (0 = flat)", 0.0),
     **{metric: MetricDisplay("share", "% of the lines checked that break the rule", 0.0) for metric in RULES},
 }
 _RAW = MetricDisplay("raw", "estimate", 0.0)

@@ -1,10 +1,10 @@
 -- name: price_gap
--- Detects groups paying more than their reference for the same product, day and controls.
--- Measurement: log of the unit price paid, per line; lines with a zero price are left out
--- (a log needs a positive price; zero prices are quarantined at ingest).
--- Input: temp view `coded_lines` (audits/coding.py: one row per audited line, with its codes).
+-- Detects groups paying more than their reference within the same cell (product x day by default,
+-- audit.cell) and controls. Measurement: the outcome (the unit price paid by default, audit.outcome):
+-- its log on the ratio scale (lines without a positive outcome are left out), as is on the points scale.
+-- Input: temp table `coded_lines` (audits/coding.py: one row per audited line, with its codes).
 -- Output grain: one row per measured line: its codes and y, estimated by audits/contrasts.py
--- (exp(beta) is the price ratio; also the regression-adjusted model).
+-- (exp(beta) is the ratio, or beta the difference in points; also the regression-adjusted model).
 with
 
 lines as (
@@ -12,9 +12,9 @@ lines as (
 ),
 
 final as (
-    select *, ln(unit_price) as y
+    select *, outcome_y as y
     from lines
-    where unit_price > 0
+    where outcome_y is not null
 )
 
 select * from final
