@@ -6,11 +6,11 @@ and the cell is product x day x currency x controls (what the audit's cells are)
 (price_gap; loyalty_penalty, existing against new customers), whether the line was discounted (a linear
 probability model: discount_incidence) or the discount as a fraction of the list price on discounted lines
 (discount_depth). Each grouping (the attributes and intersections of the config) is tested for the whole
-population and within each segment value. pyfixest's multiple estimation fits a check's tests in one call:
-`sw(D1, ..., Dk)` (one model per group, the demeaned outcome reused) with `fsplit=` the segment column
-(the whole sample, then each segment value's lines). Fitted with `lean=True, copy_data=False,
-store_data=False`, which keep coefficients and standard errors but not per-line arrays: the fastest and
-smallest way pyfixest offers for these models.
+population and within each segment value: one call per model, on the whole sample and on each segment
+value's lines, `lean=True, copy_data=False, store_data=False` (coefficients and standard errors kept,
+per-line arrays dropped). pyfixest's multiple estimation (`sw()` over the groups, `fsplit=` the segment)
+does not help here: it took 15% more CPU and 2.3 times the memory (it holds every model it fits,
+each with arrays as long as its sample), so the careful analyst fits one model at a time.
 
 The lines come from the analyst's own query over the warehouse (the audited period, the customers'
 attributes joined), not from the audit's code, so agreement checks the audit's lines and statistics both.
@@ -114,7 +114,7 @@ def run_pyfixest(frame, config: Config, *, phase: Callable[[str], AbstractContex
     times a block (the stage's sampler)."""
     import pyfixest
 
-    segment = config.segment_by[0] if config.segment_by else None
+    segment = _name(config.segment_by[0]) if config.segment_by else None
     checks: dict[str, Any] = {}
     for check in (c for c in config.checks if c in CHECKS):
         outcome = CHECKS[check]
@@ -123,36 +123,34 @@ def run_pyfixest(frame, config: Config, *, phase: Callable[[str], AbstractContex
             sample = sample[sample["tenure"].notna()]
         sample = sample.copy()
         d_columns = group_columns(sample, config, check)
-        keep = [outcome, "cell", "customer", *([_name(segment)] if segment else []), *d_columns]
-        sample = sample[keep]
+        sample = sample[[outcome, "cell", "customer", *([segment] if segment else []), *d_columns]]
+        tests = []
         clock = time.monotonic()
         with phase(f"pyfixest_{check}"), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # pyfixest reports the singleton cells it drops, for every model
-            regressors = f"sw({', '.join(d_columns)})" if len(d_columns) > 1 else next(iter(d_columns))
-            fit = pyfixest.feols(f"{outcome} ~ {regressors} | cell", sample, vcov={"CRV1": "customer"},
-                        fsplit=_name(segment) if segment else None, lean=True, copy_data=False, store_data=False)
+            for label, part in _parts(sample, segment):
+                for column, (grouping, group) in d_columns.items():
+                    model = pyfixest.feols(f"{outcome} ~ {column} | cell", part, vcov={"CRV1": "customer"},
+                                           lean=True, copy_data=False, store_data=False)
+                    tests.append({"check": check, "grouping": grouping, "group": group, "segment": label,
+                                  **_estimate(model)})
         seconds = time.monotonic() - clock
-        segment_values = set(sample[_name(segment)].dropna().unique()) if segment else set()
-        tests = [_test(check, model, d_columns, segment, segment_values) for model in _models(fit)]
         checks[check] = {"seconds": seconds, "lines": len(sample), "models": len(tests),
                          "seconds_per_model": seconds / len(tests) if tests else None, "tests": tests}
-        del fit, sample
     return checks
 
 
-def _models(fit) -> Iterator[Any]:
-    """The fitted models of a multiple estimation (or the one model)."""
-    return iter(fit.all_fitted_models.values()) if hasattr(fit, "all_fitted_models") else iter([fit])
+def _parts(sample, segment: str | None) -> Iterator[tuple[str, Any]]:
+    """The whole sample, then each segment value's lines, with the label findings give them."""
+    yield "", sample
+    if segment:
+        for value in sorted(sample[segment].dropna().unique()):
+            yield f"{segment}={value}", sample[sample[segment] == value]
 
 
-def _test(check: str, model, d_columns: dict[str, tuple[str, str]], segment: str | None, segment_values: set[str]
-          ) -> dict[str, Any]:
-    (column,) = model._coefnames
-    grouping, group = d_columns[column]
-    value = model._sample_split_value  # fsplit's whole sample is a sentinel, not one of the values
-    return {"check": check, "grouping": grouping, "group": group,
-            "segment": f"{segment}={value}" if segment and value in segment_values else "",
-            "beta": float(model.coef().iloc[0]), "se": float(model.se().iloc[0]),
+def _estimate(model) -> dict[str, Any]:
+    """beta and its CRV1 standard error, with what pyfixest's small-sample factor was computed from."""
+    return {"beta": float(model.coef().iloc[0]), "se": float(model.se().iloc[0]),
             "ssc": float(np.ravel(model._ssc)[0]), "n_clusters": int(np.ravel(model._G)[0]), "n_lines": int(model._N)}
 
 
