@@ -1,4 +1,5 @@
-"""The two references the audit is measured against, computing the same two metrics on the same lines.
+"""Two of the references the audit is measured against, computing the same two metrics on the same lines
+(the third, pyfixest computing the audit's own statistics, is bench/pyfixest_reference.py).
 
 For every audited grouping (each attribute, each intersection, and each of them within every
 segment value), per group: the mean within-cell price ratio (a line's unit price over the mean unit
