@@ -26,6 +26,7 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not browser and not postgres and not slow"
 
 bench: $(STAMP)
+	test -f $(STAMP)-bench || { $(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,bench]' && touch $(STAMP)-bench; }
 	$(BIN)/python bench/run.py
 
 docs: $(STAMP)

@@ -1,4 +1,5 @@
-"""The two references the audit is measured against, computing the same two metrics on the same lines.
+"""Two of the references the audit is measured against, computing the same two metrics on the same lines
+(the third, pyfixest computing the audit's own statistics, is bench/pyfixest_reference.py).
 
 For every audited grouping (each attribute, each intersection, and each of them within every
 segment value), per group: the mean within-cell price ratio (a line's unit price over the mean unit
@@ -19,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import glob
 import math
+from collections.abc import Callable
 from typing import Any
 
 import duckdb
@@ -37,14 +39,20 @@ def groupings(config: Config) -> list[tuple[tuple[str, ...], str | None]]:
             if segment not in columns]
 
 
-def floor_sql(con: duckdb.DuckDBPyConnection, config: Config) -> str:
-    """The one-scan query: window function over cells, then every grouping as a grouping set."""
+def column_source(con: duckdb.DuckDBPyConnection) -> Callable[[str], str]:
+    """column -> its SQL source: `c.<column>` for a customer attribute, else `t.<column>` (transactions)."""
     customer_columns = set(table_columns(con, "customers")) - {"customer_id", "batch_id"}
-    wanted = list(dict.fromkeys(c for columns, segment in groupings(config) for c in (*columns, segment) if c))
 
     def source(column: str) -> str:
         return f"c.{quote_identifier(column)}" if column in customer_columns else f"t.{quote_identifier(column)}"
 
+    return source
+
+
+def floor_sql(con: duckdb.DuckDBPyConnection, config: Config) -> str:
+    """The one-scan query: window function over cells, then every grouping as a grouping set."""
+    wanted = list(dict.fromkeys(c for columns, segment in groupings(config) for c in (*columns, segment) if c))
+    source = column_source(con)
     cell = ", ".join(["t.product_id", "t.timestamp::date", *(source(c) for c in config.controls)])
     selected = ", ".join(f"{source(c)} as {quote_identifier(c)}" for c in wanted)
     sets = ", ".join(

@@ -21,7 +21,7 @@ sys.path.append(str(Path(__file__).resolve().parent.parent))  # `bench` itself; 
 
 from bench.measure import Sampler, peak_rss_mb  # noqa: E402
 
-STAGES = ("generate", "ingest", "audit", "report", "floor", "naive", "nightly_flow")
+STAGES = ("generate", "ingest", "audit", "report", "floor", "naive", "pyfixest", "engine_cr1", "nightly_flow")
 UNKNOWN_STAGE = "unknown stage {stage!r}; choose one of {choices}"
 
 
@@ -60,6 +60,11 @@ def _open(config, *, read_only: bool = False):
 
     return open_warehouse(config.warehouse_path, read_only=read_only, memory_limit=config.memory_limit,
                           threads=config.threads, lock_timeout_seconds=config.lock_timeout_seconds)
+
+
+def _period(job: dict[str, Any]) -> tuple[dt.date, dt.date]:
+    """The job's first and last day audited."""
+    return dt.date.fromisoformat(job["period_start"]), dt.date.fromisoformat(job["period_end"])
 
 
 def _duckdb_settings(con) -> dict[str, Any]:
@@ -120,12 +125,13 @@ def _ingest(job: dict[str, Any], sampler: Sampler) -> dict[str, Any]:
 
 def _audit(job: dict[str, Any], sampler: Sampler) -> dict[str, Any]:
     """run_audit over the job's period, then the run-over-run comparison the nightly flow does."""
-    return _audits({**job, "windows": [job]}, sampler)[0]
+    return audit_windows({**job, "windows": [job]}, sampler)[0]
 
 
-def _audits(job: dict[str, Any], sampler: Sampler) -> list[dict[str, Any]]:
+def audit_windows(job: dict[str, Any], sampler: Sampler) -> list[dict[str, Any]]:
     """run_audits over the job's windows (as the nightly flow's audit task does), then each one's
-    run-over-run comparison; each window's findings.json is written, and a summary returned per window."""
+    run-over-run comparison; each window's findings.json is written, and a summary returned per window.
+    Also bench/audit_once.py's audit."""
     from audits.history import compare_with_previous
     from audits.ingest import data_quality_summary
     from audits.runner import run_audits
@@ -157,6 +163,13 @@ def _audits(job: dict[str, Any], sampler: Sampler) -> list[dict[str, Any]]:
     return out
 
 
+def data_days(job: dict[str, Any]) -> tuple[dt.date, dt.date]:
+    """The first and last day of the warehouse's transactions (bench/audit_once.py's default period)."""
+    with _open(_config(job), read_only=True) as con:
+        first, last = con.execute("select min(timestamp)::date, max(timestamp)::date from transactions").fetchone()
+    return first, last
+
+
 def _report(job: dict[str, Any], sampler: Sampler) -> dict[str, Any]:
     """findings.json -> report.html, and the run remembered for the next comparison."""
     from audits.findings import AuditResult
@@ -175,8 +188,7 @@ def _report(job: dict[str, Any], sampler: Sampler) -> dict[str, Any]:
 def _floor(job: dict[str, Any], sampler: Sampler) -> dict[str, Any]:
     from bench.references import run_floor
 
-    config = _config(job)
-    start, end = dt.date.fromisoformat(job["period_start"]), dt.date.fromisoformat(job["period_end"])
+    config, (start, end) = _config(job), _period(job)
     with _open(config, read_only=True) as con:
         settings = _duckdb_settings(con)
         with sampler.phase("floor"):
@@ -196,6 +208,47 @@ def _naive(job: dict[str, Any], sampler: Sampler) -> dict[str, Any]:
     return {"figures": figures, "rows": len(tx)}
 
 
+def _pyfixest(job: dict[str, Any], sampler: Sampler) -> dict[str, Any]:
+    """The careful analyst's regressions (bench/pyfixest_reference.py): pyfixest imported before the clock,
+    as the audit stage's modules are; then the lines read from the warehouse and every check's models."""
+    clock = time.monotonic()
+    import pyfixest
+
+    pyfixest.feols  # noqa: B018  (pyfixest imports its modules on first use)
+
+    from bench.pyfixest_reference import load_lines, run_pyfixest
+    import_s = time.monotonic() - clock
+
+    config, (start, end) = _config(job), _period(job)
+    with _open(config, read_only=True) as con:
+        settings = _duckdb_settings(con)
+        with sampler.phase("pyfixest_load"):
+            frame = load_lines(con, config, start=start, end=end)
+    checks = run_pyfixest(frame, config, phase=sampler.phase)
+    return {"duckdb": settings, "import_s": import_s, "rows": len(frame), "checks": checks}
+
+
+def _engine_cr1(job: dict[str, Any], sampler: Sampler) -> dict[str, Any]:
+    """The audit's disparity engine with plain CR1 errors (leverage_adjusted=False) over the job's period,
+    every test's beta and standard error: what pyfixest's CRV1 is compared with."""
+    from audits.runner import METRICS, build_audit_lines, code_audit_lines, run_disparity
+
+    config, (start, end) = _config(job), _period(job)
+    tests = []
+    with _open(config, read_only=True) as con, sampler.phase("engine_cr1"):
+        build_audit_lines(con, config, period_start=start, period_end=end, filters={})
+        coding = code_audit_lines(con, config)
+        for check in (c for c in config.checks if c in METRICS):
+            for t in run_disparity(con, check, config, coding, leverage_adjusted=False):
+                if t.difference is None:
+                    continue
+                segment = f"{t.dimension.segment_column}={t.segment_value}" if t.dimension.segment_column else ""
+                tests.append({"check": check, "grouping": t.dimension.attribute, "segment": segment, "group": t.group,
+                              "beta": t.difference.beta, "se": t.difference.se,
+                              "n_clusters": t.n_customers_group + t.n_customers_reference})
+    return {"tests": tests}
+
+
 def _nightly_flow(job: dict[str, Any], sampler: Sampler) -> dict[str, Any]:
     """What the nightly flow (flows/nightly.py) does, in one process as the flow runs its tasks, without
     Prefect: the ingest, then the windows' audits (`job["windows"]`: the rolling window, the month to date)
@@ -208,7 +261,7 @@ def _nightly_flow(job: dict[str, Any], sampler: Sampler) -> dict[str, Any]:
     parts["ingest"] = time.monotonic() - clock
 
     clock = time.monotonic()
-    _audits(job, sampler)
+    audit_windows(job, sampler)
     parts["audits"] = time.monotonic() - clock
     for window in job["windows"]:
         started = time.monotonic()
@@ -220,7 +273,7 @@ def _nightly_flow(job: dict[str, Any], sampler: Sampler) -> dict[str, Any]:
 
 _RUNNERS: dict[str, Callable[[dict[str, Any], Sampler], dict[str, Any]]] = {
     "generate": _generate, "ingest": _ingest, "audit": _audit, "report": _report, "floor": _floor, "naive": _naive,
-    "nightly_flow": _nightly_flow,
+    "pyfixest": _pyfixest, "engine_cr1": _engine_cr1, "nightly_flow": _nightly_flow,
 }
 
 if __name__ == "__main__":
