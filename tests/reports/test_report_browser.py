@@ -460,7 +460,8 @@ def test_a_related_flag_links_to_its_row_on_any_page(open_page: Callable, demo_u
     assert page.evaluate("() => [...document.querySelectorAll('select[data-filter]')].every(s => s.value === '')")
     assert page.text_content("#findings-page").startswith(f"Page {index // PAGE_SIZE + 1} of 26")
     top = page.evaluate("id => document.getElementById(id).getBoundingClientRect().top", target)
-    assert 0 <= top < VIEWPORTS[width]
+    nav = page.evaluate("document.querySelector('nav.toc').getBoundingClientRect().bottom")
+    assert nav <= top < VIEWPORTS[width]  # in view, not under the sticky navigation
     assert page.evaluate("location.hash") == f"#{target}"
     assert seen.noise() == []
 

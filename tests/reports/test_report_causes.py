@@ -156,6 +156,9 @@ def test_a_cause_expands_to_its_lead_then_the_related_flags(causes_doc: tuple, s
     (evidence,) = cause.iter("details")
     assert "open" not in evidence.attrs
     assert words(evidence.iter("summary")[0]) == "Evidence: the lead finding and 2 related flags"
+    assert words(evidence.classed("cause-why")[0]) == (  # the rule as the cause records it
+        f"Why these flags are one cause: {GROUPING_RULES['segments']}; {GROUPING_RULES['echo']}.")
+    assert doc.by_id("cause-2").classed("cause-why") == []  # a flag of its own: its rule is in the card
     (lead,) = evidence.classed("drill")
     assert words(lead.iter("h4")[0]) == "Discount incidence: 65+ vs all others · all customers 0.64"
     assert [c.attrs["id"] for c in lead.classed("chart")] == ["cause-1-forest"]
