@@ -59,16 +59,22 @@ class MetricDisplay:
             return "n/a"
         shown = self.scale(value)
         if self.kind == "percent_change":
-            return f"{shown:+.1f}%"
+            return f"{_signed(shown, 1)}%"
         if self.kind == "points":
-            return f"{shown:+.1f} pp"
+            return f"{_signed(shown, 1)} pp"
         if self.kind == "ratio":
             return f"{shown:.2f}"
         if self.kind == "difference":
-            return f"{shown:+.2f}"
+            return _signed(shown, 2)
         if self.kind == "share":
             return _percent(shown)
         return f"{shown:g}"
+
+
+def _signed(shown: float, digits: int) -> str:
+    """'+1.2', '-0.4', and '+0.0' rather than '-0.0' for a value that rounds to zero."""
+    text = f"{shown:+.{digits}f}"
+    return "+" + text[1:] if text.startswith("-") and not text.strip("-0.") else text
 
 
 def _percent(shown: float) -> str:
@@ -94,6 +100,7 @@ METRIC_DISPLAY: dict[str, MetricDisplay] = {
     **{metric: MetricDisplay("share", "% of the lines checked that break the rule", 0.0) for metric in RULES},
 }
 _RAW = MetricDisplay("raw", "estimate", 0.0)
+_SHARE = MetricDisplay("share", "share", 0.0)
 
 
 def metric_display(metric: str) -> MetricDisplay:
@@ -117,13 +124,18 @@ def format_interval(metric: str, low: float | None, high: float | None) -> str:
     return f"{display.text(low)} to {display.text(high)}"
 
 
-def format_estimate(finding: Finding) -> str:
-    """'+5.0% (95% CI +4.0% to +6.0%)'; '' for a finding without an estimate."""
+def format_estimate(finding: Finding, *, level: str = "95%") -> str:
+    """'+5.0% (95% CI +4.0% to +6.0%)'; '' for a finding without an estimate. `level`: the run's confidence."""
     if finding.estimate is None:
         return ""
     interval = format_interval(finding.metric, finding.ci_low, finding.ci_high)
     value = format_value(finding.metric, finding.estimate)
-    return f"{value} (95% CI {interval})" if interval else value
+    return f"{value} ({level} CI {interval})" if interval else value
+
+
+def format_share(value: float | None) -> str:
+    """A share of lines or customers in percent, never rounded to 0% or 100% when it is not: '80.3%'."""
+    return _SHARE.text(value)
 
 
 def segment_text(segment: dict[str, str] | None) -> str:
@@ -243,7 +255,7 @@ NARROW_ROW_PX = 46
 
 
 def forest_figure(
-    siblings: Sequence[Finding], *, focus: Finding, thresholds: Mapping[str, float] | None = None
+    siblings: Sequence[Finding], *, focus: Finding, thresholds: Mapping[str, float] | None = None, level: str = "95%"
 ) -> dict[str, Any] | None:
     """Estimates with 95% CIs across the groups and segments of one check and attribute.
 
@@ -266,10 +278,8 @@ def forest_figure(
         return [f"<b>{label}</b>" if f.key == focus.key else label for f, label in zip(rows, shown, strict=True)]
 
     estimates = [display.plotted(f.estimate) for f in rows]
-    hover = [
-        _label(f"{comparison_text(f)}, {segment_text(f.segment)}: {format_estimate(f)}; {f.severity}, {f.status}")
-        for f in rows
-    ]
+    hover = [_label(f"{comparison_text(f)}, {segment_text(f.segment)}: {format_estimate(f, level=level)}; "
+                    f"{f.severity}, {f.status}") for f in rows]
     trace = {
         "type": "scatter",
         "x": estimates,
@@ -336,7 +346,8 @@ def _wrap(text: str, width: int) -> str:
     return "<br>".join(_label(line) for line in lines)
 
 
-def trend_figure(finding: Finding, history: Sequence[HistoryPoint], *, period_end: str) -> dict[str, Any] | None:
+def trend_figure(finding: Finding, history: Sequence[HistoryPoint], *, period_end: str, level: str = "95%"
+                 ) -> dict[str, Any] | None:
     """The finding's estimate with 95% CI in earlier runs of the same scope and in this run."""
     points = []
     for point in sorted(history, key=lambda h: h.period_end):
@@ -362,7 +373,7 @@ def trend_figure(finding: Finding, history: Sequence[HistoryPoint], *, period_en
         },
         "hovertext": [
             _label(f"{p[0]} ({p[1]}): {format_value(finding.metric, p[2])}"
-                   + (f", 95% CI {format_interval(finding.metric, p[3], p[4])}" if p[3] is not None else ""))
+                   + (f", {level} CI {format_interval(finding.metric, p[3], p[4])}" if p[3] is not None else ""))
             for p in points
         ],
         "hoverinfo": "text",

@@ -1,17 +1,17 @@
 """Render an `AuditResult` as one self-contained HTML report, and an index page of runs.
 
 The report is a reading of findings.json: it formats, sorts and groups what the audit concluded and
-never recomputes a statistic. It works offline (Plotly inlined once, no fonts or images by URL) and
-its Content-Security-Policy allows only its own two scripts (by hash) and no request of any kind, so
-a group name such as `<img src=x onerror=...>` can only ever be shown as text.
+never recomputes a statistic. Its summary leads with the run's verdict and the period audited, then
+lists causes (audits/causes.py), each with what to check next and its evidence: the lead finding's
+drill-down and the related flags. It works offline (Plotly inlined once, no fonts or images by URL)
+and its Content-Security-Policy allows only its own two scripts (by hash) and no request of any kind,
+so a group name such as `<img src=x onerror=...>` can only ever be shown as text.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import json
-import math
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -22,75 +22,32 @@ from urllib.parse import urlsplit
 
 import jinja2
 
-from audits.catalogue import CHECKS_BY_NAME, EEOC, INTERNAL, RULES
-from audits.findings import ALL_CHECKS, CONSISTENCY_CHECKS, AuditResult, Finding
-from reports.figures import (
-    comparison_text,
-    forest_figure,
-    forest_rows,
-    format_estimate,
-    format_interval,
-    format_value,
-    plotly_js,
-    script_json,
-    segment_text,
-    trend_figure,
+from audits.catalogue import CHECKS_BY_NAME
+from audits.causes import RULES as GROUPING_RULES
+from audits.findings import ALL_CHECKS, CONSISTENCY_CHECKS, AuditResult, Cause, CheckRun, Finding
+from reports.evidence import CoverageView, Where, list_price_text, where_to_look
+from reports.figures import forest_figure, forest_rows, format_estimate, plotly_js, script_json, trend_figure
+from reports.methodology import (
+    METHOD_LISTS,
+    confidence_level,
+    consistency_rule,
+    method_text,
+    statistics_prose,
+    thresholds_table,
+    words,
 )
+from reports.summary import check_outcomes, check_title, grouping_rules, period, rule_names, since_previous, verdict
+from reports.table import Row, coverage_key, filters, p_text, severity_order, table_rows
+
+__all__ = ["consistency_rule", "render_index", "render_report"]
 
 TEMPLATES = Path(__file__).parent / "templates"
 REPORT_NAME = "report.html"
-TOP_FINDINGS = 5
 TABLE_PAGE_SIZE = 25  # rows of the findings table a page shows (report.js pages it; without script, all)
 
 NOT_RELATIVE_LINK = (
     "report_links[{run_id!r}] = {link!r} is not a relative link; "
     "give the report's path relative to the index page (e.g. '{run_id}/report.html')"
-)
-
-SEVERITY_RANK = {"high": 0, "medium": 1, "low": 2}
-STATUS_RANK = {"new": 0, "persisting": 1, "resolved": 2}
-
-POLICY_MAXIMUM = "the policy maximum"
-SAME_CELL = "the same product on the same day"  # the cell in words when the run does not say
-
-
-STATISTICS_PROSE: tuple[tuple[str, str], ...] = (
-    ("Like for like",
-     "Disparities are measured within cells of the same product, the same day and the same controls "
-     "(listed under Scope), then combined. A group that simply buys dearer products, or buys through a "
-     "dearer channel, is therefore not counted as paying more."),
-    ("Customers are the unit",
-     "A customer who buys often is still one customer. Standard errors are cluster-robust by customer, "
-     "so frequent buyers cannot make a difference look more certain than it is."),
-    ("Confidence intervals and p-values",
-     "Every estimate comes with a 95% confidence interval (the range of values the data are consistent "
-     "with) and a p-value (how surprising the difference would be if there were none)."),
-    ("False discovery rate",
-     "An audit runs many tests, and some would look significant by chance. The Benjamini-Hochberg "
-     "procedure adjusts for this across all tests of a run; the adjusted value is the q-value."),
-    ("Flagged only when it matters",
-     "A finding is flagged only when it is both statistically significant (q below the false discovery "
-     "rate) and practically significant (beyond the threshold for its check). Low findings are noted, "
-     "not flagged."),
-    ("Privacy",
-     "Groups with fewer customers than the minimum group size are reported as suppressed, with no "
-     "figures, so no customer can be singled out."),
-)
-
-THRESHOLD_HELP: dict[str, tuple[str, str]] = {
-    "min_price_gap": ("Minimum price gap", INTERNAL),
-    "adverse_impact_ratio": ("Adverse impact ratio (four-fifths rule)", EEOC),
-    "min_discount_depth": ("Minimum difference in discount depth", INTERNAL),
-    "fdr": ("False discovery rate (Benjamini-Hochberg)", "Statistical setting"),
-    "min_group_customers": ("Minimum customers per group shown", "Privacy setting"),
-    "max_discount_pct": ("Deepest discount allowed", INTERNAL),
-}
-METHOD_LISTS: tuple[tuple[str, str], ...] = (
-    ("attributes", "Attributes audited"),
-    ("intersections", "Intersections audited"),
-    ("segment_by", "Findings also per value of"),
-    ("controls", "Controls (legitimate price factors compared within)"),
-    ("reference", "Reference groups"),
 )
 
 
@@ -103,32 +60,26 @@ class Chart:
 
 
 @dataclass
-class Row:
-    """One finding as the table shows it: display text plus raw sort keys."""
-
-    finding: Finding
-    check_title: str
-    attribute: str
-    comparison: str
-    segment: str
-    estimate: str
-    interval: str
-    p_text: str
-    q_text: str
-    customers: str
-    count: str
-    drill_id: str | None
-    rule: str = ""  # consistency findings: the rule broken, in words
-    sort: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
 class Drill:
-    id: str
+    """One finding's evidence: its sentence, figures, charts, coverage and, for a rule, where to look."""
+
+    id: str  # the element holding it (its cause, or its own noted details)
     row: Row
     charts: list[Chart]
     has_history: bool
     forest_note: str = ""
+    coverage: CoverageView | None = None
+    list_prices: str = ""
+    where: Where | None = None
+
+
+@dataclass
+class CauseView:
+    id: str
+    cause: Cause
+    rules: list[str]  # the grouping rules it names, short ("R1 segments"); [] when none joined flags
+    lead: Drill | None
+    related: list[Row] = field(default_factory=list)  # the other flags of the cause, in its order
 
 
 def render_report(result: AuditResult, out_dir: Path) -> Path:
@@ -154,20 +105,24 @@ def render_index(runs: Sequence[AuditResult], out_path: Path, *, report_links: M
         if parts.scheme or parts.netloc or link.startswith(("/", "\\")) or not parts.path:
             raise ValueError(NOT_RELATIVE_LINK.format(run_id=run_id, link=link))
     ordered = sorted(runs, key=lambda r: (r.run.period_end, r.run.finished_at, r.run.run_id), reverse=True)
-    entries = [
-        {
+    entries = []
+    for r in ordered:
+        causes = _open_causes(r)
+        entries.append({
             "run": r.run,
             "link": report_links.get(r.run.run_id),
+            "verdict": verdict(r, n_causes=len(causes)),
+            "causes": len(causes),
             "counts": r.severity_counts(),
+            "outcomes": r.outcome_counts(),
             "dq_passed": r.data_quality.passed,
-            "problems": [c for c in r.checks if c.status != "ok"],
-        }
-        for r in ordered
-    ]
+            "problems": _not_completed(r.checks),
+        })
     html = _environment().get_template("index.html.j2").render(
         entries=entries,
         latest=entries[0] if entries else None,
-        runs_with_high=sum(1 for e in entries if e["counts"]["high"]),
+        runs_flagged=sum(1 for e in entries if e["verdict"].outcome == "flagged"),
+        runs_not_assessed=sum(1 for e in entries if e["verdict"].outcome == "not_assessed"),
         css=_css(),
         csp=_csp(scripts=()),
     )
@@ -177,181 +132,134 @@ def render_index(runs: Sequence[AuditResult], out_path: Path, *, report_links: M
 
 
 def _report_context(result: AuditResult) -> dict[str, Any]:
-    thresholds = result.method.get("thresholds") or {}
+    method = result.method
+    thresholds = method.get("thresholds") or {}
+    level = confidence_level(method)
     min_customers = thresholds.get("min_group_customers")
     suppressed_text = (
         f"suppressed (fewer than {min_customers} customers)" if min_customers is not None
         else "suppressed (too few customers to show)"
     )
-    # a drill-down (charts) for each cause's lead finding; the flags inside a cause are rows of the table
-    leads = {c.lead_id for c in result.causes if c.status != "resolved"}
-    flagged_keys = {f.key for f in result.flagged if f.id in leads or not result.causes}
-    rows: list[Row] = []
-    for finding in _table_order(result.findings):
-        drill_id = f"finding-{len(rows) + 1}" if finding.key in flagged_keys else None
-        rows.append(_row(finding, drill_id=drill_id, suppressed_text=suppressed_text, method=result.method))
+    causes = _open_causes(result)
+    findings = {f.id: f for f in result.findings}
+    # a consistency rule with breaches that no cause holds (not flagged: reported, not judged) gets details too
+    in_causes = {i for c in causes for i in c.finding_ids}
+    noted = [f for f in result.findings if f.count and f.id not in in_causes and not f.suppressed
+             and f.status != "resolved"]
+    anchors = {c.id: f"cause-{n}" for n, c in enumerate(causes, 1)}
+    links = {i: "#" + anchors[c.id] for c in causes for i in c.finding_ids}
+    links.update({f.id: f"#noted-{n}" for n, f in enumerate(noted, 1)})
+    rows = table_rows(result.findings, links=links, suppressed_text=suppressed_text, method=method)
+    by_id = {r.finding.id: r for r in rows}
 
     siblings: dict[tuple[str, str | None, str], list[Finding]] = {}
     for finding in result.findings:
         siblings.setdefault((finding.check, finding.attribute, finding.metric), []).append(finding)
-    drills: list[Drill] = []
-    for row in sorted((r for r in rows if r.drill_id), key=lambda r: _severity_order(r.finding)):
-        finding = row.finding
-        figures: dict[str, dict[str, Any] | None] = {}
-        forest_note = ""
-        if finding.check not in CONSISTENCY_CHECKS and not finding.suppressed:
-            # A consistency finding is one count for the whole run: there are no siblings to plot.
-            group = siblings[(finding.check, finding.attribute, finding.metric)]
-            shown = forest_rows(group, focus=finding)
-            figures["forest"] = forest_figure(shown, focus=finding, thresholds=thresholds)
-            forest_note = (f"Showing {len(shown)} of {sum(1 for f in group if not f.suppressed)} comparisons: "
-                           "this segment across groups and this group across segments."
-                           if len(shown) < sum(1 for f in group if not f.suppressed) else "")
-        if not finding.suppressed:
-            figures["trend"] = trend_figure(finding, result.history, period_end=result.run.period_end)
-        charts = [Chart(id=f"{row.drill_id}-{kind}", kind=kind, json=script_json(figure),
-                        height=int(figure["layout"]["height"]))
-                  for kind, figure in figures.items() if figure is not None]
-        drills.append(Drill(id=row.drill_id or "", row=row, charts=charts, forest_note=forest_note,
-                            has_history=any(c.kind == "trend" for c in charts)))
 
-    checks_ran = {c.check: c for c in result.checks}
+    def drill(finding: Finding, html_id: str, cause: Cause | None) -> Drill:
+        return _drill(by_id[finding.id], html_id, result, siblings, cause=cause, level=level)
+
+    cause_views = []
+    for cause in causes:
+        lead = findings.get(cause.lead_id) or next((findings[i] for i in cause.finding_ids if i in findings), None)
+        cause_views.append(CauseView(
+            id=anchors[cause.id], cause=cause, rules=rule_names(cause),
+            lead=drill(lead, anchors[cause.id], cause) if lead is not None else None,
+            related=[by_id[i] for i in cause.finding_ids if i in by_id and (lead is None or i != lead.id)],
+        ))
+    intro, rules = grouping_rules()
+    since, changes = since_previous(result.since_previous, scope=result.run.scope)
     dq = result.data_quality
     expectations = sorted(dq.expectations, key=lambda e: (bool(e.get("success")), str(e.get("expectation"))))
+    checks_ran = {c.check: c for c in result.checks}
     return {
         "result": result,
         "run": result.run,
-        "counts": result.severity_counts(),
-        "top": drills[:TOP_FINDINGS],
-        "more_flagged": max(0, len(drills) - TOP_FINDINGS),
-        "problem_checks": [c for c in result.checks if c.status != "ok"],
+        "level": level,
+        "verdict": verdict(result, n_causes=len(causes)),
+        "period": period(result),
+        "since": since,
+        "since_changes": changes,
+        "outcomes": result.outcome_counts(),
+        "causes": cause_views,
+        "resolved": [c for c in result.causes if c.status == "resolved"],
+        "noted": [drill(f, f"noted-{n}", None) for n, f in enumerate(noted, 1)],
+        "checks_run": [(c, check_title(c.check), check_outcomes(c)) for c in result.checks],
         "rows": rows,
         "page_size": TABLE_PAGE_SIZE,
-        "filters": _filters(rows),
-        "drills": drills,
+        "filters": filters(rows),
+        "low_coverage_rows": sum(1 for r in rows if r.coverage and r.coverage.low),
         "dq": dq,
         "expectations": expectations,
         "expectations_failed": sum(1 for e in dq.expectations if not e.get("success")),
         "expectations_have_batch": any("batch" in e for e in dq.expectations),
         "batch_columns": list(dict.fromkeys(k for b in dq.batches for k in b)),
-        "thresholds": [
-            (THRESHOLD_HELP.get(k, (k.replace("_", " ").capitalize(), "Set in the audit configuration")), k, v)
-            for k, v in thresholds.items()
-        ],
-        "method_lists": [(label, _method_text(result.method[key])) for key, label in METHOD_LISTS
-                         if key in result.method],
-        "method_other": [(k, _method_text(v)) for k, v in result.method.items()
+        "thresholds": thresholds_table(thresholds),
+        "method_lists": [(label, method_text(method[key])) for key, label in METHOD_LISTS if key in method],
+        "method_other": [(k, method_text(v)) for k, v in method.items()
                          if k != "thresholds" and k not in dict(METHOD_LISTS)],
         "checks": [
-            {"name": name, "title": CHECKS_BY_NAME[name].title, "prose": _words(CHECKS_BY_NAME[name].explanation,
-                                                                                result.method),
+            {"name": name, "title": CHECKS_BY_NAME[name].title, "prose": words(CHECKS_BY_NAME[name].explanation, method),
              "basis": CHECKS_BY_NAME[name].basis, "ran": checks_ran.get(name),
              "kind": "Consistency" if name in CONSISTENCY_CHECKS else "Disparity"}
             for name in ALL_CHECKS
         ],
-        "statistics": STATISTICS_PROSE,
+        "statistics": statistics_prose(method),
+        "grouping_intro": intro,
+        "grouping_rules": rules,
+        "grouping_alone": GROUPING_RULES["alone"],
     }
 
 
-def _table_order(findings: Sequence[Finding]) -> list[Finding]:
-    """Default order of the table: most severe first, then by check, attribute and segment."""
-    return sorted(findings, key=lambda f: (
-        _severity_order(f), f.check, f.attribute or "", segment_text(f.segment), f.group or ""))
+def _not_completed(checks: Sequence[CheckRun]) -> str:
+    """The checks that did not complete, for the index: 'price_gap (errored), dearer_price (skipped)', or
+    'all 8 (skipped)' when none did, for the same reason."""
+    problems = [c for c in checks if c.status != "ok"]
+    if len(problems) > 1 and len(problems) == len(checks) and len({c.status for c in problems}) == 1:
+        return f"all {len(problems)} ({problems[0].status})"
+    return ", ".join(f"{c.check} ({c.status})" for c in problems) or "none"
 
 
-def _severity_order(finding: Finding) -> tuple[int, int, float]:
-    q = finding.q_value if finding.q_value is not None and math.isfinite(finding.q_value) else math.inf
-    return (SEVERITY_RANK.get(finding.severity, 9) + (3 if finding.status == "resolved" else 0),
-            STATUS_RANK.get(finding.status, 9), q)
+def _open_causes(result: AuditResult) -> list[Cause]:
+    """The run's causes (not those resolved since the previous run). A findings.json of before causes: each
+    flagged finding is shown as a cause of its own, without a rule."""
+    causes = [c for c in result.causes if c.status != "resolved"]
+    if causes or not result.flagged:
+        return causes
+    return [Cause(id=f.id, headline=f.summary, severity=f.severity, finding_ids=[f.id], rule="", next_step="",
+                  check=f.check, lead_id=f.id, status=f.status)
+            for f in sorted(result.flagged, key=severity_order)]
 
 
-def _row(finding: Finding, *, drill_id: str | None, suppressed_text: str, method: Mapping[str, Any]) -> Row:
-    shown = not finding.suppressed
-    estimate = format_value(finding.metric, finding.estimate) if shown and finding.estimate is not None else ""
-    interval = format_interval(finding.metric, finding.ci_low, finding.ci_high) if shown else ""
-    n_group, n_reference = finding.n_customers_group, finding.n_customers_reference
-    customers = ""
-    if shown and (n_group is not None or n_reference is not None):
-        customers = f"{_int(n_group)} / {_int(n_reference)}"
-    row = Row(
-        finding=finding,
-        check_title=CHECKS_BY_NAME[finding.check].title if finding.check in CHECKS_BY_NAME else finding.check,
-        attribute=finding.attribute or "",
-        comparison=comparison_text(finding),
-        segment=segment_text(finding.segment),
-        estimate=suppressed_text if finding.suppressed else estimate,
-        interval=interval,
-        p_text=_p(finding.p_value) if shown else "",
-        q_text=_p(finding.q_value) if shown else "",
-        customers=customers,
-        count=_int(finding.count) if shown and finding.count is not None else "",
-        drill_id=drill_id,
-        rule=consistency_rule(finding.metric, method) if finding.check in CONSISTENCY_CHECKS else "",
-    )
-    row.sort = {
-        "estimate": _number(finding.estimate if shown else None),
-        "p": _number(finding.p_value if shown else None),
-        "q": _number(finding.q_value if shown else None),
-        "customers": _number(n_group if shown else None),
-        "count": _number(finding.count if shown else None),
-        "severity": str(SEVERITY_RANK.get(finding.severity, 9)),
-        "status": str(STATUS_RANK.get(finding.status, 9)),
-    }
-    return row
+def _drill(row: Row, html_id: str, result: AuditResult, siblings: Mapping[tuple[str, str | None, str], list[Finding]],
+           *, cause: Cause | None, level: str) -> Drill:
+    finding = row.finding
+    figures: dict[str, dict[str, Any] | None] = {}
+    forest_note = ""
+    if finding.check not in CONSISTENCY_CHECKS and not finding.suppressed:
+        # A consistency finding is one count for the whole run: there are no siblings to plot.
+        group = siblings[(finding.check, finding.attribute, finding.metric)]
+        shown = forest_rows(group, focus=finding)
+        figures["forest"] = forest_figure(shown, focus=finding, thresholds=result.method.get("thresholds") or {},
+                                          level=level)
+        plotted = sum(1 for f in group if not f.suppressed)
+        forest_note = (f"Showing {len(shown)} of {plotted} comparisons: this segment across groups and this group "
+                       "across segments." if len(shown) < plotted else "")
+    if not finding.suppressed:
+        figures["trend"] = trend_figure(finding, result.history, period_end=result.run.period_end, level=level)
+    charts = [Chart(id=f"{html_id}-{kind}", kind=kind, json=script_json(figure), height=int(figure["layout"]["height"]))
+              for kind, figure in figures.items() if figure is not None]
+    echo = (cause is not None and finding.check == "price_gap" and finding.id != cause.lead_id
+            and GROUPING_RULES["echo"] in cause.rule)
+    return Drill(id=html_id, row=row, charts=charts, forest_note=forest_note,
+                 has_history=any(c.kind == "trend" for c in charts), coverage=row.coverage,
+                 list_prices=list_price_text(finding, echo=echo, level=level), where=where_to_look(finding))
 
 
-def consistency_rule(metric: str, method: Mapping[str, Any]) -> str:
-    """The rule a consistency metric checks, in words, with the run's controls and policy maximum."""
-    if metric not in RULES:
-        return metric.replace("_", " ").capitalize()
-    max_discount = (method.get("thresholds") or {}).get("max_discount_pct")
-    return _words(RULES[metric][2], method).replace(
-        "{max_discount}", POLICY_MAXIMUM if max_discount is None else f"{max_discount * 100:g}%")
-
-
-def _words(text: str, method: Mapping[str, Any]) -> str:
-    """A catalogue text with the run's outcome noun and cell in words filled in."""
-    noun = (method.get("outcome") or {}).get("noun", "price")
-    # a findings.json of before the cell was configurable: product and day, and its controls
-    cell = method.get("cell_words") or SAME_CELL + "".join(f" and {c.replace('_', ' ')}"
-                                                           for c in method.get("controls") or ())
-    return text.replace("{noun}", noun).replace("{cell}", cell)
-
-
-def _filters(rows: Sequence[Row]) -> list[tuple[str, str, list[str]]]:
-    """(label, data attribute, sorted distinct values) for each filter control."""
-    def distinct(values: Any) -> list[str]:
-        return sorted(set(values))
-    return [
-        ("Check", "check", distinct(r.finding.check for r in rows)),
-        ("Attribute", "attribute", distinct(r.attribute or "(none)" for r in rows)),
-        ("Segment", "segment", distinct(r.segment for r in rows)),
-        ("Severity", "severity", sorted({r.finding.severity for r in rows}, key=lambda s: SEVERITY_RANK.get(s, 9))),
-        ("Status", "status", sorted({r.finding.status for r in rows}, key=lambda s: STATUS_RANK.get(s, 9))),
-    ]
-
-
-def _p(value: float | None) -> str:
-    if value is None or not math.isfinite(value):
-        return ""
-    return "<0.001" if value < 0.001 else f"{value:.3f}"
-
-
-def _int(value: int | None) -> str:
-    return "n/a" if value is None else f"{value:,}"
-
-
-def _number(value: float | None) -> str:
-    """Sort key for the table script: a plain number, or '' (sorted last)."""
-    return "" if value is None or not math.isfinite(value) else repr(float(value))
-
-
-def _method_text(value: Any) -> str:
-    if isinstance(value, dict):
-        return "; ".join(f"{k} = {_method_text(v)}" for k, v in value.items()) or "none"
-    if isinstance(value, (list, tuple)):
-        return ", ".join(" x ".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v) for v in value) or "none"
-    return json.dumps(value) if not isinstance(value, str) else value
+def related_text(row: Row, cause: Cause, level: str) -> str:
+    """A related flag's list-price echo, for its compact row (the lead's drill says its own)."""
+    echo = row.finding.check == "price_gap" and GROUPING_RULES["echo"] in cause.rule
+    return list_price_text(row.finding, echo=echo, level=level)
 
 
 def _environment() -> jinja2.Environment:
@@ -362,9 +270,11 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["thousands"] = _int
+    env.filters["thousands"] = lambda value: "n/a" if value is None else f"{value:,}"
     env.filters["estimate"] = format_estimate
-    env.filters["p"] = _p
+    env.filters["p"] = p_text
+    env.globals["related_text"] = related_text
+    env.globals["coverage_key"] = coverage_key
     return env
 
 

@@ -51,15 +51,19 @@
     }, 150);
   });
 
-  // A link to a finding's details (from the summary or the table) opens them before the browser
-  // scrolls there; so does opening the report at such an address.
+  // A link to a cause or a finding's details (from the table, or a related flag's row from its cause)
+  // opens them, or brings the row onto the table's page, before the browser scrolls there; so does
+  // opening the report at such an address.
+  var revealRow = null;  // set by the findings table below
   var openTarget = function (id) {
     var target = id && document.getElementById(id);
     if (!target) { return; }
     for (var el = target; el; el = el.parentElement) {
       if (el.tagName === "DETAILS") { el.open = true; }
     }
-    if (target.classList.contains("drill")) { target.querySelector("details.drill-body").open = true; }
+    var evidence = target.querySelector(":scope > details.evidence");
+    if (evidence) { evidence.open = true; }
+    if (target.tagName === "TR" && revealRow) { revealRow(target); }
   };
   document.addEventListener("click", function (event) {
     var link = event.target.closest ? event.target.closest("a[href^='#']") : null;
@@ -73,7 +77,6 @@
     if (target) { target.scrollIntoView(); }
   };
   window.addEventListener("hashchange", openFromAddress);
-  openFromAddress();
 
   // Findings table: sort by clicking a header (again to reverse), filter with the selects, and
   // page it (data-page-size rows a page). Without script every row shows and the pager stays hidden.
@@ -146,6 +149,12 @@
     each(selects, function (select) {
       select.addEventListener("change", function () { page = 0; update(); });
     });
+    revealRow = function (row) {  // a hidden row a link points to: clear the filters, turn to its page
+      if (!matches(row)) { each(selects, function (select) { select.value = ""; }); }
+      var matching = Array.prototype.filter.call(body.rows, matches);
+      page = pageSize > 0 ? Math.floor(matching.indexOf(row) / pageSize) : 0;
+      update();
+    };
     if (pager) {
       pager.addEventListener("click", function (event) {
         var button = event.target.closest ? event.target.closest("button[data-page]") : null;
@@ -184,4 +193,6 @@
     reopened.forEach(function (d) { d.open = false; });
     reopened = [];
   });
+
+  openFromAddress();  // last: a row the address names is on a page only once the table is paged
 })();

@@ -40,6 +40,37 @@ def demo_url(demo_report: Path) -> str:
     return demo_report.as_uri()
 
 
+@pytest.fixture(scope="session")
+def causes_url(tmp_path_factory: pytest.TempPathFactory, sample: SimpleNamespace) -> str:
+    from reports import render_report
+
+    return render_report(sample.build_causes_result(), tmp_path_factory.mktemp("browser-causes")).as_uri()
+
+
+@pytest.fixture(scope="session")
+def index_url(tmp_path_factory: pytest.TempPathFactory, sample: SimpleNamespace) -> str:
+    """An index of three runs: one that could not look (the latest), one clear, one flagged."""
+    from audits.findings import CheckRun
+    from reports import render_index
+
+    flagged = sample.build_causes_result()
+    clear = sample.build_result(run=sample.replace(flagged.run, run_id="run-2026-06", period_start="2026-06-01",
+                                                   period_end="2026-06-30"),
+                                findings=[sample.LOW_GAP], checks=[CheckRun("price_gap", "ok", 1.0, outcome="clear")])
+    empty = sample.build_empty_result()
+    empty = sample.replace(empty, run=sample.replace(empty.run, run_id="run-2026-07", period_start="2026-07-01",
+                                                     period_end="2026-07-31"))
+    path = tmp_path_factory.mktemp("browser-index") / "index.html"
+    return render_index([flagged, clear, empty], path, report_links={}).as_uri()
+
+
+@pytest.fixture(scope="session")
+def empty_url(tmp_path_factory: pytest.TempPathFactory, sample: SimpleNamespace) -> str:
+    from reports import render_report
+
+    return render_report(sample.build_empty_result(), tmp_path_factory.mktemp("browser-empty")).as_uri()
+
+
 @pytest.fixture
 def open_page(browser: Any) -> Iterator[Callable[..., SimpleNamespace]]:
     """Opens a report in a fresh page of the given width, recording console messages, page errors,
@@ -176,12 +207,12 @@ def test_fixture_charts_fit_with_trends_and_hostile_labels(
 def test_charts_switch_layout_when_the_window_narrows(open_page: Callable, demo_url: str) -> None:
     seen = open_page(demo_url, width=1366)
     page = seen.page
-    page.click("#finding-1 summary")
-    chart = page.locator("#finding-1 div.chart").first
+    page.click("#cause-1 summary")
+    chart = page.locator("#cause-1 div.chart").first
     chart.locator("svg.main-svg").first.wait_for()
     assert chart.get_attribute("data-layout") == "wide"
     page.set_viewport_size({"width": 390, "height": 844})
-    page.wait_for_function("() => document.querySelector('#finding-1 div.chart').dataset.layout === 'narrow'")
+    page.wait_for_function("() => document.querySelector('#cause-1 div.chart').dataset.layout === 'narrow'")
     assert chart_problems(page) == []
     assert seen.noise() == []
 
@@ -192,34 +223,34 @@ def test_details_closed_by_default_and_open_on_click(open_page: Callable, report
     page = seen.page
     state = "() => [...document.querySelectorAll('details')].map(d => [d.className, d.open])"
     # the fixture has a failed expectation, so its list starts open; everything else starts closed
-    assert page.evaluate(state) == [["drill-body", False]] * 4 + [["expand", True], ["part", False], ["part", False]]
+    assert page.evaluate(state) == [["evidence", False]] * 4 + [["expand", True]] + [["part", False]] * 3
     assert page.evaluate("document.querySelectorAll('div.chart svg').length") == 0  # nothing drawn while closed
-    first = page.locator("#finding-1")
+    first = page.locator("#cause-1")
     assert not first.locator("div.chart").first.is_visible()
     first.locator("summary").click()
     assert first.locator("details").get_attribute("open") == ""
     first.locator("div.chart svg.main-svg").first.wait_for()
     first.locator("summary").click()
     assert first.locator("details").get_attribute("open") is None
-    second = page.locator("#finding-2 summary")  # by keyboard: a summary is a focusable control
+    second = page.locator("#cause-2 summary")  # by keyboard: a summary is a focusable control
     second.focus()
     page.keyboard.press("Enter")
-    assert page.locator("#finding-2 details").get_attribute("open") == ""
+    assert page.locator("#cause-2 details").get_attribute("open") == ""
     assert seen.noise() == []
 
 
-def test_links_to_a_finding_open_its_details(open_page: Callable, report_url: str) -> None:
+def test_links_to_a_finding_open_its_cause(open_page: Callable, report_url: str) -> None:
     seen = open_page(report_url, width=390)
     page = seen.page
-    page.click("#summary .top-findings li:nth-child(2) a")
-    drill = page.locator("#finding-2")
-    assert drill.locator("details").get_attribute("open") == ""
-    drill.locator("div.chart svg.main-svg").first.wait_for()
-    assert page.evaluate("document.getElementById('finding-2').getBoundingClientRect().top") < 844
-    page.goto(report_url + "#finding-3")  # an address with the finding (the same page: 2 stays open)
-    assert page.locator("#finding-3 details").get_attribute("open") == ""
-    page.click("nav.toc a[href='#details']")  # a link to the section opens none of its findings
-    assert page.evaluate("[...document.querySelectorAll('details.drill-body')].map(d => d.open)") == [
+    page.click("#findings-table a[href='#cause-2']")  # a flagged row links to its cause's evidence
+    cause = page.locator("#cause-2")
+    assert cause.locator("details").get_attribute("open") == ""
+    cause.locator("div.chart svg.main-svg").first.wait_for()
+    assert page.evaluate("document.getElementById('cause-2').getBoundingClientRect().top") < 844
+    page.goto(report_url + "#cause-3")  # an address with the cause (the same page: 2 stays open)
+    assert page.locator("#cause-3 details").get_attribute("open") == ""
+    page.click("nav.toc a[href='#causes']")  # a link to the list opens none of its causes
+    assert page.evaluate("[...document.querySelectorAll('details.evidence')].map(d => d.open)") == [
         False, True, True, False]
     assert seen.noise() == []
 
@@ -275,7 +306,7 @@ def test_paging_follows_filters_and_sorting(open_page: Callable, demo_url: str) 
     q_values = page.eval_on_selector_all("#findings-table tbody tr", "rows => rows.filter(r => !r.hidden)"
                                          ".map(r => parseFloat(r.cells[6].dataset.value))")
     assert q_values == sorted(q_values) and len(q_values) == PAGE_SIZE
-    page.select_option("select[data-filter=severity]", "medium")  # 9 rows: one page, no pager
+    page.select_option("select[data-filter=outcome]", "medium")  # 9 rows: one page, no pager
     assert len(visible_rows(page)) == 9 and page.is_hidden("#findings-pager")
     assert seen.noise() == []
 
@@ -286,8 +317,8 @@ def test_without_javascript_every_row_shows(open_page: Callable, demo_url: str) 
     rows = page.eval_on_selector_all("#findings-table tbody tr", "rows => rows.map(r => r.hidden)")
     assert len(rows) == 641 and not any(rows)
     assert page.is_hidden("#findings-pager") and page.is_visible("noscript p")
-    page.click("#finding-1 summary")  # details open without script too
-    assert page.locator("#finding-1 .facts").is_visible()
+    page.click("#cause-1 summary")  # details open without script too
+    assert page.locator("#cause-1 .facts").is_visible()
     assert horizontal_overflow(page) == 0
 
 
@@ -318,27 +349,29 @@ def test_clicking_a_header_sorts(open_page: Callable, report_url: str) -> None:
 def test_filter_hides_rows(open_page: Callable, report_url: str) -> None:
     page = open_page(report_url).page
     visible = "() => [...document.querySelectorAll('#findings-table tbody tr')].filter(r => !r.hidden)" \
-              ".map(r => r.dataset.severity)"
+              ".map(r => r.dataset.outcome)"
     assert len(page.evaluate(visible)) == 9 and page.locator("#findings-pager").count() == 0  # one page
-    page.select_option("select[data-filter=severity]", "medium")
+    page.select_option("select[data-filter=outcome]", "medium")
     assert page.evaluate(visible) == ["medium"] * 3
     page.select_option("select[data-filter=check]", "discount_incidence")
     assert page.evaluate(visible) == ["medium"] * 2
     assert page.text_content("#findings-shown") == "2 of 9 findings shown"
-    page.select_option("select[data-filter=severity]", "")
+    page.select_option("select[data-filter=outcome]", "")
     page.select_option("select[data-filter=check]", "")
     assert len(page.evaluate(visible)) == 9
 
 
 # The demo report's page height with details closed and the table paged, as measured when this was
-# written (390 px: 9,600; 1366 px: 6,100; before: 85,300 and 60,200), with room to grow a little.
-MAX_HEIGHT = {390: 12_000, 1366: 8_000}
+# written (390 px: 11,300; 1366 px: 6,400, with the summary listing 8 causes and what to check next; before
+# the page was made short: 85,300 and 60,200), with room to grow a little.
+MAX_HEIGHT = {390: 13_500, 1366: 8_000}
 
 
 @pytest.mark.parametrize("width", VIEWPORTS)
-def test_screenshots_and_page_height(open_page: Callable, demo_url: str, report_url: str, width: int) -> None:
-    """Full-page screenshots: the demo report as it opens, and the fixture report with every section
-    open (charts, trends, hostile names)."""
+def test_screenshots_and_page_height(open_page: Callable, demo_url: str, report_url: str, causes_url: str,
+                                     empty_url: str, index_url: str, width: int) -> None:
+    """Full-page screenshots: the demo report as it opens, the fixture reports with every section open
+    (charts, trends, hostile names; causes, coverage, where to look), and a run that could not look."""
     ARTIFACTS.mkdir(exist_ok=True)
     demo = open_page(demo_url, width=width).page
     height = demo.evaluate("document.documentElement.scrollHeight")
@@ -347,7 +380,109 @@ def test_screenshots_and_page_height(open_page: Callable, demo_url: str, report_
     fixture = open_page(report_url, width=width).page
     open_every_details(fixture)
     fixture.screenshot(path=str(ARTIFACTS / f"report-fixture-open-{width}.png"), full_page=True)
-    for name in (f"report-demo-{width}.png", f"report-fixture-open-{width}.png"):
+    causes = open_page(causes_url, width=width).page
+    open_every_details(causes)
+    causes.screenshot(path=str(ARTIFACTS / f"report-causes-open-{width}.png"), full_page=True)
+    empty = open_page(empty_url, width=width).page
+    empty.screenshot(path=str(ARTIFACTS / f"report-not-assessed-{width}.png"), full_page=True)
+    index = open_page(index_url, width=width).page
+    assert horizontal_overflow(index) == 0
+    index.screenshot(path=str(ARTIFACTS / f"index-{width}.png"), full_page=True)
+    for name in (f"report-demo-{width}.png", f"report-fixture-open-{width}.png", f"report-causes-open-{width}.png",
+                 f"report-not-assessed-{width}.png", f"index-{width}.png"):
         png = (ARTIFACTS / name).read_bytes()
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and int.from_bytes(png[16:20], "big") == width
     (ARTIFACTS / f"report-demo-{width}.height").write_text(f"{height}\n")  # beside the screenshot, for the record
+
+
+RED_BG, GREEN_BG, AMBER_BG = "rgb(254, 243, 242)", "rgb(236, 253, 243)", "rgb(255, 250, 235)"
+GREEN = "rgb(6, 118, 71)"
+COLOURS = """id => { const s = getComputedStyle(document.getElementById(id));
+                     return [s.backgroundColor, getComputedStyle(document.querySelector('#' + id + ' .verdict-word')).color]; }"""
+
+
+@pytest.mark.parametrize("width", VIEWPORTS)
+def test_the_verdict_is_red_green_or_amber_never_green_over_nothing(
+    open_page: Callable, causes_url: str, empty_url: str, tmp_path: Path, sample: SimpleNamespace, width: int
+) -> None:
+    from audits.findings import CheckRun
+    from reports import render_report
+
+    flagged = open_page(causes_url, width=width)
+    assert flagged.page.evaluate(COLOURS, "verdict") == [RED_BG, "rgb(180, 35, 24)"]
+    clear = sample.build_result(findings=[sample.LOW_GAP], history=[],
+                                checks=[CheckRun("price_gap", "ok", 1.0, n_tests=1, outcome="clear")])
+    green = open_page(render_report(clear, tmp_path).as_uri(), width=width)
+    assert green.page.evaluate(COLOURS, "verdict") == [GREEN_BG, GREEN]
+    empty = open_page(empty_url, width=width)
+    page = empty.page
+    assert page.evaluate(COLOURS, "verdict") == [AMBER_BG, "rgb(147, 55, 13)"]
+    assert page.text_content("#verdict-word") == "Not assessed"
+    assert page.locator("#verdict").bounding_box()["y"] < 844  # on the first screen, phone or laptop
+    # nothing in the summary is green: no "clear", no "passed" verdict colour, tiles all grey
+    greens = page.evaluate("""() => [...document.querySelectorAll('#summary *:not(#dq-verdict):not(#dq-verdict *)')]
+        .filter(e => e.checkVisibility() && e.textContent.trim()
+                && [getComputedStyle(e).color, getComputedStyle(e).backgroundColor].some(c => c === '%s' || c === '%s'))
+        .map(e => e.className || e.tagName)""" % (GREEN, GREEN_BG))
+    assert greens == []
+    assert horizontal_overflow(page) == 0
+    assert flagged.noise() + green.noise() + empty.noise() == []
+
+
+@pytest.mark.parametrize("width", VIEWPORTS)
+def test_causes_fixture_fits_with_every_section_open(open_page: Callable, causes_url: str, width: int) -> None:
+    seen = open_page(causes_url, width=width)
+    page = seen.page
+    assert open_every_details(page) == 2  # the forests of the two causes led by a disparity finding
+    assert horizontal_overflow(page) == 0
+    assert chart_problems(page) == []
+    for box in ("#cause-3-cells", "#noted-1-cells"):  # the worst cells fit their box, phone or laptop
+        assert page.evaluate("s => { const t = document.querySelector(s); "
+                             "return t.parentElement.scrollWidth - t.parentElement.clientWidth; }", box) == 0
+    assert page.is_visible("#cause-3 .breaches-link a[href='breaches.csv']")
+    assert seen.noise() == []
+
+
+@pytest.mark.parametrize("width", VIEWPORTS)
+def test_a_related_flag_links_to_its_row_on_any_page(open_page: Callable, demo_url: str, width: int) -> None:
+    seen = open_page(demo_url, width=width)
+    page = seen.page
+    page.click("#cause-1 summary")
+    page.locator("#cause-1 div.chart svg.main-svg").first.wait_for()
+    last = page.locator("#cause-1 ul.related a").last
+    target = last.get_attribute("href")[1:]
+    index = page.evaluate("id => [...document.querySelectorAll('#findings-table tbody tr')]"
+                          ".findIndex(r => r.id === id)", target)
+    assert index >= PAGE_SIZE and page.is_hidden(f"#{target}")  # on a later page of the table
+    page.select_option("select[data-filter=check]", "price_arithmetic")  # and filtered out
+    last.click()
+    assert page.is_visible(f"#{target}")
+    assert page.evaluate("() => [...document.querySelectorAll('select[data-filter]')].every(s => s.value === '')")
+    assert page.text_content("#findings-page").startswith(f"Page {index // PAGE_SIZE + 1} of 26")
+    top = page.evaluate("id => document.getElementById(id).getBoundingClientRect().top", target)
+    nav = page.evaluate("document.querySelector('nav.toc').getBoundingClientRect().bottom")
+    assert nav <= top < VIEWPORTS[width]  # in view, not under the sticky navigation
+    assert page.evaluate("location.hash") == f"#{target}"
+    assert seen.noise() == []
+
+
+def test_an_address_naming_a_row_shows_its_page(open_page: Callable, demo_url: str) -> None:
+    seen = open_page(demo_url, width=390)
+    target = seen.page.evaluate("document.querySelectorAll('#findings-table tbody tr')[60].id")
+    seen.page.goto(f"{demo_url}#{target}")
+    seen.page.reload()  # the address is read when the page loads
+    assert seen.page.is_visible(f"#{target}")
+    assert seen.page.text_content("#findings-page") == "Page 3 of 26 (rows 51\u201375)"
+    assert seen.noise() == []
+
+
+@pytest.mark.parametrize("width", VIEWPORTS)
+def test_index_shows_each_runs_verdict_in_colour(open_page: Callable, index_url: str, width: int) -> None:
+    seen = open_page(index_url, width=width)
+    page = seen.page
+    assert page.evaluate("() => getComputedStyle(document.getElementById('latest-verdict')).backgroundColor") == AMBER_BG
+    badges = page.eval_on_selector_all("#runs-table .verdict-badge", "els => els.map(e => [e.textContent, "
+                                       "getComputedStyle(e).color])")
+    assert badges == [["Not assessed", "rgb(147, 55, 13)"], ["Clear", GREEN], ["Flagged", "rgb(180, 35, 24)"]]
+    assert horizontal_overflow(page) == 0
+    assert seen.noise() == []

@@ -12,6 +12,7 @@ from reports.figures import (
     forest_rows,
     format_estimate,
     format_interval,
+    format_share,
     format_value,
     script_json,
     trend_figure,
@@ -38,12 +39,28 @@ from reports.figures import (
         ("discount_mismatch", 1e-6, "<0.001%"),
         ("discount_mismatch", 0.99999, ">99.9%"),
         ("discount_mismatch", 1.0, "100%"),
+        ("price_ratio", 0.99999, "+0.0%"),  # never "-0.0%"
+        ("discount_pct_diff", -0.0001, "+0.0 pp"),
+        ("points_diff", -0.001, "+0.00"),
+        ("points_diff", -0.006, "-0.01"),
         ("price_ratio", None, "n/a"),
         ("price_ratio", float("nan"), "n/a"),
     ],
 )
 def test_format_value(metric: str, value: float | None, expected: str) -> None:
     assert format_value(metric, value) == expected
+
+
+@pytest.mark.parametrize(("value", "expected"), [(0.803, "80.3%"), (0.37, "37.0%"), (1.0, "100%"), (0.0, "0%"),
+                                               (0.0042, "0.42%"), (0.99999, ">99.9%"), (None, "n/a")])
+def test_format_share(value: float | None, expected: str) -> None:
+    assert format_share(value) == expected
+
+
+def test_intervals_name_the_runs_confidence_level(sample: SimpleNamespace) -> None:
+    assert format_estimate(sample.HIGH_GAP, level="90%") == "+5.0% (90% CI +4.0% to +6.0%)"
+    figure = forest_figure([sample.HIGH_GAP, sample.LOW_GAP], focus=sample.HIGH_GAP, level="90%")
+    assert all("(90% CI " in text for text in figure["data"][0]["hovertext"])
 
 
 def test_format_estimate_with_interval(sample: SimpleNamespace) -> None:

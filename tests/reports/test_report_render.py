@@ -28,9 +28,7 @@ from reports.figures import (
     trend_figure,
 )
 
-SECTION_HEADINGS = [
-    "Executive summary", "Findings", "Flagged findings in detail", "Data quality", "Methodology", "Run metadata",
-]
+SECTION_HEADINGS = ["Executive summary", "Findings", "Data quality", "Methodology", "Run metadata"]
 
 
 @pytest.fixture
@@ -65,17 +63,20 @@ def test_sections_in_order(page: tuple) -> None:
 
 def test_executive_summary_counts_and_sentences(page: tuple, result: AuditResult, sample: SimpleNamespace) -> None:
     _, doc = page
-    # high 1; medium: incidence 65+, hostile, dispersion = 3; low: 4 (the resolved one is not counted)
-    assert [doc.by_id(f"count-{s}").text for s in ("high", "medium", "low")] == ["1", "3", "4"]
+    # flagged: gap F, incidence 65+, hostile, dispersion; clear: gap groceries, incidence 18-24, depth South;
+    # suppressed: Sami (the resolved one is not counted)
+    tiles = [doc.by_id(f"count-{s}").text for s in ("flagged", "clear", "suppressed", "not-assessed")]
+    assert tiles == ["4", "3", "1", "0"] == [str(n) for n in result.outcome_counts().values()]
     summary = doc.by_id("summary")
-    top = [" ".join(li.text.split()) for li in summary.classed("top-findings")[0].iter("li")]
-    assert top[0] == f"high {sample.HIGH_GAP.summary} Details"
-    assert len(top) == 4
+    # a result without causes (a findings.json of before them): each flagged finding is a cause of its own
+    causes = summary.classed("cause")
+    headlines = [" ".join(c.classed("cause-headline")[0].text.split()) for c in causes]
+    assert headlines[0] == sample.HIGH_GAP.summary and len(headlines) == 4
     assert sample.LOW_GAP.summary not in summary.text
     assert "Passed: 2 of 3 expectations met; 15 rows quarantined." in " ".join(doc.by_id("dq-verdict").text.split())
-    problems = " ".join(doc.by_id("problem-checks").text.split())
-    assert "price_arithmetic errored: Binder Error: column line_total not found" in problems
-    assert "discount_policy skipped: no discount codes in the data" in problems
+    problems = [" ".join(li.text.split()) for li in doc.by_id("problem-checks").iter("li")]
+    assert problems == ["Price arithmetic price_arithmetic: errored: Binder Error: column line_total not found",
+                        "Discount policy discount_policy: no discount codes in the data"]
 
 
 def test_findings_table_numbers(page: tuple) -> None:
@@ -84,21 +85,22 @@ def test_findings_table_numbers(page: tuple) -> None:
     assert len(rows) == 9
     high = rows["F vs M | category = personal_care"]
     assert high == ["Price gap", "gender", "F vs M", "category = personal_care", "+5.0% +4.0% to +6.0%",
-                    "<0.001", "<0.001", "812 / 790", "", "high", "new"]
+                    "<0.001", "<0.001", "812 / 790", "", "", "high", "new"]
     assert rows["65+ vs 25-44 | all customers"][4:8] == ["0.52 0.45 to 0.60", "<0.001", "<0.001", "140 / 900"]
     assert rows["South vs North | all customers"][4:7] == ["-3.1 pp -5.0 pp to -1.2 pp", "0.004", "0.020"]
     dispersion = rows[" | all customers"]
     assert dispersion == ["Price dispersion One list price for everyone for the same product on the same day and "
-                          "channel", "", "", "all customers", "0.092% of transactions checked", "", "", "", "37",
+                          "channel", "", "", "all customers", "0.092% of lines checked", "", "", "", "", "37",
                           "medium", "new"]
+    assert rows["F vs M | category = groceries"][10] == "clear"
+    assert rows["Sami vs all other customers | all customers"][10] == "suppressed"
 
 
 def test_consistency_finding_shows_count_share_and_rule(page: tuple) -> None:
     text, doc = page
-    (drill,) = [a for a in doc.by_id("details").iter("article") if "Price dispersion" in a.iter("h3")[0].text]
+    (drill,) = [d for d in doc.classed("drill") if "Price dispersion" in d.iter("h4")[0].text]
     facts = {dt.text: dd.text for dt, dd in zip(drill.iter("dt"), drill.iter("dd"), strict=True)}
-    assert facts == {"Transactions breaking the rule": "37", "Share of the transactions checked": "0.092%",
-                     "Status": "new"}
+    assert facts == {"Lines breaking the rule": "37", "Share of the lines checked": "0.092%", "Status": "new"}
     assert " ".join(drill.classed("rule-text")[0].text.split()) == (
         "Rule: One list price for everyone for the same product on the same day and channel.")
     assert drill.classed("chart") == []  # one count for the run: nothing to plot against
@@ -130,27 +132,27 @@ def test_suppressed_finding_shows_no_figures(page: tuple, sample: SimpleNamespac
     _, doc = page
     row = rows_by_comparison(doc)["Sami vs all other customers | all customers"]
     assert row[4] == "suppressed (fewer than 11 customers)"
-    assert row[5:9] == ["", "", "", ""]
-    details = doc.by_id("details")
-    assert "Sami" not in details.text
+    assert row[5:10] == ["", "", "", "", ""]
+    assert "Sami" not in " ".join(c.text for c in doc.classed("cause"))
 
 
 def test_filters_offer_every_value(page: tuple, sample: SimpleNamespace) -> None:
     _, doc = page
     options = {s.attrs["data-filter"]: [o.attrs["value"] for o in s.iter("option")] for s in doc.iter("select")}
-    assert options["severity"] == ["", "high", "medium", "low"]
+    assert options["outcome"] == ["", "high", "medium", "suppressed", "clear"]
     assert options["status"] == ["", "new", "persisting", "resolved"]
+    assert options["coverage"] == [""]  # the fixture's findings carry no coverage
     assert sample.HOSTILE_ATTRIBUTE in options["attribute"] and "(none)" in options["attribute"]
     assert f"category = {sample.HOSTILE_SEGMENT}" in options["segment"]
 
 
 def test_one_drill_down_per_flagged_finding(page: tuple, result: AuditResult) -> None:
     _, doc = page
-    drills = doc.by_id("details").iter("article")
-    assert len(drills) == len(result.flagged) == 4
+    causes = doc.classed("cause")
+    assert len(causes) == len(result.flagged) == 4  # no causes recorded: a cause a flag
     links = {a.attrs["href"] for a in doc.by_id("findings-table").iter("a")}
-    assert links == {"#" + d.attrs["id"] for d in drills}
-    first = drills[0]
+    assert links == {"#" + c.attrs["id"] for c in causes}
+    first = causes[0].classed("drill")[0]
     facts = {dt.text: dd.text for dt, dd in zip(first.iter("dt"), first.iter("dd"), strict=True)}
     assert facts["Estimate"] == "+5.0%" and facts["95% confidence interval"] == "+4.0% to +6.0%"
     assert facts["Customers in group"] == "812" and facts["Customers in reference"] == "790"
@@ -172,13 +174,14 @@ def test_charts_embed_json_figures(page: tuple) -> None:
 def test_details_start_closed_and_every_row_is_in_the_page(page: tuple, result: AuditResult) -> None:
     """Short by default, complete without script: sections closed (but in the page), no row hidden."""
     _, doc = page
-    drills = doc.by_id("details").iter("article")
-    bodies = [a.iter("details")[0] for a in drills]
-    assert len(bodies) == 4 and all("open" not in d.attrs and d.attrs["class"] == "drill-body" for d in bodies)
-    assert [d.iter("summary")[0].iter("h3")[0].attrs["id"] for d in bodies] == [f"{a.attrs['id']}-h" for a in drills]
+    causes = doc.classed("cause")
+    bodies = [c.iter("details")[0] for c in causes]
+    assert len(bodies) == 4 and all("open" not in d.attrs and d.attrs["class"] == "evidence" for d in bodies)
+    assert [d.classed("drill-title")[0].attrs["id"] for d in bodies] == [f"{c.attrs['id']}-h" for c in causes]
     parts = doc.by_id("methodology").iter("details")
     assert [" ".join(d.iter("summary")[0].text.split()) for d in parts] == [
-        "Checks: what each one tests and its basis", "Statistics: how a difference is measured and judged"]
+        "Checks: what each one tests and its basis", "Statistics: how a difference is measured and judged",
+        "Causes: how flagged findings are grouped"]
     assert all("open" not in d.attrs for d in parts)
     table = doc.by_id("findings-table")
     assert table.attrs["data-page-size"] == "25"
@@ -280,7 +283,7 @@ def test_demo_report_is_small_and_self_contained(demo_report: Path, parse: Calla
     consistency = [r for r in rows if r.attrs["data-check"] in CONSISTENCY_CHECKS]
     assert len(consistency) == 5  # arithmetic: 2 rules, dispersion: list and paid prices, policy: 1
     for row in consistency:  # a share in percent and the rule, never the raw fraction
-        assert re.fullmatch(r"(<)?\d+(\.\d+)?% of transactions checked|0%", " ".join(row.iter("td")[4].text.split()))
+        assert re.fullmatch(r"(<)?\d+(\.\d+)?% of lines checked|0%", " ".join(row.iter("td")[4].text.split()))
         assert row.classed("rule")
 
 
@@ -307,7 +310,7 @@ def test_methodology_states_thresholds_and_their_basis(page: tuple) -> None:
                   for tr in doc.by_id("thresholds-table").iter("tbody")[0].iter("tr")}
     assert thresholds == {"min_price_gap": "0.01", "adverse_impact_ratio": "0.8", "min_discount_depth": "0.02",
                           "fdr": "0.05", "min_group_customers": "11"}
-    assert "errored (Binder Error" in doc.by_id("check-price_arithmetic").text
+    assert "errored, not assessed (Binder Error" in doc.by_id("check-price_arithmetic").text
     assert "gender x age_band" in method and "channel" in method
 
 
@@ -325,26 +328,53 @@ def test_empty_result_renders(tmp_path: Path, parse: Callable, sample: SimpleNam
                                 data_quality=DataQuality(passed=False))
     doc = parse(render_report(empty, tmp_path).read_text(encoding="utf-8"))
     assert [h.text for h in doc.iter("h2")] == SECTION_HEADINGS
-    assert "No finding is flagged in this run." in doc.by_id("summary").text
+    assert doc.by_id("verdict-word").text == "Not assessed"  # no check recorded: nobody looked
+    assert "No cause can be named" in doc.by_id("summary").text and doc.classed("clear") == []
     assert doc.by_id("dq-verdict").text.split()[0] == "Failed:"
     assert doc.classed("chart") == []
 
 
 def test_index_lists_runs_newest_first(tmp_path: Path, parse: Callable, sample: SimpleNamespace) -> None:
+    from audits.findings import CheckRun
+
     latest = sample.build_result()
     older = sample.build_result(
         run=sample.replace(latest.run, run_id="<b>run-2026-04</b>", period_start="2026-04-01", period_end="2026-04-30"),
-        findings=[sample.LOW_GAP],
+        findings=[sample.LOW_GAP], checks=[CheckRun("price_gap", "ok", 1.0, n_tests=1, outcome="clear")],
     )
-    path = render_index([older, latest], tmp_path / "index.html",
+    empty = sample.build_empty_result()
+    empty = sample.replace(empty, run=sample.replace(empty.run, run_id="run-2026-03", period_start="2026-03-01",
+                                                     period_end="2026-03-31"))
+    path = render_index([older, empty, latest], tmp_path / "index.html",
                         report_links={"run-2026-05": "run-2026-05/report.html"})
     doc = parse(path.read_text(encoding="utf-8"))
-    rows = [[" ".join(td.text.split()) for td in tr.iter("td")] for tr in doc.by_id("runs-table").iter("tr")][1:]
-    assert [r[0] for r in rows] == ["run-2026-05", "<b>run-2026-04</b>"]
-    assert rows[0][5:8] == ["1", "3", "4"] and rows[1][5:8] == ["0", "0", "1"]
-    assert rows[0][9] == "price_arithmetic (errored), discount_policy (skipped)"
-    assert [a.attrs["href"] for a in doc.iter("a")] == ["run-2026-05/report.html"]
-    assert doc.by_id("latest-high").text == "1" and doc.iter("b") == [] and doc.iter("script") == []
+    table = doc.by_id("runs-table")
+    rows = [[" ".join(td.text.split()) for td in tr.iter("td")] for tr in table.iter("tr")][1:]
+    assert [r[0] for r in rows] == ["run-2026-05", "<b>run-2026-04</b>", "run-2026-03"]
+    assert [r[3:7] for r in rows] == [["Flagged", "4", "1", "3"], ["Clear", "0", "0", "0"],
+                                      ["Not assessed", "0", "0", "0"]]
+    badges = [tr.iter("td")[3].iter("span")[0].attrs["class"] for tr in table.iter("tbody")[0].iter("tr")]
+    assert badges == ["badge verdict-badge outcome-flagged", "badge verdict-badge outcome-clear",
+                      "badge verdict-badge outcome-not-assessed"]
+    assert [r[10] for r in rows] == ["price_arithmetic (errored), discount_policy (skipped)", "none", "all 8 (skipped)"]
+    assert [a.attrs["href"] for a in doc.iter("a")] == ["run-2026-05/report.html"] * 2  # latest, and its row
+    latest_verdict = doc.by_id("latest-verdict")
+    assert latest_verdict.attrs["class"] == "verdict-banner verdict-flagged"
+    assert doc.by_id("latest-flagged").text == "4" and doc.iter("b") == [] and doc.iter("script") == []
+
+
+def test_index_shows_a_latest_run_that_could_not_look_in_amber(tmp_path: Path, parse: Callable,
+                                                               sample: SimpleNamespace) -> None:
+    empty = sample.build_empty_result()
+    empty = sample.replace(empty, run=sample.replace(empty.run, run_id="run-2026-06", period_start="2026-06-01",
+                                                     period_end="2026-06-30"))
+    path = render_index([sample.build_result(), empty], tmp_path / "index.html", report_links={})
+    doc = parse(path.read_text(encoding="utf-8"))
+    latest = doc.by_id("latest-verdict")
+    assert latest.attrs["class"] == "verdict-banner verdict-not-assessed"
+    text = " ".join(latest.text.split())
+    assert text.startswith("Not assessed The audit could not look: the period has no lines to audit")
+    assert f"All 8 checks: {sample.NO_LINES}" in text
 
 
 @pytest.mark.parametrize("link", ["https://evil.example/r.html", "//evil.example/r.html", "/abs/report.html",
