@@ -17,12 +17,12 @@ R3 paid-price echo: a price-gap flag of a single attribute's group that also has
    the same comparison on list prices shows no gap beyond the threshold (`list_estimate`): the group was
    shown the same prices and pays more because it gets fewer or shallower discounts. Without list
    prices the rule cannot be checked and the price gap stays a cause of its own.
-R5 ordered bands: the flags of one ordered attribute's bands (audit.bands, tenure bands) and its trend
-   test, in one check, are one cause, named by the band with the largest gap: a gap that grows with age
-   or tenure is one effect, however many bands it reaches.
 R4 dispersion side: a dearer-price flag of a group that also has a flagged price gap (same attribute,
    group and segment) belongs to the price gap's cause: charging the group more shows as the group sitting
    on the dearer side of dispersed cells.
+R5 ordered bands: the flags of one ordered attribute's bands (audit.bands, tenure bands) and its trend
+   test, in one check, are one cause, named by the band with the largest gap: a gap that grows with age
+   or tenure is one effect, however many bands it reaches.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ RULES: dict[str, str] = {
     "intersection": "R2 intersection: an intersection whose gap its flagged components predict",
     "echo": "R3 paid-price echo: a price gap of a group shown the same list prices, that gets fewer or "
             "shallower discounts",
-    "bands": "R5 ordered bands: one attribute's bands and trend in one check",
     "dearer": "R4 dispersion side: the dearer side of dispersed cells, for a group with a flagged price gap",
+    "bands": "R5 ordered bands: one attribute's bands and trend in one check",
     "alone": "no rule groups this flag with another",
 }
 DISCOUNT_CHECKS = ("discount_incidence", "discount_depth")

@@ -37,10 +37,13 @@ def run_consistency(con: duckdb.DuckDBPyConnection, check: str, config: Config, 
     query = load_sql(CHECKS_BY_NAME[check].sql)
     con.execute(f"create or replace temp table breaches as {query.sql}", query.bind(config.sql_values()))
     findings, tables = [], []
+    # the amounts' currency, when the lines share one (else amounts add several and say so)
+    currency = con.execute("select case when count(distinct currency) = 1 then any_value(currency) end "
+                           "from audit_lines").fetchone()[0]
     try:
         for metric, count, total, amount, revenue, revenue_total in con.execute(load_sql("audit/breach_summary").sql
                                                                                 ).fetchall():
-            details: dict[str, Any] = {"lines_checked": int(total), "amount": float(amount),
+            details: dict[str, Any] = {"lines_checked": int(total), "currency": currency, "amount": float(amount),
                                        "revenue": float(revenue),
                                        "revenue_share": float(revenue) / float(revenue_total) if revenue_total else None}
             judged = not (metric == "paid_price_dispersion" and has_list_price)

@@ -102,9 +102,12 @@ class Finding:
 
     @property
     def low_coverage(self) -> bool:
-        """Did fewer than half of either side's lines have a comparable line of the other side?"""
-        shares = [v for k, v in (self.coverage or {}).items() if k.endswith("_lines") and v is not None]
-        return any(v < LOW_COVERAGE for v in shares)
+        """Did fewer than half of the group's lines (and, against a fixed reference group, of the reference's)
+        have a comparable line of the other side? Against all other customers the reference is everyone else,
+        most of whom buy where the group does not: its share says nothing about the comparison's base."""
+        sides = ("group_lines",) if self.reference in (None, "all others") else ("group_lines", "reference_lines")
+        shares = [(self.coverage or {}).get(side) for side in sides]
+        return any(v is not None and v < LOW_COVERAGE for v in shares)
 
     @property
     def key(self) -> str:
@@ -261,7 +264,7 @@ class AuditResult:
             run=RunInfo(**data["run"]),
             data_quality=DataQuality(**data["data_quality"]),
             findings=[Finding(**f) for f in data["findings"]],
-            checks=[CheckRun(**c) for c in data.get("checks", [])],
+            checks=[_check_run(c, data["findings"]) for c in data.get("checks", [])],
             method=data.get("method", {}),
             history=[HistoryPoint(**h) for h in data.get("history", [])],
             causes=[Cause(**c) for c in data.get("causes", [])],
@@ -271,6 +274,21 @@ class AuditResult:
     @classmethod
     def read(cls, path: Path) -> AuditResult:
         return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+def _check_run(data: dict[str, Any], findings: list[dict[str, Any]]) -> CheckRun:
+    """A check as recorded; a record from before outcomes existed gets the outcome its findings imply."""
+    run = CheckRun(**data)
+    if "outcome" in data:
+        return run
+    mine = [f for f in findings if f["check"] == run.check]
+    if run.status != "ok":
+        return run
+    if any(f["severity"] in FLAGGED_SEVERITIES for f in mine):
+        return CheckRun(**{**data, "outcome": "flagged"})
+    if any(not f.get("suppressed") for f in mine):
+        return CheckRun(**{**data, "outcome": "clear"})
+    return CheckRun(**{**data, "outcome": "suppressed" if mine else "not_assessed"})
 
 
 def _finite(value: Any) -> Any:

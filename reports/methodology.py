@@ -45,8 +45,10 @@ STATISTICS_PROSE: tuple[tuple[str, str], ...] = (
     ("Coverage",
      "A comparison uses only the lines whose cell holds lines of both sides. Each disparity finding states "
      "the share of the group's and of the reference's lines (and customers) that had such a comparable "
-     "line; under half on either side is marked as low coverage: most lines had no comparable line of the "
-     "other side, so the comparison rests on a minority of them."),
+     "line; under half of the group's lines (against a fixed reference group, of either side's) is marked as "
+     "low coverage: most lines had no comparable line of the other side, so the comparison rests on a minority "
+     "of them. Against all other customers the reference's share is naturally small (most others buy where the "
+     "group does not) and is shown, not marked."),
     ("Privacy",
      "Groups with fewer customers than the minimum group size are reported as suppressed, with no "
      "figures, so no customer can be singled out. No customer id appears in the report or in breaches.csv."),

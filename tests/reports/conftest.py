@@ -165,7 +165,7 @@ INCIDENCE_65 = finding(
     check="discount_incidence", attribute="age_band", group="65+", reference="all others",
     metric="adverse_impact_ratio", estimate=0.64, ci_low=0.62, ci_high=0.66, p_value=1e-12, q_value=1e-11,
     n_customers_group=3138, n_customers_reference=15005, severity="high", status="persisting", outcome="flagged",
-    coverage={"group_lines": 0.91, "reference_lines": 0.37, "group_customers": 0.997, "reference_customers": 0.914},
+    coverage={"group_lines": 0.37, "reference_lines": 0.91, "group_customers": 0.914, "reference_customers": 0.997},
     summary="Customers with age_band = 65+ received discounts 0.64 times as often as all other customers.",
 )
 INCIDENCE_65_GROCERY = finding(
@@ -180,7 +180,7 @@ GAP_65 = finding(
     attribute="age_band", group="65+", reference="all others", estimate=1.014, ci_low=1.013, ci_high=1.015,
     p_value=1e-10, q_value=1e-9, n_customers_group=3138, n_customers_reference=15005, severity="medium",
     status="new", outcome="flagged", list_estimate=1.001, list_ci_low=0.998, list_ci_high=1.004,
-    coverage={"group_lines": 0.91, "reference_lines": 0.37, "group_customers": 0.997, "reference_customers": 0.914},
+    coverage={"group_lines": 0.37, "reference_lines": 0.91, "group_customers": 0.914, "reference_customers": 0.997},
     summary="Customers with age_band = 65+ paid 1.4% more than all other customers.",
 )
 GAP_F = finding(
@@ -192,7 +192,7 @@ GAP_F = finding(
 )
 CLEAR_X = finding(
     group="X", reference="all others", estimate=1.003, ci_low=0.99, ci_high=1.016, outcome="clear",
-    coverage={"group_lines": 0.93, "reference_lines": 0.133, "group_customers": 0.99, "reference_customers": 0.70},
+    coverage={"group_lines": 0.133, "reference_lines": 0.93, "group_customers": 0.70, "reference_customers": 0.99},
     summary="Customers with gender = X paid 0.3% more, within what chance alone would produce.",
 )
 TOO_FEW = finding(

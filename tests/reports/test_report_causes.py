@@ -173,10 +173,10 @@ def test_coverage_in_the_drill_down_and_the_table(causes_doc: tuple, sample: Sim
     _, doc = causes_doc
     lead = doc.by_id("cause-1").classed("drill")[0]
     facts = {words(dt): words(dd) for dt, dd in zip(lead.iter("dt"), lead.iter("dd"), strict=True)}
-    assert facts["Lines compared"] == "group 91.0%, reference 37.0%"
-    assert facts["Customers compared"] == "group 99.7%, reference 91.4%"
+    assert facts["Lines compared"] == "group 37.0%, reference 91.0%"
+    assert facts["Customers compared"] == "group 91.4%, reference 99.7%"
     assert words(lead.classed("low-coverage-note")[0]) == (
-        "Low coverage: only 37.0% of the reference's lines had a comparable line of the other side in their cell. "
+        "Low coverage: only 37.0% of the group's lines had a comparable line of the other side in their cell. "
         "Most lines had no comparable line of the other side, so the comparison rests on a minority of them.")
     good = doc.by_id("cause-2").classed("drill")[0]
     assert good.classed("low-coverage-note") == [] and "group 77.2%, reference 75.2%" in words(good)
@@ -184,16 +184,17 @@ def test_coverage_in_the_drill_down_and_the_table(causes_doc: tuple, sample: Sim
     def row(finding: object) -> object:
         return doc.by_id(f"f-{finding.id}")
 
-    assert words(row(sample.GAP_65).iter("td")[8]) == "91.0% / 37.0% low coverage"
+    assert words(row(sample.GAP_65).iter("td")[8]) == "37.0% / 91.0% low coverage"
     assert words(row(sample.GAP_F).iter("td")[8]) == "77.2% / 75.2%"
-    assert words(row(sample.CLEAR_X).iter("td")[8]) == "93.0% / 13.3% low coverage"
+    assert words(row(sample.CLEAR_X).iter("td")[8]) == "13.3% / 93.0% low coverage"
     assert words(row(sample.LIST_DISPERSION).iter("td")[8]) == ""
     coverage = {f.id: row(f).attrs["data-coverage"] for f in (sample.GAP_65, sample.GAP_F, sample.LIST_DISPERSION)}
     assert coverage == {sample.GAP_65.id: "low", sample.GAP_F.id: "half or more", sample.LIST_DISPERSION.id: ""}
     lede = words(doc.by_id("findings").classed("lede")[0])
-    # low: incidence 65+ and gap 65+ (reference 37%), gap X (reference 13.3%); grocery's 62% is not
-    assert ("low coverage marks under half on either side: most lines had no comparable line of the other side "
-            "(3 findings)") in lede
+    # low: incidence 65+ and gap 65+ (group 37%), gap X (group 13.3%); grocery's 62% (reference, against all
+    # others) is not
+    assert ("low coverage marks under half of the group's lines (against a fixed reference group, of either "
+            "side's): most lines had no comparable line of the other side (3 findings)") in lede
 
 
 def test_price_gaps_grouped_by_the_echo_rule_show_list_prices(causes_doc: tuple, sample: SimpleNamespace) -> None:
@@ -307,7 +308,7 @@ def test_methodology_states_the_grouping_rules(causes_doc: tuple) -> None:
     _, doc = causes_doc
     rules = doc.by_id("grouping-rules-list")
     assert [words(dt) for dt in rules.iter("dt")] == [
-        "R1 segments", "R2 intersection", "R3 paid-price echo", "R4 dispersion side", "No rule"]
+        "R1 segments", "R2 intersection", "R3 paid-price echo", "R4 dispersion side", "R5 ordered bands", "No rule"]
     text = words(rules)
     for short in GROUPING_RULES.values():
         assert short in text
