@@ -2,6 +2,12 @@
 
 Exit codes: 0 success; 1 flagged findings with --fail-on-findings; 2 bad input or config (one line on
 stderr, no traceback); 3 a data-quality stop.
+
+A command checks its options, its config and what they name (files, columns, the output folder) before
+anything slow, and reports a mistake on one line naming the flag or key. Runs are Prefect flow runs when
+PREFECT_API_URL names a Prefect server (recorded there with their tasks, logs and artifact); without one
+the command runs the same flow code in this process (flows/pipeline.py) and never imports Prefect
+(docs/orchestration.md). Heavy modules are imported where they are used: the first line comes within a second.
 """
 
 from __future__ import annotations
@@ -10,36 +16,50 @@ import atexit
 import datetime as dt
 import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+import traceback
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
+from typer._click.exceptions import ClickException, NoArgsIsHelpError  # typer vendors click: its exceptions live here
 
 from audits.errors import ConfigError, PriceParityError, one_line
+from flows.processes import quiet_process_exit
+from flows.progress import to_terminal
 
 if TYPE_CHECKING:
+    from audits.config import Config
+    from flows.stages import Asked
     from flows.dask_contrast import ScaleOut
+    from flows.pipeline import Thresholds
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="PriceParity: pricing fairness auditor.")
 
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="The TOML config file.")]
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's and Dask's own logs.")]
 ExecutorOption = Annotated[Literal["local", "dask"], typer.Option(
-    "--executor", help="Where the disparity checks' per-customer sums run: this process, or Prefect tasks on Dask.")]
+    "--executor", help="Where the disparity checks' per-customer sums run: this process, or tasks on Dask.")]
 DaskAddressOption = Annotated[str | None, typer.Option(
     "--dask-address", help="Scheduler of an existing Dask cluster (tcp://host:8786); default: a local cluster.")]
 DaskWorkersOption = Annotated[int, typer.Option("--dask-workers", min=1, help="Workers of the local Dask cluster.")]
 PartitionsOption = Annotated[int | None, typer.Option(
-    "--partitions", min=1, help="Customer partitions, one Prefect task each (default: one per Dask worker).")]
+    "--partitions", min=1, help="Customer partitions, one Dask task each (default: one per Dask worker).")]
 ScratchOption = Annotated[Path | None, typer.Option(
     "--scratch-dir", help="Folder for the run's Parquet files; on a real cluster, storage all workers can read.")]
-DayFormats = ["%Y-%m-%d"]
 
 BAD_PAIR = "{option} {value!r}: expected {form}, e.g. {example}"
 ADDRESS_WITHOUT_DASK = "--dask-address {address!r} needs --executor dask"
+NOT_A_DAY = "{option} {value}: not a date (YYYY-MM-DD)"
+REVERSED = "--from {start} is after --to {end}; swap them"
+NOT_A_COLUMN_NAME = "{option} {value!r}: not a column name; use lower-case letters, digits and _"
+CONFIG_NOT_FOUND = "{path}: config file not found; pass --config with the path of your TOML file"
+BAD_THRESHOLD = "--threshold {name}: {problem}; known thresholds are {known}"
+USAGE = "{message} (see `{help}`)"
+# Who asked for a column, named in the error when the warehouse lacks it (flows.pipeline.asked_columns)
+FLAGS = {"attributes": "--attribute {column}", "segment_by": "--segment-by {column}", "filters": "--filter {column}"}
 
 
 @contextmanager
@@ -48,31 +68,61 @@ def _user_errors() -> Iterator[None]:
     try:
         yield
     except PriceParityError as err:
-        typer.echo(f"error: {one_line(err)}", err=True)
+        _error_line(one_line(err))
         raise typer.Exit(err.exit_code) from None
 
 
-def _prefect_defaults() -> None:
+def _error_line(message: str) -> None:
+    from flows.progress import printable
+
+    typer.echo(f"error: {printable(message)}", err=True)
+
+
+def _prefect_server() -> str | None:
+    """The Prefect API runs are recorded in, if any: PREFECT_API_URL from the environment."""
+    return os.environ.get("PREFECT_API_URL") or None
+
+
+def _quiet(verbose: bool) -> None:
+    # Prefect and Dask log failures with tracebacks, and Prefect's workers warn at exit while they flush; the
+    # CLI reports errors itself in one line. Only Prefect's terminal handlers are quieted: a flow run's logs
+    # still reach its server.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    # The first ephemeral server on a new machine creates and migrates its database, which can take
-    # longer than Prefect's default 20 s wait (seen: `make demo` timing out on a fresh machine).
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
-
-
-def _quiet_prefect(verbose: bool) -> None:
-    # Prefect and Dask log failures with tracebacks; the CLI reports them itself in one line.
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "CRITICAL")
-    _prefect_defaults()
     if not verbose:
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_DEBUG_LEVEL", "CRITICAL")
         os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "critical")
 
 
-def _check_config(path: Path):
+def _config(path: Path, **on_demand) -> Config:
+    """The config file, checked (and, for an on-demand run, with its attributes, segments and thresholds)."""
+    if not path.exists():
+        raise ConfigError(CONFIG_NOT_FOUND.format(path=path))
+    if on_demand:
+        from flows.pipeline import on_demand_config
+
+        return on_demand_config(path, **on_demand)
     from audits.config import load_config
 
-    if not path.exists():
-        raise ConfigError(f"{path}: config file not found; pass --config with the path of your TOML file")
     return load_config(path)
+
+
+def _day(option: str, value: str | None) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return dt.datetime.strptime(value, "%Y-%m-%d").date()
+    except ValueError:
+        raise ConfigError(NOT_A_DAY.format(option=option, value=value)) from None
+
+
+def _column_names(option: str, names: list[str] | None) -> list[str] | None:
+    from audits.config import IDENTIFIER
+
+    for name in names or []:
+        if not IDENTIFIER.match(name):
+            raise ConfigError(NOT_A_COLUMN_NAME.format(option=option, value=name))
+    return names or None
 
 
 def _pairs(items: list[str] | None, *, option: str, form: str, example: str) -> dict[str, str]:
@@ -86,6 +136,19 @@ def _pairs(items: list[str] | None, *, option: str, form: str, example: str) -> 
     return pairs
 
 
+def _thresholds(items: list[str] | None) -> Thresholds:
+    from pydantic import ValidationError
+
+    from flows.pipeline import Thresholds
+
+    try:
+        return Thresholds(**_pairs(items, option="--threshold", form="NAME=VALUE", example="--threshold fdr=0.01"))
+    except ValidationError as err:
+        problem = err.errors()[0]
+        raise ConfigError(BAD_THRESHOLD.format(name=".".join(map(str, problem["loc"])), problem=problem["msg"],
+                                               known=", ".join(Thresholds.model_fields))) from None
+
+
 def _scale_out(executor: Literal["local", "dask"], dask_address: str | None, dask_workers: int, partitions: int | None,
                scratch_dir: Path | None) -> ScaleOut:
     from flows.dask_contrast import ScaleOut
@@ -94,6 +157,23 @@ def _scale_out(executor: Literal["local", "dask"], dask_address: str | None, das
         raise ConfigError(ADDRESS_WITHOUT_DASK.format(address=dask_address))
     return ScaleOut(executor=executor, dask_address=dask_address, dask_workers=dask_workers, partitions=partitions,
                     scratch_dir=str(scratch_dir.resolve()) if scratch_dir else None)
+
+
+def _ready(config: Config, *, ingest_first: bool, asked: Sequence[Asked] = ()) -> None:
+    """Before anything slow: the source files exist (when ingesting) and the warehouse has the columns asked
+    for. With an ingest first, a column may arrive with the new rows: it is checked again after it."""
+    from flows import stages
+
+    if ingest_first:
+        stages.check_source_files(config)
+    error = stages.unknown_column(config, asked)
+    if error is not None and not ingest_first:
+        raise error
+
+
+def _recorded_at() -> str:
+    server = _prefect_server()
+    return f"; recorded as a Prefect flow run at {server}" if server else ""
 
 
 @app.command()
@@ -122,32 +202,20 @@ def demo(
     verbose: VerboseOption = False,
 ) -> None:
     """Build a sample market, run the nightly flow on it once, and print the report's path."""
-    _quiet_prefect(verbose)
-    from audits.sample import MarketSpec, write_sample_market
-
+    _quiet(verbose)
     with _user_errors():
         scale_out = _scale_out(executor, dask_address, dask_workers, partitions, scratch_dir)
         out.mkdir(parents=True, exist_ok=True)
         config_path = out / "priceparity.toml"
         config_path.write_text(resources.files("flows").joinpath("demo.toml").read_text(encoding="utf-8"))
         typer.echo(f"writing a sample market to {out / 'landing'} ...")
-        write_sample_market(out / "landing", spec=MarketSpec())
-        _check_config(config_path)
-        from flows.nightly import nightly_audit
+        from audits.sample import MarketSpec, write_sample_market
 
-        _validation_meanwhile()
-        reports = nightly_audit(config_path=str(config_path), scale_out=scale_out)
+        write_sample_market(out / "landing", spec=MarketSpec())
+        _config(config_path)
+        reports = _nightly(config_path=str(config_path), scale_out=scale_out)
     typer.echo(f"what was planted: {out / 'landing' / 'PLANTED.md'}")
     _echo_reports(reports)
-
-
-def _validation_meanwhile() -> None:
-    """Before a flow that ingests: import Great Expectations on a thread while Prefect starts its temporary
-    server (about 5 s, spent waiting on another process), so that validating new rows does not wait for the
-    import (about 1.5 s). Wasted, on another core, when there is nothing new to validate."""
-    from audits.ingest import import_great_expectations_meanwhile
-
-    import_great_expectations_meanwhile()
 
 
 def _echo_reports(reports: dict[str, str]) -> None:
@@ -159,22 +227,20 @@ def _echo_reports(reports: dict[str, str]) -> None:
 @app.command("ingest")
 def ingest_command(config: ConfigOption, verbose: VerboseOption = False) -> None:
     """Load every configured source into the warehouse (incremental, idempotent)."""
-    _quiet_prefect(verbose)
+    _quiet(verbose)
     with _user_errors():
-        cfg = _check_config(config)
-        from audits.ingest import ingest_all
-        from audits.warehouse import open_warehouse
+        cfg = _config(config)
+        from flows import stages
 
-        with open_warehouse(cfg.warehouse_path, memory_limit=cfg.memory_limit, threads=cfg.threads,
-                            lock_timeout_seconds=cfg.lock_timeout_seconds) as con:
-            ingest_all(con, cfg, progress=typer.echo)
+        stages.check_source_files(cfg)
+        stages.ingest(cfg)
 
 
 @app.command("audit")
 def audit_command(
     config: ConfigOption,
-    start: Annotated[dt.datetime | None, typer.Option("--from", formats=DayFormats, help="First day audited.")] = None,
-    end: Annotated[dt.datetime | None, typer.Option("--to", formats=DayFormats, help="Last day audited.")] = None,
+    start: Annotated[str | None, typer.Option("--from", metavar="YYYY-MM-DD", help="First day audited.")] = None,
+    end: Annotated[str | None, typer.Option("--to", metavar="YYYY-MM-DD", help="Last day audited.")] = None,
     out: Annotated[Path | None, typer.Option(help="Folder for report.html and findings.json.")] = None,
     attributes: Annotated[list[str] | None, typer.Option("--attribute", help="Audit only these attributes.")] = None,
     segment_by: Annotated[list[str] | None, typer.Option("--segment-by", help="Findings per value of these columns.")] = None,
@@ -190,31 +256,42 @@ def audit_command(
     verbose: VerboseOption = False,
 ) -> None:
     """Audit a period on demand and write DIR/report.html and DIR/findings.json."""
-    _quiet_prefect(verbose)
+    _quiet(verbose)
     with _user_errors():
-        cfg = _check_config(config)
-        if start and end and start > end:
-            raise ConfigError(f"--from {start:%Y-%m-%d} is after --to {end:%Y-%m-%d}; swap them")
+        period_start, period_end = _day("--from", start), _day("--to", end)
+        if period_start and period_end and period_start > period_end:
+            raise ConfigError(REVERSED.format(start=period_start, end=period_end))
+        attributes = _column_names("--attribute", attributes)
+        segment_by = _column_names("--segment-by", segment_by)
         parsed_filters = _pairs(filters, option="--filter", form="COLUMN=VALUE", example="--filter category=grocery")
+        _column_names("--filter", list(parsed_filters))
         scale_out = _scale_out(executor, dask_address, dask_workers, partitions, scratch_dir)
-        from pydantic import ValidationError
+        limits = _thresholds(thresholds)
+        cfg = _config(config, attributes=attributes, segment_by=segment_by, thresholds=limits)
+        ingest_first = ingest_first and bool(cfg.sources)
+        if out is not None:
+            from flows.publication import check_publishable
 
-        from flows.on_demand import Thresholds, on_demand_audit
+            check_publishable(out)
+        from flows.pipeline import asked_columns
 
-        try:
-            limits = Thresholds(**_pairs(thresholds, option="--threshold", form="NAME=VALUE",
-                                       example="--threshold fdr=0.01"))
-        except ValidationError as err:
-            problem = err.errors()[0]
-            raise ConfigError(f"--threshold {'.'.join(map(str, problem['loc']))}: {problem['msg']}; "
-                              f"known thresholds are {', '.join(Thresholds.model_fields)}") from None
-        if ingest_first and cfg.sources:
-            _validation_meanwhile()
-        report = on_demand_audit(
-            config_path=str(config), period_start=start.date() if start else None,
-            period_end=end.date() if end else None, attributes=attributes or None, segment_by=segment_by or None,
-            filters=parsed_filters or None, thresholds=limits, ingest_first=ingest_first and bool(cfg.sources),
+        _ready(cfg, ingest_first=ingest_first, asked=asked_columns(
+            cfg, attributes=attributes, segment_by=segment_by, filters=parsed_filters, askers=FLAGS))
+        typer.echo(f"on-demand audit with {config}: {_period(period_start, period_end, cfg.window_days)}, "
+                   f"attributes {', '.join(cfg.attributes) or '(none)'}"
+                   f"{'; new source data first' if ingest_first else ''}{_recorded_at()}")
+        parameters = dict(
+            config_path=str(config), period_start=period_start, period_end=period_end, attributes=attributes,
+            segment_by=segment_by, filters=parsed_filters or None, thresholds=limits, ingest_first=ingest_first,
             out_dir=str(out) if out else None, scale_out=scale_out)
+        if _prefect_server():
+            from flows.on_demand import on_demand_audit
+
+            report = on_demand_audit(**parameters)
+        else:
+            from flows.pipeline import DIRECT, on_demand
+
+            report = on_demand(**parameters, run=DIRECT, askers=FLAGS)
     from audits.findings import AuditResult
 
     result = AuditResult.read(Path(report).parent / "findings.json")
@@ -226,11 +303,19 @@ def audit_command(
         raise typer.Exit(1)
 
 
+def _period(start: dt.date | None, end: dt.date | None, window_days: int) -> str:
+    if start and end:
+        return f"{start} to {end}"
+    if start:
+        return f"{start} to the newest data"
+    return f"the {window_days} days up to {end or 'the newest data'}"
+
+
 @app.command()
 def nightly(
     config: ConfigOption,
-    as_of: Annotated[dt.datetime | None, typer.Option("--as-of", formats=DayFormats,
-                                                      help="Last day audited (default: the newest data).")] = None,
+    as_of: Annotated[str | None, typer.Option("--as-of", metavar="YYYY-MM-DD",
+                                              help="Last day audited (default: the newest data).")] = None,
     window_days: Annotated[int | None, typer.Option(min=1, help="Rolling window (default: audit.window_days).")] = None,
     month_to_date: Annotated[bool, typer.Option(help="Also audit the month to date.")] = True,
     executor: ExecutorOption = "local",
@@ -241,21 +326,41 @@ def nightly(
     verbose: VerboseOption = False,
 ) -> None:
     """Run the nightly flow once now: ingest, audit the rolling window and the month to date, publish."""
-    _quiet_prefect(verbose)
+    _quiet(verbose)
     with _user_errors():
-        _check_config(config)
+        day = _day("--as-of", as_of)
         scale_out = _scale_out(executor, dask_address, dask_workers, partitions, scratch_dir)
+        cfg = _config(config)
+        from flows.pipeline import asked_columns
+
+        _ready(cfg, ingest_first=True, asked=asked_columns(cfg, attributes=None, segment_by=None, filters=None))
+        typer.echo(f"nightly audit with {config}: new source data, then the {window_days or cfg.window_days} days "
+                   f"up to {day or 'the newest data'}{' and the month to date' if month_to_date else ''}"
+                   f"{_recorded_at()}")
+        reports = _nightly(config_path=str(config), as_of=day, window_days=window_days, month_to_date=month_to_date,
+                           scale_out=scale_out)
+    _echo_reports(reports)
+
+
+def _nightly(**parameters) -> dict[str, str]:
+    """The nightly flow: a Prefect flow run with a Prefect server, else its body run here."""
+    if _prefect_server():
         from flows.nightly import nightly_audit
 
-        _validation_meanwhile()
-        reports = nightly_audit(config_path=str(config), as_of=as_of.date() if as_of else None,
-                                window_days=window_days, month_to_date=month_to_date, scale_out=scale_out)
-    _echo_reports(reports)
+        return nightly_audit(**parameters)
+    from flows.pipeline import DIRECT, nightly as nightly_body
+
+    return nightly_body(**parameters, run=DIRECT)
 
 
 @app.command()
 def serve(
     config: ConfigOption,
+    ui: Annotated[bool, typer.Option(
+        "--ui", help="Start a Prefect server with its UI for the deployments (what serve does when "
+                     "PREFECT_API_URL is not set).")] = False,
+    host: Annotated[str, typer.Option(help="Address the Prefect server started by serve listens on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port of the Prefect server started by serve.")] = 4200,
     executor: ExecutorOption = "local",
     dask_address: DaskAddressOption = None,
     dask_workers: DaskWorkersOption = 2,
@@ -263,37 +368,51 @@ def serve(
     scratch_dir: ScratchOption = None,
 ) -> None:
     """Serve both flows as Prefect deployments: nightly on the configured cron, on-demand from the UI."""
-    _prefect_defaults()
-    with _user_errors():
-        cfg = _check_config(config)
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    with _user_errors(), ExitStack() as stack:
+        cfg = _config(config)
         scale_out = _scale_out(executor, dask_address, dask_workers, partitions, scratch_dir)
+        api_url = _prefect_server()
+        if ui or api_url is None:
+            from flows.prefect_server import prefect_server
+
+            typer.echo(f"starting a Prefect server with its UI at http://{host}:{port} ...")
+            api_url = stack.enter_context(prefect_server(host=host, port=port)).api_url
+            os.environ["PREFECT_API_URL"] = api_url  # before Prefect is imported: its settings read it
         from flows.deployments import serve_deployments
 
-        serve_deployments(cfg, config_path=config.resolve(), scale_out=scale_out)
-
-
-def _silence_interpreter_shutdown() -> None:
-    """Send what the interpreter prints while it shuts down to /dev/null.
-
-    duckdb's nanobind bindings report objects still alive at interpreter exit ("nanobind: leaked 27
-    instances!"), dozens of lines after our one-line error. nanobind documents these reports as
-    benign at shutdown; they are not ours to act on. Registered first, this runs after every other
-    atexit handler (Prefect stopping its temporary server), just before the interpreter finalizes.
-    """
-    def redirect() -> None:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 2)
-
-    atexit.register(redirect)
+        serve_deployments(cfg, config_path=config.resolve(), api_url=api_url, scale_out=scale_out)
 
 
 def main() -> None:
-    if not {"-v", "--verbose"} & set(sys.argv[1:]):
-        _silence_interpreter_shutdown()
-    app()
+    quiet_process_exit()  # first: runs after every other exit handler
+    to_terminal()
+    try:
+        code = app(standalone_mode=False)
+    except NoArgsIsHelpError:  # the help is printed already
+        code = 2
+    except ClickException as err:  # a usage error: one line, as every other error
+        command = err.ctx.command_path.split(" ", 1)[1:] if getattr(err, "ctx", None) else []
+        _error_line(USAGE.format(message=one_line(err.format_message()),
+                                 help=" ".join(["priceparity", *command, "--help"])))
+        code = err.exit_code
+    except typer.Abort:  # Ctrl-C
+        code = 130
+    except Exception:  # a bug of ours: its traceback, then the same exit
+        traceback.print_exc()
+        code = 1
+    _exit_now(code or 0)
+
+
+def _exit_now(code: int) -> None:
+    """Run the exit handlers (Prefect's: its last logs and events to the server), then end the process without
+    finalizing the interpreter: freeing an audit's arrays and unloading numba's and DuckDB's modules costs
+    about 1.4 s after the command's last line, and is where duckdb's nanobind prints its leak report."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    atexit._run_exitfuncs()  # what a normal exit runs; os._exit alone would skip them
+    os._exit(code)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

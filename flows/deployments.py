@@ -1,18 +1,22 @@
-"""Prefect deployments of both flows, served from this process with `serve()`.
+"""Prefect deployments of both flows, served from this process.
 
 `priceparity serve` registers the nightly deployment on `schedule.nightly_cron` in
 `schedule.timezone` and the on-demand one without a schedule, then runs what the scheduler or the
-UI asks for in this process. With PREFECT_API_URL pointing at a server (`prefect server start`) the
-runs and their artifacts show in its UI; without one, Prefect runs an embedded temporary server
-that lives as long as this process (docs/orchestration.md).
+UI asks for (each flow run in a process of its own, started by Prefect's runner). The Prefect server is
+the one PREFECT_API_URL names, or one `serve --ui` starts (flows/prefect_server.py; docs/orchestration.md).
 """
 
 from __future__ import annotations
 
+import asyncio
+import shlex
+import sys
+import warnings
 from pathlib import Path
 
-from prefect import serve
 from prefect.deployments.runner import RunnerDeployment
+from prefect.exceptions import TerminationSignal
+from prefect.runner import Runner
 from prefect.schedules import Cron
 
 from audits.config import Config
@@ -21,8 +25,8 @@ from flows.dask_contrast import ScaleOut
 from flows.nightly import nightly_audit
 from flows.on_demand import on_demand_audit
 
-NIGHTLY = "nightly"
-ON_DEMAND = "on-demand"
+NIGHTLY, NIGHTLY_FLOW = "nightly", "nightly_audit"
+ON_DEMAND, ON_DEMAND_FLOW = "on-demand", "on_demand_audit"
 BAD_SCHEDULE = (
     "{file}: keys 'schedule.nightly_cron' = {cron!r} and 'schedule.timezone' = {timezone!r} do not make a "
     "schedule ({reason}); use five cron fields (e.g. \"0 2 * * *\") and an IANA time zone (e.g. \"Europe/Paris\")"
@@ -52,6 +56,34 @@ def build_deployments(config: Config, *, config_path: Path, scale_out: ScaleOut 
     ]
 
 
-def serve_deployments(config: Config, *, config_path: Path, scale_out: ScaleOut | None = None) -> None:
-    """Register both deployments and run their flow runs in this process until interrupted."""
-    serve(*build_deployments(config, config_path=config_path, scale_out=scale_out))
+def serve_deployments(config: Config, *, config_path: Path, api_url: str, scale_out: ScaleOut | None = None) -> None:
+    """Register both deployments, say how to reach them, and run their flow runs until interrupted (Ctrl-C,
+    SIGTERM), then pause the nightly schedule."""
+    deployments = build_deployments(config, config_path=config_path, scale_out=scale_out)
+    runner = Runner(pause_on_shutdown=True)
+    for deployment in deployments:
+        runner.add_deployment(deployment)
+    print(serving_message(config, api_url=api_url), flush=True)
+    # prefect 3.8's runner calls its async stop without awaiting it on SIGTERM; the shutdown works regardless
+    warnings.filterwarnings("ignore", message="coroutine 'Runner.astop' was never awaited", category=RuntimeWarning)
+    try:
+        asyncio.run(runner.start())
+    except (KeyboardInterrupt, TerminationSignal):  # how a person or a supervisor stops it
+        pass
+
+
+def serving_message(config: Config, *, api_url: str) -> str:
+    """What `serve` prints once its deployments are registered: where the UI is and a command that starts an
+    on-demand run, both working as printed."""
+    prefect = Path(sys.executable).parent / "prefect"
+    command = (f"PREFECT_API_URL={shlex.quote(api_url)} {shlex.quote(str(prefect))} deployment run "
+               f"{ON_DEMAND_FLOW}/{ON_DEMAND}")
+    lines = [f"serving {NIGHTLY_FLOW}/{NIGHTLY} (cron {config.nightly_cron!r}, {config.timezone}) and "
+             f"{ON_DEMAND_FLOW}/{ON_DEMAND}"]
+    if api_url.rstrip("/").endswith("/api"):
+        lines.append(f"Prefect UI: {api_url.rstrip('/').removesuffix('/api')}")
+    lines += [f"on-demand audit: {command}",
+              "  (add --param period_start=YYYY-MM-DD --param period_end=YYYY-MM-DD for a period; "
+              "default: the configured window up to the newest data)",
+              "stop with Ctrl-C"]
+    return "\n".join(lines)

@@ -1,44 +1,21 @@
 """The on-demand flow: audit any period, attributes, segments, filters and thresholds.
 
 Every parameter is typed so that the Prefect UI renders a form for it (dates get a date picker,
-thresholds a field each); the CLI's `priceparity audit` calls the same flow.
+thresholds a field each). The body is flows/pipeline.py's `on_demand`, which `priceparity audit` also
+runs directly when no Prefect server is configured.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
-from typing import Any
 
 from prefect import flow
-from pydantic import BaseModel, ConfigDict, Field
 
-from audits.config import load_config
-from audits.errors import ConfigError
+from flows import pipeline
 from flows.dask_contrast import ScaleOut
-from flows.tasks import audit, latest_day, publish, with_source_retries
-
-SCOPE = "on-demand"
-PERIOD_REVERSED = "period_start {start} is after period_end {end}; swap them"
-
-
-class Thresholds(BaseModel):
-    """Thresholds for this run only; an empty field keeps the config's value."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    min_price_gap: float | None = Field(None, gt=0, description="Practical significance for price ratios (0.01 = 1%).")
-    adverse_impact_ratio: float | None = Field(None, gt=0, le=1, description="Discount-rate ratios below this flag.")
-    min_discount_depth: float | None = Field(None, gt=0, description="Practical significance for discount depth.")
-    fdr: float | None = Field(None, gt=0, le=1, description="Benjamini-Hochberg false discovery rate.")
-    min_group_customers: int | None = Field(None, ge=1, description="Smaller groups are suppressed, never shown.")
-    max_discount_pct: float | None = Field(None, gt=0, le=1, description="Deepest discount the policy allows.")
-
-    def overrides(self) -> dict[str, Any]:
-        """Config keys (dotted) for the fields that are set."""
-        section = {"max_discount_pct": "policy"}
-        return {f"{section.get(name, 'thresholds')}.{name}": value
-                for name, value in self.model_dump(exclude_none=True).items()}
+from flows.pipeline import Thresholds
+from flows.processes import quiet_process_exit
+from flows.tasks import PREFECT
 
 
 @flow(name="on_demand_audit")
@@ -72,19 +49,7 @@ def on_demand_audit(
         source_retry_delay_seconds: Wait before the first retry; each further retry waits twice as long.
         scale_out: Where pass 2 of the disparity checks runs (this process or a Dask cluster).
     """
-    overrides: dict[str, Any] = thresholds.overrides()
-    if attributes is not None:
-        overrides["audit.attributes"] = attributes
-    if segment_by is not None:
-        overrides["audit.segment_by"] = segment_by
-    config = load_config(Path(config_path), overrides=overrides)
-    if period_start and period_end and period_start > period_end:
-        raise ConfigError(PERIOD_REVERSED.format(start=period_start, end=period_end))
-    quality = with_source_retries(source_retries, source_retry_delay_seconds)(config) if ingest_first else None
-    end = period_end or latest_day(config)
-    start = period_start or end - dt.timedelta(days=config.window_days - 1)
-    if start > end:
-        raise ConfigError(PERIOD_REVERSED.format(start=start, end=end))
-    result = audit(config, start, end, scope=SCOPE, data_quality=quality, filters=filters, scale_out=scale_out)
-    target = Path(out_dir) if out_dir else config.output_dir / SCOPE / result.run.run_id
-    return str(publish(config, result, target))
+    quiet_process_exit()  # also in a flow-run process that `serve` started
+    return pipeline.on_demand(
+        config_path, period_start, period_end, attributes, segment_by, filters, thresholds, ingest_first, out_dir,
+        source_retries, source_retry_delay_seconds, scale_out, run=PREFECT)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
 import sys
 from collections.abc import Callable
 from importlib import resources
@@ -17,7 +18,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from audits.config import load_config
+from audits.ingest import ingest_all
 from audits.sample import MarketSpec, write_sample_market
+from audits.warehouse import open_warehouse
 
 SMALL_MARKET = MarketSpec(n_customers=1_500, days=45, seed=5)
 PRICEPARITY = Path(sys.executable).parent / "priceparity"
@@ -51,6 +55,31 @@ def workspace(tmp_path, market) -> Callable[..., Path]:
     return make
 
 
+@pytest.fixture(scope="session")
+def filled_warehouse(tmp_path_factory, market) -> Path:
+    """A warehouse holding the shared market, ingested once per session; `filled_workspace` copies it."""
+    path = tmp_path_factory.mktemp("filled") / "priceparity.toml"
+    path.write_text(demo_config(market), encoding="utf-8")
+    config = load_config(path)
+    with open_warehouse(config.warehouse_path) as con:
+        ingest_all(con, config)
+    return config.warehouse_path
+
+
+def filled_copy(folder: Path, market: Path, filled_warehouse: Path) -> Path:
+    """The demo's config over the shared market in `folder`, with a copy of the filled warehouse; its path."""
+    shutil.copyfile(filled_warehouse, folder / "warehouse.duckdb")
+    path = folder / "priceparity.toml"
+    path.write_text(demo_config(market), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def filled_workspace(tmp_path, market, filled_warehouse) -> Path:
+    """The demo's config over the shared market, in this test's folder, with a copy of the filled warehouse."""
+    return filled_copy(tmp_path, market, filled_warehouse)
+
+
 @pytest.fixture
 def bad_market_config(tmp_path) -> Path:
     """20 transactions of which 8 have a zero or negative quantity: far above validation.max_bad_share."""
@@ -66,6 +95,12 @@ def bad_market_config(tmp_path) -> Path:
         '[warehouse]\npath = "warehouse.duckdb"\n[output]\ndir = "reports"\n'
         '[[sources]]\nname = "shop"\nkind = "parquet"\npath = "tx.parquet"\n', encoding="utf-8")
     return path
+
+
+def direct_env(**extra: str) -> dict[str, str]:
+    """The environment of a `priceparity` subprocess with no Prefect server: it runs the flows directly."""
+    env = {name: value for name, value in os.environ.items() if name != "PREFECT_API_URL"}
+    return {**env, **extra}
 
 
 def cli_env(**extra: str) -> dict[str, str]:

@@ -14,9 +14,10 @@ import pytest
 from audits.config import load_config
 from audits.errors import ConfigError, DataQualityError, InputError
 from audits.findings import AuditResult
-from flows import tasks
-from flows.nightly import ARTIFACT_KEY, audit_windows, nightly_audit
-from flows.tasks import is_source_io_error
+from flows import stages
+from flows.nightly import nightly_audit
+from flows.pipeline import NIGHTLY_ARTIFACT as ARTIFACT_KEY, audit_windows
+from flows.stages import is_source_io_error
 from tests.audits.conftest import assert_same_findings
 from tests.flows.conftest import SMALL_MARKET
 
@@ -132,15 +133,15 @@ def test_nightly_twice_loads_nothing_twice_and_marks_findings_persisting(prefect
     assert len(audits) == 1
     config = load_config(config_path)
     for scope, start in (("rolling-30d", end - dt.timedelta(days=29)), ("month-to-date", end.replace(day=1))):
-        alone = tasks.audit.fn(config, start, end, scope=scope)
+        alone = stages.audit(config, start, end, scope=scope)
         together = AuditResult.read(Path(second[scope]).parent / "findings.json")
         assert_same_findings(alone.findings, together.findings)
 
 
 def test_a_data_quality_stop_fails_the_flow_run_with_the_reason(prefect_harness, bad_market_config, monkeypatch):
     calls = []
-    real = tasks.ingest_all
-    monkeypatch.setattr(tasks, "ingest_all", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = stages.ingest_all
+    monkeypatch.setattr(stages, "ingest_all", lambda *a, **k: calls.append(1) or real(*a, **k))
     state = nightly_audit(config_path=str(bad_market_config), source_retry_delay_seconds=0, return_state=True)
     assert state.is_failed()
     assert "DataQualityError" in state.message and "8 of 20 rows" in state.message
@@ -154,7 +155,7 @@ def test_a_data_quality_stop_fails_the_flow_run_with_the_reason(prefect_harness,
 def test_source_io_failures_are_retried_with_backoff(prefect_harness, workspace, monkeypatch):
     config_path = workspace()
     calls = []
-    real = tasks.ingest_all
+    real = stages.ingest_all
 
     def flaky(*args, **kwargs):
         calls.append(1)
@@ -162,9 +163,9 @@ def test_source_io_failures_are_retried_with_backoff(prefect_harness, workspace,
             raise InputError("source 'shop': cannot read") from OSError("stale file handle")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(tasks, "ingest_all", flaky)
+    monkeypatch.setattr(stages, "ingest_all", flaky)
     state = nightly_audit(config_path=str(config_path), month_to_date=False, source_retries=2,
                           source_retry_delay_seconds=0, return_state=True)
     assert state.is_completed(), state.message
     assert len(calls) == 3
-    assert tasks.with_source_retries(3, 2.0).retry_delay_seconds == [2.0, 4.0, 8.0]
+    assert stages.retry_delays(3, 2.0) == [2.0, 4.0, 8.0]

@@ -61,3 +61,21 @@ def test_a_reversed_period_is_a_config_error(prefect_harness, workspace):
     with pytest.raises(ConfigError, match="after period_end"):
         on_demand_audit(config_path=str(workspace()), period_start=dt.date(2026, 9, 10),
                         period_end=dt.date(2026, 9, 1))
+
+
+@pytest.mark.parametrize(("flow_name", "body_name"), [("on_demand", "on_demand"), ("nightly", "nightly")])
+def test_each_flow_declares_exactly_its_bodys_parameters(flow_name, body_name):
+    """The Prefect flows declare their parameters themselves (the UI's form and the deployments read them there)
+    and pass them to their body (flows/pipeline.py), which the CLI also calls without Prefect: the two lists
+    must stay the same, with the same types and defaults."""
+    import importlib
+    import inspect
+
+    from flows import pipeline
+
+    flow = {"on_demand": "on_demand_audit", "nightly": "nightly_audit"}[flow_name]
+    declared = inspect.signature(getattr(importlib.import_module(f"flows.{flow_name}"), flow).fn).parameters
+    body = inspect.signature(getattr(pipeline, body_name)).parameters
+    assert list(declared) == [name for name in body if name not in ("run", "askers")]
+    for name, parameter in declared.items():
+        assert (parameter.annotation, parameter.default) == (body[name].annotation, body[name].default), name

@@ -19,7 +19,6 @@ import pytest
 from audits.config import load_config
 from audits.errors import ConfigError
 from audits.findings import AuditResult, DataQuality
-from audits.ingest import ingest_all
 import numpy as np
 
 from audits.contrasts import add_sums
@@ -29,6 +28,7 @@ from audits.runner import in_process_contrast, run_audit
 from audits.warehouse import open_warehouse
 from flows.dask_contrast import ScaleOut
 from flows.on_demand import on_demand_audit
+from tests.flows.conftest import filled_copy
 
 RELATIVE = 1e-9
 
@@ -62,16 +62,9 @@ def assert_same_findings(a: AuditResult, b: AuditResult) -> None:
 
 
 @pytest.fixture(scope="module")
-def filled_config(market, tmp_path_factory) -> Path:
+def filled_config(market, filled_warehouse, tmp_path_factory) -> Path:
     """A config whose warehouse already holds the shared market."""
-    from tests.flows.conftest import demo_config
-
-    path = tmp_path_factory.mktemp("scale-out") / "priceparity.toml"
-    path.write_text(demo_config(market), encoding="utf-8")
-    config = load_config(path)
-    with open_warehouse(config.warehouse_path) as con:
-        ingest_all(con, config)
-    return path
+    return filled_copy(tmp_path_factory.mktemp("scale-out"), market, filled_warehouse)
 
 
 def test_partitions_add_up_to_one_pass_over_all_customers(filled_config, tmp_path):
@@ -169,6 +162,22 @@ def test_dask_runs_give_the_single_process_findings(prefect_harness, filled_conf
     tasks = sum(name.startswith("contrast_partition_task") for name in names)
     assert tasks % 2 == 0 and 2 * len(disparity_ok) <= tasks <= 4 * len(disparity_ok) + 2
     assert list((tmp_path / "scratch").iterdir()) == []  # the run's Parquet files are gone
+
+
+def test_a_run_without_prefect_uses_plain_dask_and_gives_the_single_process_findings(filled_config, tmp_path):
+    """Outside a Prefect run the partitions are plain Dask futures: no Prefect API is needed (here: none is
+    reachable), and the findings are those of one process."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.pipeline import DIRECT, on_demand
+
+    period = {"period_start": dt.date(2026, 8, 1), "period_end": dt.date(2026, 9, 14)}
+    local = on_demand(str(filled_config), out_dir=str(tmp_path / "local"), run=DIRECT, **period)
+    with temporary_settings({PREFECT_API_URL: "http://127.0.0.1:9/api"}):
+        on_dask = on_demand(str(filled_config), out_dir=str(tmp_path / "dask"), run=DIRECT,
+                            scale_out=ScaleOut(executor="dask", dask_workers=2, partitions=3), **period)
+    assert_same_findings(AuditResult.read(Path(local).parent / "findings.json"),
+                         AuditResult.read(Path(on_dask).parent / "findings.json"))
 
 
 def test_an_unreachable_scheduler_names_the_address(filled_config):

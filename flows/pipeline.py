@@ -1,0 +1,208 @@
+"""The flows' bodies: one code path, run as a Prefect flow run or directly in the CLI's process.
+
+`on_demand` and `nightly` call the stages of flows/stages.py in order through a StageRunner. PREFECT
+(flows/tasks.py) runs each stage as a Prefect task inside the flow runs of flows/on_demand.py and
+flows/nightly.py, so the Prefect server records the run, its tasks, logs and artifact; that is what
+`serve` and the CLI with PREFECT_API_URL set do. DIRECT calls the same stage functions in this process
+and records nothing: the CLI without a Prefect server (docs/orchestration.md). Nothing here imports Prefect.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from audits.config import Config, load_config
+from audits.errors import ConfigError, DataQualityError, one_line
+from audits.findings import AuditResult
+from flows import stages
+from flows.progress import say
+from flows.dask_contrast import ScaleOut
+
+T = TypeVar("T")
+ON_DEMAND_SCOPE = "on-demand"
+MONTH_TO_DATE = "month-to-date"
+NIGHTLY_ARTIFACT = "nightly-audit"
+ON_DEMAND_ARTIFACT = "on-demand-audit"
+PERIOD_REVERSED = "period_start {start} is after period_end {end}; swap them"
+# Who asked for a column, named in the error when the warehouse lacks it: the on-demand flow's parameters
+# (the UI's form); the CLI names its flags instead.
+FLOW_PARAMETERS = {"attributes": "parameter 'attributes'", "segment_by": "parameter 'segment_by'",
+                   "filters": "parameter 'filters'"}
+
+
+class StageRunner(Protocol):
+    """Runs one stage of flows/stages.py, retrying it on source I/O when asked; keeps a markdown artifact."""
+
+    def __call__(self, stage: Callable[..., T], /, *args: Any, retries: int = 0, retry_delay_seconds: float = 0.0,
+                 **kwargs: Any) -> T: ...
+
+    def artifact(self, *, key: str, description: str, markdown: str) -> None: ...
+
+
+class DirectRunner:
+    """Calls each stage in this process, retrying source I/O as the Prefect task does; records nothing."""
+
+    def __call__(self, stage: Callable[..., T], /, *args: Any, retries: int = 0, retry_delay_seconds: float = 0.0,
+                 **kwargs: Any) -> T:
+        stages.pause_point(stage.__name__)
+        for delay in [*stages.retry_delays(retries, retry_delay_seconds), None]:
+            try:
+                return stage(*args, **kwargs)
+            except Exception as err:
+                if delay is None or not stages.is_source_io_error(err):
+                    raise
+                say(f"{stage.__name__}: {one_line(err, limit=300)}; retrying in {delay:g} s")
+                time.sleep(delay)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def artifact(self, *, key: str, description: str, markdown: str) -> None:
+        """Without a Prefect server there is nothing to keep it in; the terminal has had the same lines."""
+
+
+DIRECT = DirectRunner()
+
+
+class Thresholds(BaseModel):
+    """Thresholds for this run only; an empty field keeps the config's value."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    min_price_gap: float | None = Field(None, gt=0, description="Practical significance for price ratios (0.01 = 1%).")
+    adverse_impact_ratio: float | None = Field(None, gt=0, le=1, description="Discount-rate ratios below this flag.")
+    min_discount_depth: float | None = Field(None, gt=0, description="Practical significance for discount depth.")
+    fdr: float | None = Field(None, gt=0, le=1, description="Benjamini-Hochberg false discovery rate.")
+    min_group_customers: int | None = Field(None, ge=1, description="Smaller groups are suppressed, never shown.")
+    max_discount_pct: float | None = Field(None, gt=0, le=1, description="Deepest discount the policy allows.")
+
+    def overrides(self) -> dict[str, Any]:
+        """Config keys (dotted) for the fields that are set."""
+        section = {"max_discount_pct": "policy"}
+        return {f"{section.get(name, 'thresholds')}.{name}": value
+                for name, value in self.model_dump(exclude_none=True).items()}
+
+
+def on_demand_config(config_path: str | Path, *, attributes: list[str] | None, segment_by: list[str] | None,
+                     thresholds: Thresholds) -> Config:
+    """The config as an on-demand run sees it: the file, with this run's attributes, segments and thresholds."""
+    overrides: dict[str, Any] = thresholds.overrides()
+    if attributes is not None:
+        overrides["audit.attributes"] = attributes
+    if segment_by is not None:
+        overrides["audit.segment_by"] = segment_by
+    return load_config(Path(config_path), overrides=overrides)
+
+
+def asked_columns(config: Config, *, attributes: list[str] | None, segment_by: list[str] | None,
+                  filters: Mapping[str, str] | None, askers: Mapping[str, str] = FLOW_PARAMETERS) -> list[stages.Asked]:
+    """Every column the audit will read, with who asked for it: this run's parameters, named by `askers`
+    ({column} in an asker is replaced by the column), or the config's keys."""
+    asked = []
+    for name, given, key, used in (("attributes", attributes, "audit.attributes", config.attributes),
+                                   ("segment_by", segment_by, "audit.segment_by", config.segment_by)):
+        asked += [stages.Asked(c, by=askers[name].format(column=c)) if given is not None else stages.Asked(c, key=key)
+                  for c in used]
+    asked += [stages.Asked(c, key="audit.intersections") for combo in config.intersections for c in combo]
+    asked += [stages.Asked(c, key="audit.controls") for c in config.controls]
+    asked += [stages.Asked(c, by=askers["filters"].format(column=c)) for c in filters or {}]
+    return asked
+
+
+def on_demand(
+    config_path: str,
+    period_start: dt.date | None = None,
+    period_end: dt.date | None = None,
+    attributes: list[str] | None = None,
+    segment_by: list[str] | None = None,
+    filters: dict[str, str] | None = None,
+    thresholds: Thresholds = Thresholds(),
+    ingest_first: bool = False,
+    out_dir: str | None = None,
+    source_retries: int = 3,
+    source_retry_delay_seconds: float = 10.0,
+    scale_out: ScaleOut = ScaleOut(),
+    *,
+    run: StageRunner,
+    askers: Mapping[str, str] = FLOW_PARAMETERS,
+) -> str:
+    """The on-demand flow's body (its parameters: flows/on_demand.py); returns the report's path."""
+    config = on_demand_config(config_path, attributes=attributes, segment_by=segment_by, thresholds=thresholds)
+    if period_start and period_end and period_start > period_end:
+        raise ConfigError(PERIOD_REVERSED.format(start=period_start, end=period_end))
+    quality = run(stages.ingest, config, retries=source_retries,
+                  retry_delay_seconds=source_retry_delay_seconds) if ingest_first else None
+    error = stages.unknown_column(config, asked_columns(config, attributes=attributes, segment_by=segment_by,
+                                                        filters=filters, askers=askers))
+    if error is not None:
+        raise error
+    end = period_end or run(stages.latest_day, config)
+    start = period_start or end - dt.timedelta(days=config.window_days - 1)
+    if start > end:
+        raise ConfigError(PERIOD_REVERSED.format(start=start, end=end))
+    result = run(stages.audit, config, start, end, scope=ON_DEMAND_SCOPE, data_quality=quality, filters=filters,
+                 scale_out=scale_out)
+    target = Path(out_dir) if out_dir else config.output_dir / ON_DEMAND_SCOPE / result.run.run_id
+    report = run(stages.publish, config, result, target)
+    run.artifact(key=ON_DEMAND_ARTIFACT, description="Headline counts of the on-demand audit",
+                 markdown=headline_markdown("On-demand audit", {ON_DEMAND_SCOPE: result}, {ON_DEMAND_SCOPE: report}))
+    return str(report)
+
+
+def audit_windows(end: dt.date, *, window_days: int, month_to_date: bool) -> dict[str, tuple[dt.date, dt.date]]:
+    """Scope name -> (first day, last day): the rolling window ending `end`, and the month to date."""
+    windows = {f"rolling-{window_days}d": (end - dt.timedelta(days=window_days - 1), end)}
+    if month_to_date:
+        windows[MONTH_TO_DATE] = (end.replace(day=1), end)
+    return windows
+
+
+def nightly(
+    config_path: str,
+    as_of: dt.date | None = None,
+    window_days: int | None = None,
+    month_to_date: bool = True,
+    source_retries: int = 3,
+    source_retry_delay_seconds: float = 10.0,
+    scale_out: ScaleOut = ScaleOut(),
+    *,
+    run: StageRunner,
+) -> dict[str, str]:
+    """The nightly flow's body (its parameters: flows/nightly.py); returns each window's report path."""
+    config = load_config(Path(config_path))
+    try:
+        quality = run(stages.ingest, config, retries=source_retries, retry_delay_seconds=source_retry_delay_seconds)
+    except DataQualityError as err:
+        run.artifact(key=NIGHTLY_ARTIFACT, description="The nightly audit stopped on data quality",
+                     markdown=f"# Nightly audit stopped: data quality\n\n{err}\n\nNothing was audited.\n")
+        raise
+    end = as_of or run(stages.latest_day, config)
+    windows = audit_windows(end, window_days=window_days or config.window_days, month_to_date=month_to_date)
+    # The windows' audits in one stage (one warehouse connection), one after another; reports are published
+    # once both are done.
+    results = run(stages.audit_each_window, config, windows, data_quality=quality, scale_out=scale_out)
+    reports = {scope: run(stages.publish, config, result, config.output_dir / scope / result.run.run_id)
+               for scope, result in results.items()}
+    run.artifact(key=NIGHTLY_ARTIFACT, description="Headline counts of the nightly audit",
+                 markdown=headline_markdown("Nightly audit", results, reports))
+    return {scope: str(path) for scope, path in reports.items()}
+
+
+def headline_markdown(title: str, results: Mapping[str, AuditResult], reports: Mapping[str, Path]) -> str:
+    """An artifact's text: per scope, its period, flagged counts by severity and status, and its report."""
+    lines = [f"# {title}", "",
+             "| scope | period | lines | high | medium | low | new | persisting | resolved | quarantined rows | report |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for scope, result in results.items():
+        counts = result.severity_counts()
+        status = {s: sum(f.status == s for f in result.flagged) for s in ("new", "persisting")}
+        resolved = sum(f.status == "resolved" for f in result.findings)
+        lines.append(
+            f"| {scope} | {result.run.period_start} to {result.run.period_end} | {result.run.transactions:,} "
+            f"| {counts['high']} | {counts['medium']} | {counts['low']} | {status['new']} | {status['persisting']} "
+            f"| {resolved} | {result.data_quality.quarantined_rows} | `{reports[scope]}` |")
+    return "\n".join(lines) + "\n"
