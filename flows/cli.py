@@ -380,7 +380,9 @@ def serve(
             api_url = stack.enter_context(prefect_server(host=host, port=port)).api_url
             os.environ["PREFECT_API_URL"] = api_url  # before Prefect is imported: its settings read it
         from flows.deployments import serve_deployments
+        from flows.processes import SERVE_PID_ENV
 
+        os.environ[SERVE_PID_ENV] = str(os.getpid())  # the flow runs it starts end with it (flows/processes.py)
         serve_deployments(cfg, config_path=config.resolve(), api_url=api_url, scale_out=scale_out)
 
 

@@ -14,7 +14,7 @@ from prefect import flow
 
 from flows import pipeline
 from flows.dask_contrast import ScaleOut
-from flows.processes import quiet_process_exit
+from flows.processes import flow_run_process
 from flows.tasks import PREFECT
 
 
@@ -39,6 +39,6 @@ def nightly_audit(
         source_retry_delay_seconds: Wait before the first retry; each further retry waits twice as long.
         scale_out: Where pass 2 of the disparity checks runs (this process or a Dask cluster).
     """
-    quiet_process_exit()  # also in a flow-run process that `serve` started
+    flow_run_process()
     return pipeline.nightly(config_path, as_of, window_days, month_to_date, source_retries,
                             source_retry_delay_seconds, scale_out, run=PREFECT)

@@ -14,7 +14,7 @@ from prefect import flow
 from flows import pipeline
 from flows.dask_contrast import ScaleOut
 from flows.pipeline import Thresholds
-from flows.processes import quiet_process_exit
+from flows.processes import flow_run_process
 from flows.tasks import PREFECT
 
 
@@ -49,7 +49,7 @@ def on_demand_audit(
         source_retry_delay_seconds: Wait before the first retry; each further retry waits twice as long.
         scale_out: Where pass 2 of the disparity checks runs (this process or a Dask cluster).
     """
-    quiet_process_exit()  # also in a flow-run process that `serve` started
+    flow_run_process()
     return pipeline.on_demand(
         config_path, period_start, period_end, attributes, segment_by, filters, thresholds, ingest_first, out_dir,
         source_retries, source_retry_delay_seconds, scale_out, run=PREFECT)

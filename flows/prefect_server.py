@@ -61,7 +61,7 @@ def prefect_server(*, host: str, port: int) -> Iterator[PrefectServer]:
     server = PrefectServer(url=f"http://{host}:{port}", log=prefect_home() / "priceparity-server.log")
     server.log.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PREFECT_API_URL": server.api_url, "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "PREFECT_SERVER_UI_ENABLED": "true"}
+           "PREFECT_SERVER_UI_ENABLED": "true", "PYTHONUNBUFFERED": "1"}  # the log as it happens
     with server.log.open("w", encoding="utf-8") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "prefect", "server", "start", "--host", host, "--port", str(port)],

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from audits.errors import ConfigError
+from flows.processes import is_alive
 
 RUN_FILES = ("findings.json", "report.html")
 NOT_A_REPORT_FOLDER = (
@@ -95,18 +96,8 @@ def _remove_abandoned(target: Path) -> None:
     prefix = _STAGING.format(name=target.name)
     for sibling in target.parent.glob(f"{prefix}*"):
         pid = sibling.name.removeprefix(prefix).split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not is_alive(int(pid)):
             shutil.rmtree(sibling, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 def _flush(folder: Path) -> None:
