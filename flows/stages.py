@@ -186,19 +186,18 @@ def audit_each_window(
     """Run every configured check on each window (scope -> first and last day), one after another
     (audits.runner.run_audits), and compare each with its scope's previous run."""
     scale_out = scale_out or ScaleOut()
-    for scope, (start, end) in windows.items():
-        say(f"audit {scope} {start} to {end} ...")
-    started = time.monotonic()
-    with _heartbeat("audit"), contrast_executor(scale_out, config, run_label="-".join(windows)) as contrast, \
-            _open(config) as con:
+    results = {}
+    with contrast_executor(scale_out, config, run_label="-".join(windows)) as contrast, _open(config) as con:
         quality = data_quality if data_quality is not None else data_quality_summary(con)
-        results = run_audits(con, config, windows, data_quality=quality, filters=filters, contrast=contrast)
-        results = {scope: compare_with_previous(con, result) for scope, result in results.items()}
-    seconds = time.monotonic() - started
-    for scope, result in results.items():
-        start, end = windows[scope]
-        say(f"audit {scope} {start} to {end}: {result.run.transactions:,} lines, {len(result.findings)} tests, "
-            f"{len(result.flagged)} flagged in {seconds:.1f} s")
+        for scope, (start, end) in windows.items():
+            say(f"audit {scope} {start} to {end} ...")
+            started = time.monotonic()
+            with _heartbeat(f"audit {scope}"):
+                result = run_audits(con, config, {scope: (start, end)}, data_quality=quality, filters=filters,
+                                    contrast=contrast)[scope]
+                results[scope] = result = compare_with_previous(con, result)
+            say(f"audit {scope} {start} to {end}: {result.run.transactions:,} lines, {len(result.findings)} tests, "
+                f"{len(result.flagged)} flagged in {time.monotonic() - started:.1f} s")
     return results
 
 
