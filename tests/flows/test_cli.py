@@ -217,7 +217,10 @@ def test_with_a_prefect_server_an_audit_is_a_flow_run_with_its_tasks_and_artifac
             time.sleep(0.5)
         artifacts = client.request("POST", "/artifacts/filter", json={"artifacts": {
             "key": {"any_": ["on-demand-audit"]}, "flow_run_id": {"any_": [run["id"]]}}}).json()
+        logs = client.request("POST", "/logs/filter", json={"logs": {"flow_run_id": {"any_": [run["id"]]}}}).json()
     assert names == ["audit", "latest_day", "publish"]
+    # the progress lines are the run's log too (only Prefect's own terminal output is quieted)
+    assert any(log["message"].startswith("audit on-demand ") and log["message"].endswith(" s") for log in logs)
     [artifact] = artifacts
     assert str(out / "report.html") in artifact["data"]
 
