@@ -1,5 +1,5 @@
 """Publishing a run's folder all or nothing: a reader (or a killed run) never sees one run's findings.json
-beside another run's report.html.
+beside another run's report.html (or breaches.csv).
 
 The run's files are written into a fresh hidden sibling folder (`.NAME.publishing-PID-RANDOM`), flushed to
 disk, and then swapped in with one rename: onto a new name with rename(2), over a previous report's folder
@@ -23,7 +23,7 @@ from pathlib import Path
 from audits.errors import ConfigError
 from flows.processes import is_alive
 
-RUN_FILES = ("findings.json", "report.html")
+RUN_FILES = ("findings.json", "report.html", "breaches.csv")  # what a previous report's folder may hold
 NOT_A_REPORT_FOLDER = (
     "{path}: holds files that are not a report's ({names}); publish into an empty folder or a previous "
     "report's folder (--out, out_dir)"

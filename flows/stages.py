@@ -42,6 +42,7 @@ CONFIG_UNKNOWN_COLUMN = "{file}: " + RUNNER_UNKNOWN_COLUMN  # what the audit its
 WAITING = "{path}: in use by another PriceParity run; waiting up to {seconds:.0f} s ..."
 PAUSE_ENV = "PRICEPARITY_PAUSE_AT"  # test hook: the kill tests SIGKILL the process while it waits there
 HEARTBEAT_SECONDS = 10.0
+BREACHES = "breaches.csv"
 KNOWN_SHOWN = 40  # columns listed in an unknown-column error
 # warehouse columns no check can group, segment, control or filter by (audits.lines.resolve_columns)
 _NOT_AUDITABLE = ("batch_id", "source")
@@ -202,8 +203,8 @@ def audit_each_window(
 
 
 def publish(config: Config, result: AuditResult, out_dir: Path) -> Path:
-    """Publish findings.json and report.html into `out_dir`, all or nothing (flows/publication.py); remember
-    the run; refresh the index of all runs."""
+    """Publish findings.json, report.html and breaches.csv (when a consistency rule is breached) into `out_dir`,
+    all or nothing (flows/publication.py); remember the run; refresh the index of all runs."""
     from reports.render import render_index, render_report
 
     out_dir = Path(out_dir)
@@ -212,6 +213,10 @@ def publish(config: Config, result: AuditResult, out_dir: Path) -> Path:
         result.write(folder / "findings.json")
         pause_point("publish_between_files")
         render_report(result, folder)
+        if result.breaches is not None:  # the consistency rules' breaching lines the findings point to
+            import pyarrow.csv
+
+            pyarrow.csv.write_csv(result.breaches, folder / BREACHES)
 
     try:
         publish_folder(out_dir, write, pause=pause_point)

@@ -191,6 +191,9 @@ def test_without_a_prefect_server_an_audit_runs_here_and_prints_only_its_own_lin
                         rf"{len(result.findings)} tests, {len(result.flagged)} flagged in \d+\.\d s", lines[2])
     assert lines[-1] == f"report: {(out / 'report.html').resolve()}"
     assert (result.run.period_start, result.run.period_end) == ("2026-09-01", "2026-09-14")
+    # the lines the consistency findings point to, published beside them (transaction ids, never customers)
+    header = (out / "breaches.csv").read_text(encoding="utf-8").splitlines()[0]
+    assert header.startswith('"check","rule","transaction_id"') and "customer" not in header
 
 
 def test_with_a_prefect_server_an_audit_is_a_flow_run_with_its_tasks_and_artifact(prefect_harness, filled_workspace,

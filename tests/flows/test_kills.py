@@ -72,7 +72,7 @@ def test_a_kill_during_publication_leaves_one_runs_files(filled_workspace, tmp_p
     first_id = AuditResult.read(out / "findings.json").run.run_id
 
     _kill_at(_audit(filled_workspace, out, PRICEPARITY_PAUSE_AT=point), point)
-    assert sorted(os.listdir(out)) == ["findings.json", "report.html"]
+    assert sorted(os.listdir(out)) == ["breaches.csv", "findings.json", "report.html"]
     run_id = AuditResult.read(out / "findings.json").run.run_id
     assert _run_id_of_report(out) == run_id
     assert (run_id == first_id) is (holds == "first")
