@@ -97,9 +97,16 @@ def bad_market_config(tmp_path) -> Path:
     return path
 
 
+def _own_environment() -> dict[str, str]:
+    """This process's environment without what in-process CLI runs (CliRunner) left in it: the CLI quiets
+    Prefect's and Dask's terminal logging with os.environ.setdefault, which a subprocess would inherit."""
+    left = ("PREFECT_LOGGING_", "DASK_LOGGING__")
+    return {name: value for name, value in os.environ.items() if not name.startswith(left)}
+
+
 def direct_env(**extra: str) -> dict[str, str]:
     """The environment of a `priceparity` subprocess with no Prefect server: it runs the flows directly."""
-    env = {name: value for name, value in os.environ.items() if name != "PREFECT_API_URL"}
+    env = {name: value for name, value in _own_environment().items() if name != "PREFECT_API_URL"}
     return {**env, **extra}
 
 
@@ -107,6 +114,6 @@ def cli_env(**extra: str) -> dict[str, str]:
     """The environment of a `priceparity` subprocess talking to this session's Prefect server."""
     from prefect.settings import PREFECT_API_URL
 
-    env = dict(os.environ)
+    env = _own_environment()
     env.update({"PREFECT_API_URL": str(PREFECT_API_URL.value()), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", **extra})
     return env
