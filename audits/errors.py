@@ -35,3 +35,10 @@ class DataQualityError(PriceParityError):
     """A batch failed validation beyond the configured tolerance; the run stops."""
 
     exit_code = 3
+
+
+class NothingAuditedError(PriceParityError):
+    """The audit could not look: no lines in the period after filters, or no check could be assessed. Its
+    report (amber, not assessed) is written; the run stops as a data-quality stop does, never as a pass."""
+
+    exit_code = 3

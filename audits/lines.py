@@ -24,24 +24,28 @@ UNKNOWN_COLUMN = (
     "known columns are {known}. Fix the config or map the column in the source"
 )
 IDENTIFIER_COLUMN = (
-    "config key '{key}' names column {column!r}, which identifies {what}; a report must never list them: "
+    "{key} names column {column!r}, which identifies {what}; a report must never list them: "
     "audit an attribute that groups customers instead"
 )
 NEAR_UNIQUE = (
-    "config key '{key}' names column {column!r}, which has about one value per customer ({values:,} values for "
+    "{key} names column {column!r}, which has about one value per customer ({values:,} values for "
     "{customers:,} customers): it would single customers out; audit a coarser attribute (or band it with "
     "audit.bands)"
 )
 TOO_MANY_GROUPS = (
-    "config key '{key}' names column {column!r}, which has about {values:,} values, more than audit.max_groups = "
+    "{key} names column {column!r}, which has about {values:,} values, more than audit.max_groups = "
     "{limit}; audit a coarser attribute, band it (audit.bands), or raise audit.max_groups"
 )
+# how a grouping key is named in a refusal: the config key, and the flag that sets it for one run
+ASKED_BY = {"audit.attributes": "config key 'audit.attributes' (or --attribute)",
+            "audit.segment_by": "config key 'audit.segment_by' (or --segment-by)",
+            "audit.intersections": "config key 'audit.intersections'"}
 # columns that identify a customer or a line: never an attribute, intersection part or segment
 IDENTIFYING = {"customer_id": "customers", "transaction_id": "lines (transactions)"}
 # a column with more distinct values than this share of the customers singles them out
 NEAR_UNIQUE_SHARE = 0.5
 # warehouse columns that are bookkeeping, never audited
-_BOOKKEEPING = ("batch_id", "source")
+BOOKKEEPING = ("batch_id", "source")
 # what sql/audit/audit_lines.sql's `lines` selects anyway (every other resolved column is added to it)
 LINE_COLUMNS = frozenset(("transaction_id", "customer_id", "product_id", "day", "currency", "category", "channel",
                           "quantity", "list_price", "unit_price", "discount_amount", "line_total", "discount_code",
@@ -140,7 +144,7 @@ def refuse_identifying_columns(con: duckdb.DuckDBPyConnection, config: Config) -
                        ("audit.segment_by", config.segment_by)):
         for name in names:
             if name in IDENTIFYING:
-                raise ConfigError(IDENTIFIER_COLUMN.format(key=key, column=name, what=IDENTIFYING[name]))
+                raise ConfigError(IDENTIFIER_COLUMN.format(key=ASKED_BY[key], column=name, what=IDENTIFYING[name]))
             grouping.setdefault(name, key)
     if not grouping:
         return
@@ -148,9 +152,9 @@ def refuse_identifying_columns(con: duckdb.DuckDBPyConnection, config: Config) -
     customers, *values = con.execute(f"select approx_count_distinct(customer_id), {counted} from audit_lines").fetchone()
     for (name, key), n in zip(grouping.items(), values, strict=True):
         if n > config.max_groups:
-            raise ConfigError(TOO_MANY_GROUPS.format(key=key, column=name, values=n, limit=config.max_groups))
+            raise ConfigError(TOO_MANY_GROUPS.format(key=ASKED_BY[key], column=name, values=n, limit=config.max_groups))
         if customers >= 2 * config.min_group_customers and n > NEAR_UNIQUE_SHARE * customers:
-            raise ConfigError(NEAR_UNIQUE.format(key=key, column=name, values=n, customers=customers))
+            raise ConfigError(NEAR_UNIQUE.format(key=ASKED_BY[key], column=name, values=n, customers=customers))
 
 
 def resolve_columns(con: duckdb.DuckDBPyConnection, config: Config, filters: Mapping[str, str]) -> dict[str, Fragment]:
@@ -161,11 +165,11 @@ def resolve_columns(con: duckdb.DuckDBPyConnection, config: Config, filters: Map
     def resolve(key: str, column: str) -> Fragment:
         if column in COMPUTED_COLUMNS:
             return Fragment(Ident(column).sql())
-        if column in customer_columns and column not in ("customer_id", *_BOOKKEEPING):
+        if column in customer_columns and column not in ("customer_id", *BOOKKEEPING):
             return Fragment("c." + Ident(column).sql())
-        if column in tx_columns and column not in _BOOKKEEPING:
+        if column in tx_columns and column not in BOOKKEEPING:
             return Fragment("t." + Ident(column).sql())
-        known = sorted((tx_columns | customer_columns | set(COMPUTED_COLUMNS)) - set(_BOOKKEEPING))
+        known = sorted((tx_columns | customer_columns | set(COMPUTED_COLUMNS)) - set(BOOKKEEPING))
         raise ConfigError(UNKNOWN_COLUMN.format(key=key, column=column, known=", ".join(known)))
 
     wanted: dict[str, Fragment] = {}

@@ -161,10 +161,13 @@ def run_audits(
     filters: Mapping[str, str] | None = None,
     run_ids: Mapping[str, str] | None = None,
     contrast: ContrastExecutor = in_process_contrast,
+    period_reasons: Mapping[str, str] | None = None,
 ) -> dict[str, AuditResult]:
-    """Audit each window (scope -> first and last day), one after another, as `run_audit` would."""
+    """Audit each window (scope -> first and last day), one after another, as `run_audit` would;
+    `period_reasons`: why each window's days (scope -> words the report and console repeat)."""
     return {scope: run_audit(con, config, period_start=start, period_end=end, data_quality=data_quality,
-                             scope=scope, filters=filters, run_id=(run_ids or {}).get(scope), contrast=contrast)
+                             scope=scope, filters=filters, run_id=(run_ids or {}).get(scope), contrast=contrast,
+                             period_reason=(period_reasons or {}).get(scope, ""))
             for scope, (start, end) in windows.items()}
 
 

@@ -32,6 +32,7 @@ from flows.progress import to_terminal
 
 if TYPE_CHECKING:
     from audits.config import Config
+    from audits.findings import AuditResult
     from flows.stages import Asked
     from flows.dask_contrast import ScaleOut
     from flows.pipeline import Thresholds
@@ -56,7 +57,7 @@ NOT_A_DAY = "{option} {value}: not a date (YYYY-MM-DD)"
 REVERSED = "--from {start} is after --to {end}; swap them"
 NOT_A_COLUMN_NAME = "{option} {value!r}: not a column name; use lower-case letters, digits and _"
 CONFIG_NOT_FOUND = "{path}: config file not found; pass --config with the path of your TOML file"
-BAD_THRESHOLD = "--threshold {name}: {problem}; known thresholds are {known}"
+BAD_THRESHOLD = "--threshold {problem}; known thresholds are {known}"
 USAGE = "{message} (see `{help}`)"
 # Who asked for a column, named in the error when the warehouse lacks it (flows.pipeline.asked_columns)
 FLAGS = {"attributes": "--attribute {column}", "segment_by": "--segment-by {column}", "filters": "--filter {column}"}
@@ -145,7 +146,9 @@ def _thresholds(items: list[str] | None) -> Thresholds:
         return Thresholds(**_pairs(items, option="--threshold", form="NAME=VALUE", example="--threshold fdr=0.01"))
     except ValidationError as err:
         problem = err.errors()[0]
-        raise ConfigError(BAD_THRESHOLD.format(name=".".join(map(str, problem["loc"])), problem=problem["msg"],
+        where = ".".join(map(str, problem["loc"]))
+        text = problem["msg"].removeprefix("Value error, ")
+        raise ConfigError(BAD_THRESHOLD.format(problem=f"{where}: {text}" if where else text,
                                                known=", ".join(Thresholds.model_fields))) from None
 
 
@@ -178,17 +181,26 @@ def _recorded_at() -> str:
 
 @app.command()
 def sample(
-    out: Annotated[Path, typer.Option(help="Folder for the market's Parquet files.")] = Path("out/sample"),
-    customers: Annotated[int, typer.Option(min=100, help="Number of customers.")] = 20_000,
-    days: Annotated[int, typer.Option(min=7, help="Number of days of transactions.")] = 90,
+    out: Annotated[Path, typer.Option(help="Folder for the market's files.")] = Path("out/sample"),
+    kind: Annotated[Literal["retail", "insurance", "lending"], typer.Option(
+        help="retail: baskets of a shop; insurance: a motor renewal book; lending: a loan book.")] = "retail",
+    customers: Annotated[int | None, typer.Option(
+        min=100, help="Customers (retail), policies (insurance) or loans (lending); default: the kind's.")] = None,
+    days: Annotated[int, typer.Option(min=7, help="retail: number of days of transactions.")] = 90,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same market.")] = 7,
 ) -> None:
-    """Write a synthetic market with planted unfair treatments (see PLANTED.md in the folder)."""
-    from audits.sample import MarketSpec, write_sample_market
-
+    """Write a sample market with planted unfair treatments and known truth (PLANTED.md in the folder)."""
     with _user_errors():
-        path = write_sample_market(out, spec=MarketSpec(n_customers=customers, days=days, seed=seed))
-    typer.echo(f"sample market written to {path} (what was planted: {path / 'PLANTED.md'})")
+        if kind == "retail":
+            from audits.sample import MarketSpec, write_sample_market
+
+            spec = MarketSpec(days=days, seed=seed, **({"n_customers": customers} if customers else {}))
+            path = write_sample_market(out, spec=spec)
+        else:
+            from audits.sample import write_market
+
+            path = write_market(out, kind=kind, seed=seed, size=customers)
+    typer.echo(f"sample {kind} market written to {path} (what was planted: {path / 'PLANTED.md'})")
 
 
 @app.command()
@@ -239,8 +251,10 @@ def ingest_command(config: ConfigOption, verbose: VerboseOption = False) -> None
 @app.command("audit")
 def audit_command(
     config: ConfigOption,
-    start: Annotated[str | None, typer.Option("--from", metavar="YYYY-MM-DD", help="First day audited.")] = None,
-    end: Annotated[str | None, typer.Option("--to", metavar="YYYY-MM-DD", help="Last day audited.")] = None,
+    start: Annotated[str | None, typer.Option(
+        "--from", metavar="YYYY-MM-DD", help="First day audited (default: the first day of data).")] = None,
+    end: Annotated[str | None, typer.Option(
+        "--to", metavar="YYYY-MM-DD", help="Last day audited (default: the newest data).")] = None,
     out: Annotated[Path | None, typer.Option(help="Folder for report.html and findings.json.")] = None,
     attributes: Annotated[list[str] | None, typer.Option("--attribute", help="Audit only these attributes.")] = None,
     segment_by: Annotated[list[str] | None, typer.Option("--segment-by", help="Findings per value of these columns.")] = None,
@@ -277,7 +291,7 @@ def audit_command(
 
         _ready(cfg, ingest_first=ingest_first, asked=asked_columns(
             cfg, attributes=attributes, segment_by=segment_by, filters=parsed_filters, askers=FLAGS))
-        typer.echo(f"on-demand audit with {config}: {_period(period_start, period_end, cfg.window_days)}, "
+        typer.echo(f"on-demand audit with {config}: {_period(period_start, period_end)}, "
                    f"attributes {', '.join(cfg.attributes) or '(none)'}"
                    f"{'; new source data first' if ingest_first else ''}{_recorded_at()}")
         parameters = dict(
@@ -295,20 +309,30 @@ def audit_command(
     from audits.findings import AuditResult
 
     result = AuditResult.read(Path(report).parent / "findings.json")
-    counts = result.severity_counts()
-    typer.echo(f"{counts['high']} high, {counts['medium']} medium, {counts['low']} low; "
-               f"{result.data_quality.quarantined_rows} rows quarantined")
+    typer.echo(_outcome_line(result))
     typer.echo(f"report: {Path(report).resolve()}")
     if fail_on_findings and result.flagged:
         raise typer.Exit(1)
 
 
-def _period(start: dt.date | None, end: dt.date | None, window_days: int) -> str:
+def _period(start: dt.date | None, end: dt.date | None) -> str:
+    """The period as the user asked for it; the audit's own line says which days that was, and why."""
     if start and end:
         return f"{start} to {end}"
     if start:
-        return f"{start} to the newest data"
-    return f"the {window_days} days up to {end or 'the newest data'}"
+        return f"{start} to the newest data (--to)"
+    if end:
+        return f"the first day of data (--from) to {end}"
+    return "all the data in the warehouse (narrow with --from/--to)"
+
+
+def _outcome_line(result: AuditResult) -> str:
+    """What the run concluded, in one line: its verdict, causes and tests by outcome."""
+    counts = result.outcome_counts()
+    causes = sum(c.status != "resolved" for c in result.causes)
+    return (f"{result.verdict.replace('_', ' ')}: {causes} cause{'s' if causes != 1 else ''} "
+            f"({counts['flagged']} flagged tests), {counts['clear']} clear, {counts['suppressed']} suppressed, "
+            f"{counts['not_assessed']} not assessed; {result.data_quality.quarantined_rows} rows quarantined")
 
 
 @app.command()

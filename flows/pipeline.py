@@ -15,11 +15,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from audits.config import Config, load_config
-from audits.errors import ConfigError, DataQualityError, one_line
+from audits.errors import ConfigError, DataQualityError, NothingAuditedError, one_line
 from audits.findings import AuditResult
+from audits.settings import SETTINGS_BY_KEY, threshold_settings
 from flows import stages
 from flows.progress import say
 from flows.dask_contrast import ScaleOut
@@ -30,6 +31,19 @@ MONTH_TO_DATE = "month-to-date"
 NIGHTLY_ARTIFACT = "nightly-audit"
 ON_DEMAND_ARTIFACT = "on-demand-audit"
 PERIOD_REVERSED = "period_start {start} is after period_end {end}; swap them"
+# Why an audit covers the days it does, as the console and the report say. An on-demand audit with no period
+# covers every day in the warehouse: asked a question without a period, a user means all the data they
+# loaded (a policy book of two years audited as its last 30 days answered a question nobody asked).
+PERIOD_ASKED = "the days asked for"
+PERIOD_DEFAULTS = {
+    (True, True): "all the data in the warehouse, {first} to {last}: no period was given (--from/--to)",
+    (True, False): "from the first day of data, {first}: no start was given (--from)",
+    (False, True): "up to the newest data, {last}: no end was given (--to)",
+}
+NIGHTLY_WINDOW = "the last {days} days up to the newest data: audit.window_days (or --window-days)"
+NIGHTLY_MONTH = "the month to date"
+NOTHING_AUDITED = ("nothing to audit in {scope} {start} to {end}{filters}: {why}; the report says 'not "
+                   "assessed': {report}")
 # Who asked for a column, named in the error when the warehouse lacks it: the on-demand flow's parameters
 # (the UI's form); the CLI names its flags instead.
 FLOW_PARAMETERS = {"attributes": "parameter 'attributes'", "segment_by": "parameter 'segment_by'",
@@ -50,7 +64,6 @@ class DirectRunner:
 
     def __call__(self, stage: Callable[..., T], /, *args: Any, retries: int = 0, retry_delay_seconds: float = 0.0,
                  **kwargs: Any) -> T:
-        stages.pause_point(stage.__name__)
         for delay in [*stages.retry_delays(retries, retry_delay_seconds), None]:
             try:
                 return stage(*args, **kwargs)
@@ -68,23 +81,35 @@ class DirectRunner:
 DIRECT = DirectRunner()
 
 
-class Thresholds(BaseModel):
+class _Thresholds(BaseModel):
     """Thresholds for this run only; an empty field keeps the config's value."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    min_price_gap: float | None = Field(None, gt=0, description="Practical significance for price ratios (0.01 = 1%).")
-    adverse_impact_ratio: float | None = Field(None, gt=0, le=1, description="Discount-rate ratios below this flag.")
-    min_discount_depth: float | None = Field(None, gt=0, description="Practical significance for discount depth.")
-    fdr: float | None = Field(None, gt=0, le=1, description="Benjamini-Hochberg false discovery rate.")
-    min_group_customers: int | None = Field(None, ge=1, description="Smaller groups are suppressed, never shown.")
-    max_discount_pct: float | None = Field(None, gt=0, le=1, description="Deepest discount the policy allows.")
+    @model_validator(mode="after")
+    def _in_range(self) -> _Thresholds:
+        for name, value in self.model_dump(exclude_none=True).items():
+            if (allowed := SETTINGS_BY_KEY[KEYS[name]].check(value)) is not None:
+                raise ValueError(f"{name} must be {allowed}, got {value!r}")
+        return self
 
     def overrides(self) -> dict[str, Any]:
         """Config keys (dotted) for the fields that are set."""
-        section = {"max_discount_pct": "policy"}
-        return {f"{section.get(name, 'thresholds')}.{name}": value
-                for name, value in self.model_dump(exclude_none=True).items()}
+        return {KEYS[name]: value for name, value in self.model_dump(exclude_none=True).items()}
+
+
+def _thresholds_model() -> type[_Thresholds]:
+    """One optional field per threshold setting of audits/settings.py (the Prefect UI renders a form field for
+    each), checked against the same allowed ranges: nothing states a threshold twice."""
+    fields: dict[str, Any] = {}
+    for setting in threshold_settings():
+        kind = int if setting.type == "int" else float
+        fields[setting.name] = (kind | None, Field(None, description=f"{setting.help} Allowed: {setting.allowed}."))
+    return create_model("Thresholds", __base__=_Thresholds, **fields)
+
+
+KEYS = {s.name: s.key for s in threshold_settings()}
+Thresholds = _thresholds_model()
 
 
 def on_demand_config(config_path: str | Path, *, attributes: list[str] | None, segment_by: list[str] | None,
@@ -109,7 +134,7 @@ def asked_columns(config: Config, *, attributes: list[str] | None, segment_by: l
                   for c in used]
     asked += [stages.Asked(c, key="audit.intersections") for combo in config.intersections for c in combo]
     asked += [stages.Asked(c, key="audit.controls") for c in config.controls]
-    asked += [stages.Asked(c, by=askers["filters"].format(column=c)) for c in filters or {}]
+    asked += [stages.Asked(c, by=askers["filters"].format(column=c), groups=False) for c in filters or {}]
     return asked
 
 
@@ -140,16 +165,20 @@ def on_demand(
                                                         filters=filters, askers=askers))
     if error is not None:
         raise error
-    end = period_end or run(stages.latest_day, config)
-    start = period_start or end - dt.timedelta(days=config.window_days - 1)
+    start, end, reason = period_start, period_end, PERIOD_ASKED
+    if start is None or end is None:
+        first, last = run(stages.data_days, config)
+        start, end = start or first, end or last
+        reason = PERIOD_DEFAULTS[(period_start is None, period_end is None)].format(first=first, last=last)
     if start > end:
         raise ConfigError(PERIOD_REVERSED.format(start=start, end=end))
     result = run(stages.audit, config, start, end, scope=ON_DEMAND_SCOPE, data_quality=quality, filters=filters,
-                 scale_out=scale_out)
+                 scale_out=scale_out, period_reason=reason)
     target = Path(out_dir) if out_dir else config.output_dir / ON_DEMAND_SCOPE / result.run.run_id
     report = run(stages.publish, config, result, target)
     run.artifact(key=ON_DEMAND_ARTIFACT, description="Headline counts of the on-demand audit",
                  markdown=headline_markdown("On-demand audit", {ON_DEMAND_SCOPE: result}, {ON_DEMAND_SCOPE: report}))
+    stop_if_nothing_audited({ON_DEMAND_SCOPE: result}, {ON_DEMAND_SCOPE: report})
     return str(report)
 
 
@@ -184,12 +213,31 @@ def nightly(
     windows = audit_windows(end, window_days=window_days or config.window_days, month_to_date=month_to_date)
     # The windows' audits in one stage (one warehouse connection), one after another; reports are published
     # once both are done.
-    results = run(stages.audit_each_window, config, windows, data_quality=quality, scale_out=scale_out)
+    days = window_days or config.window_days
+    reasons = {scope: (NIGHTLY_WINDOW.format(days=days) if scope != MONTH_TO_DATE else NIGHTLY_MONTH)
+               for scope in windows}
+    results = run(stages.audit_each_window, config, windows, data_quality=quality, scale_out=scale_out,
+                  period_reasons=reasons)
     reports = {scope: run(stages.publish, config, result, config.output_dir / scope / result.run.run_id)
                for scope, result in results.items()}
     run.artifact(key=NIGHTLY_ARTIFACT, description="Headline counts of the nightly audit",
                  markdown=headline_markdown("Nightly audit", results, reports))
+    stop_if_nothing_audited(results, reports)
     return {scope: str(path) for scope, path in reports.items()}
+
+
+def stop_if_nothing_audited(results: Mapping[str, AuditResult], reports: Mapping[str, Path]) -> None:
+    """A run that could not look (no lines in the period after filters, or no check assessed) is a stop, not a
+    pass: its report says 'not assessed'; the command exits 3 with one line naming the period and filters."""
+    for scope, result in results.items():
+        if result.verdict != "not_assessed":
+            continue
+        filters = ", ".join(f"{k}={v}" for k, v in result.run.filters.items())
+        why = ("no lines" if result.run.transactions == 0 else "no check could be assessed "
+               f"({'; '.join(dict.fromkeys(c.reason for c in result.checks if c.reason))})")
+        raise NothingAuditedError(NOTHING_AUDITED.format(
+            scope=scope, start=result.run.period_start, end=result.run.period_end,
+            filters=f" with {filters}" if filters else "", why=why, report=reports[scope]))
 
 
 def headline_markdown(title: str, results: Mapping[str, AuditResult], reports: Mapping[str, Path]) -> str:

@@ -48,10 +48,8 @@ def check_publishable(target: Path) -> None:
         raise ConfigError(NOT_A_REPORT_FOLDER.format(path=target, names=shown))
 
 
-def publish_folder(target: Path, write: Callable[[Path], None], *, pause: Callable[[str], None] = lambda _: None) -> None:
-    """Call `write(folder)` on a fresh folder beside `target`, then make it `target` in one step.
-
-    `pause` is called at `publish_before_swap` and `publish_after_swap` (the kill tests stop there)."""
+def publish_folder(target: Path, write: Callable[[Path], None]) -> None:
+    """Call `write(folder)` on a fresh folder beside `target`, then make it `target` in one step."""
     target = Path(target)
     check_publishable(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -61,10 +59,8 @@ def publish_folder(target: Path, write: Callable[[Path], None], *, pause: Callab
     try:
         write(staging)
         _flush(staging)
-        pause("publish_before_swap")
         _swap_in(staging, target)
         _flush_folder(target.parent)
-        pause("publish_after_swap")
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # the previous run's files, or the staging folder on failure
 

@@ -27,6 +27,7 @@ from audits.findings import AuditResult, DataQuality
 from audits.history import all_runs, compare_with_previous, record_run
 from audits.ingest import data_quality_summary, ingest_all
 from audits.columns import COMPUTED_COLUMNS
+from audits.lines import BOOKKEEPING, IDENTIFYING
 from audits.lines import UNKNOWN_COLUMN as RUNNER_UNKNOWN_COLUMN
 from audits.runner import run_audits
 from audits.sources import NO_FILES
@@ -38,21 +39,12 @@ from flows.publication import publish_folder
 NO_TRANSACTIONS = "{path}: the warehouse has no transactions; run `priceparity ingest` first"
 UNWRITABLE_OUTPUT = "{path}: cannot write the report there ({reason}); choose another --out folder or output.dir"
 UNKNOWN_COLUMN = "{asker}: no column {column!r} in the warehouse; known: {known}"
+IDENTIFIER_COLUMN = ("{asker}: column {column!r} identifies {what}; a report must never list them: audit an "
+                     "attribute that groups customers instead")
 CONFIG_UNKNOWN_COLUMN = "{file}: " + RUNNER_UNKNOWN_COLUMN  # what the audit itself would say, sooner
 WAITING = "{path}: in use by another PriceParity run; waiting up to {seconds:.0f} s ..."
-PAUSE_ENV = "PRICEPARITY_PAUSE_AT"  # test hook: the kill tests SIGKILL the process while it waits there
 HEARTBEAT_SECONDS = 10.0
-BREACHES = "breaches.csv"
 KNOWN_SHOWN = 40  # columns listed in an unknown-column error
-# warehouse columns no check can group, segment, control or filter by (audits.lines.resolve_columns)
-_NOT_AUDITABLE = ("batch_id", "source")
-
-
-def pause_point(name: str) -> None:
-    """Test hook: when PRICEPARITY_PAUSE_AT names this point, say so on stderr and wait to be killed."""
-    if os.environ.get(PAUSE_ENV) == name:
-        print(f"{PAUSE_ENV}: paused at {name}", file=sys.stderr, flush=True)
-        time.sleep(3600)
 
 
 def is_source_io_error(err: BaseException) -> bool:
@@ -122,21 +114,27 @@ class Asked(NamedTuple):
     column: str
     by: str | None = None
     key: str | None = None
+    groups: bool = True  # the audit groups customers by it (an attribute, intersection part, segment, control)
 
 
 def unknown_column(config: Config, asked: Sequence[Asked]) -> ConfigError | None:
-    """The error for the first column the warehouse lacks, naming who asked for it (a flag, a flow parameter or
-    a config key); None when all are there, or when there is no warehouse (or no table) yet to look at.
-    A read-only look at the warehouse's columns."""
+    """The error for the first column the audit cannot group by (one that identifies customers or lines, as
+    audits.lines refuses) or the warehouse lacks, naming who asked for it (a flag, a flow parameter or a config
+    key); None when all are there, or when there is no warehouse (or no table) yet to look at. A read-only
+    look at the warehouse's columns."""
+    for column, by, key, groups in asked:
+        if groups and column in IDENTIFYING:
+            return ConfigError(IDENTIFIER_COLUMN.format(asker=by or f"config key '{key}'", column=column,
+                                                        what=IDENTIFYING[column]))
     if not asked or not config.warehouse_path.exists():
         return None
     with _open(config, read_only=True) as con:
         columns = set(table_columns(con, "transactions")) | set(table_columns(con, "customers"))
     if not columns:
         return None
-    known = sorted((columns | set(COMPUTED_COLUMNS)) - set(_NOT_AUDITABLE))
+    known = sorted((columns | set(COMPUTED_COLUMNS)) - set(BOOKKEEPING))
     shown = ", ".join(known[:KNOWN_SHOWN]) + (", ..." if len(known) > KNOWN_SHOWN else "")
-    for column, by, key in asked:
+    for column, by, key, _ in asked:
         if column in known:
             continue
         if key is not None:
@@ -154,11 +152,20 @@ def ingest(config: Config) -> DataQuality:
 
 def latest_day(config: Config) -> dt.date:
     """The day of the newest transaction: the end of a window over the data."""
+    return data_days(config)[1]
+
+
+def data_days(config: Config) -> tuple[dt.date, dt.date]:
+    """The days of the oldest and the newest transaction: what an on-demand audit covers by default."""
     with _open(config) as con:
-        day = con.execute("select max(timestamp)::date from transactions").fetchone()[0]
-    if day is None:
+        first, last, lines = con.execute(
+            "select min(timestamp)::date, max(timestamp)::date, count(*) from transactions").fetchone()
+    if not lines:
         raise InputError(NO_TRANSACTIONS.format(path=config.warehouse_path))
-    return day
+    if first is None:  # a snapshot source: its rows have no timestamp and are in every period
+        today = dt.date.today()
+        return today, today
+    return first, last
 
 
 def audit(
@@ -170,10 +177,11 @@ def audit(
     data_quality: DataQuality | None = None,
     filters: Mapping[str, str] | None = None,
     scale_out: ScaleOut | None = None,
+    period_reason: str = "",
 ) -> AuditResult:
     """Run every configured check on the period and compare with the previous run of the scope."""
     return audit_each_window(config, {scope: (period_start, period_end)}, data_quality=data_quality,
-                             filters=filters, scale_out=scale_out)[scope]
+                             filters=filters, scale_out=scale_out, period_reasons={scope: period_reason})[scope]
 
 
 def audit_each_window(
@@ -183,19 +191,22 @@ def audit_each_window(
     data_quality: DataQuality | None = None,
     filters: Mapping[str, str] | None = None,
     scale_out: ScaleOut | None = None,
+    period_reasons: Mapping[str, str] | None = None,
 ) -> dict[str, AuditResult]:
     """Run every configured check on each window (scope -> first and last day), one after another
-    (audits.runner.run_audits), and compare each with its scope's previous run."""
+    (audits.runner.run_audits), and compare each with its scope's previous run; `period_reasons` says why
+    each window's days."""
     scale_out = scale_out or ScaleOut()
     results = {}
     with contrast_executor(scale_out, config, run_label="-".join(windows)) as contrast, _open(config) as con:
         quality = data_quality if data_quality is not None else data_quality_summary(con)
         for scope, (start, end) in windows.items():
-            say(f"audit {scope} {start} to {end} ...")
+            why = (period_reasons or {}).get(scope)
+            say(f"audit {scope} {start} to {end}{f' ({why})' if why else ''} ...")
             started = time.monotonic()
             with _heartbeat(f"audit {scope}"):
                 result = run_audits(con, config, {scope: (start, end)}, data_quality=quality, filters=filters,
-                                    contrast=contrast)[scope]
+                                    contrast=contrast, period_reasons=period_reasons)[scope]
                 results[scope] = result = compare_with_previous(con, result)
             say(f"audit {scope} {start} to {end}: {result.run.transactions:,} lines, {len(result.findings)} tests, "
                 f"{len(result.flagged)} flagged in {time.monotonic() - started:.1f} s")
@@ -205,21 +216,18 @@ def audit_each_window(
 def publish(config: Config, result: AuditResult, out_dir: Path) -> Path:
     """Publish findings.json, report.html and breaches.csv (when a consistency rule is breached) into `out_dir`,
     all or nothing (flows/publication.py); remember the run; refresh the index of all runs."""
+    from reports.breaches import write_breaches
     from reports.render import render_index, render_report
 
     out_dir = Path(out_dir)
 
     def write(folder: Path) -> None:
         result.write(folder / "findings.json")
-        pause_point("publish_between_files")
         render_report(result, folder)
-        if result.breaches is not None:  # the consistency rules' breaching lines the findings point to
-            import pyarrow.csv
-
-            pyarrow.csv.write_csv(result.breaches, folder / BREACHES)
+        write_breaches(result, folder)  # the consistency rules' breaching lines the findings point to
 
     try:
-        publish_folder(out_dir, write, pause=pause_point)
+        publish_folder(out_dir, write)
     except OSError as err:
         raise InputError(UNWRITABLE_OUTPUT.format(path=out_dir, reason=err.strerror or err)) from err
     report = out_dir / "report.html"

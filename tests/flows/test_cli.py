@@ -68,7 +68,8 @@ def test_bad_options_name_the_fix(tmp_path, workspace):
     runner = CliRunner()
     cases = {
         ("--filter", "category"): "--filter 'category': expected COLUMN=VALUE",
-        ("--threshold", "fdr=2"): "--threshold fdr: Input should be less than or equal to 1",
+        ("--threshold", "fdr=2"): "--threshold fdr must be greater than 0 and at most 0.5, got 2.0",
+        ("--threshold", "min_price_gap=-0.5"): "--threshold min_price_gap must be between 0 and 1, got -0.5",
         ("--dask-address", "tcp://x:8786"): "--dask-address 'tcp://x:8786' needs --executor dask",
         ("--from", "2026-09-02", "--to", "2026-09-01"): "--from 2026-09-02 is after --to 2026-09-01",
     }
@@ -183,14 +184,16 @@ def test_without_a_prefect_server_an_audit_runs_here_and_prints_only_its_own_lin
     assert errors == []  # nothing but our lines: no interpreter-shutdown report from duckdb, no Prefect
     assert "prefect" not in imported and "great_expectations" not in imported
     lines = done.stdout.splitlines()
-    assert lines[0] == (f"on-demand audit with {filled_workspace}: 2026-09-01 to the newest data, "
+    assert lines[0] == (f"on-demand audit with {filled_workspace}: 2026-09-01 to the newest data (--to), "
                         "attributes gender, age_band, region")
-    assert lines[1] == "audit on-demand 2026-09-01 to 2026-09-14 ..."
+    assert lines[1] == ("audit on-demand 2026-09-01 to 2026-09-14 (up to the newest data, 2026-09-14: no end was "
+                        "given (--to)) ...")
     result = AuditResult.read(out / "findings.json")
     assert re.fullmatch(rf"audit on-demand 2026-09-01 to 2026-09-14: {result.run.transactions:,} lines, "
                         rf"{len(result.findings)} tests, {len(result.flagged)} flagged in \d+\.\d s", lines[2])
     assert lines[-1] == f"report: {(out / 'report.html').resolve()}"
     assert (result.run.period_start, result.run.period_end) == ("2026-09-01", "2026-09-14")
+    assert result.run.period_reason == "up to the newest data, 2026-09-14: no end was given (--to)"
     # the lines the consistency findings point to, published beside them (transaction ids, never customers)
     header = (out / "breaches.csv").read_text(encoding="utf-8").splitlines()[0]
     assert header.startswith('"check","rule","transaction_id"') and "customer" not in header
@@ -215,13 +218,13 @@ def test_with_a_prefect_server_an_audit_is_a_flow_run_with_its_tasks_and_artifac
             task_runs = client.request("POST", "/task_runs/filter", json={
                 "flow_runs": {"id": {"any_": [run["id"]]}}}).json()
             names = sorted(t["name"].rsplit("-", 1)[0] for t in task_runs)
-            if names == ["audit", "latest_day", "publish"] or time.monotonic() > deadline:
+            if names == ["audit", "data_days", "publish"] or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
         artifacts = client.request("POST", "/artifacts/filter", json={"artifacts": {
             "key": {"any_": ["on-demand-audit"]}, "flow_run_id": {"any_": [run["id"]]}}}).json()
         logs = client.request("POST", "/logs/filter", json={"logs": {"flow_run_id": {"any_": [run["id"]]}}}).json()
-    assert names == ["audit", "latest_day", "publish"]
+    assert names == ["audit", "data_days", "publish"]
     # the progress lines are the run's log too (only Prefect's own terminal output is quieted)
     assert any(log["message"].startswith("audit on-demand ") and log["message"].endswith(" s") for log in logs)
     [artifact] = artifacts

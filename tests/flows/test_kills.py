@@ -1,6 +1,7 @@
 """SIGKILL, as a supervisor or the OOM killer sends it, at each stage of a real `priceparity audit` process:
 no process of the run survives it (none holds the command's pipes), and a report folder holds one run's
-files, all or nothing. The runs stop at PRICEPARITY_PAUSE_AT points (flows/stages.py) to be killed there.
+files, all or nothing. The runs stop at named points (tests/flows/paused_cli.py wraps the real functions
+there) to be killed.
 """
 
 from __future__ import annotations
@@ -9,27 +10,29 @@ import os
 import re
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import psutil
 import pytest
 
 from audits.findings import AuditResult
-from tests.flows.conftest import PRICEPARITY, direct_env
+from tests.flows.conftest import direct_env
+from tests.flows.paused_cli import PAUSED
 
-PAUSED = "PRICEPARITY_PAUSE_AT: paused at {point}"
+PAUSING = Path(__file__).with_name("paused_cli.py")
 
 
-def _audit(config: Path, out: Path, **env: str) -> subprocess.Popen:
+def _audit(config: Path, out: Path, *, pause_at: str = "none") -> subprocess.Popen:
     return subprocess.Popen(
-        [str(PRICEPARITY), "audit", "--config", str(config), "--out", str(out)], stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, env=direct_env(**env), start_new_session=True)
+        [sys.executable, str(PAUSING), pause_at, "audit", "--config", str(config), "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=direct_env(), start_new_session=True)
 
 
 def _kill_at(process: subprocess.Popen, point: str) -> None:
     """Wait until the process pauses at `point`, then SIGKILL it; its pipes must close at once."""
     for line in process.stderr:
-        if line.strip() == PAUSED.format(point=point):
+        if line.strip() == PAUSED.format(point=point):  # tests/flows/paused_cli.py says so
             break
     else:
         raise AssertionError(f"the run ended without pausing at {point} (exit {process.wait()})")
@@ -49,9 +52,9 @@ def _session(sid: int) -> list[psutil.Process]:
     return alive
 
 
-@pytest.mark.parametrize("stage", ["ingest", "latest_day", "audit", "publish"])
+@pytest.mark.parametrize("stage", ["ingest", "data_days", "audit", "publish"])
 def test_a_command_killed_in_any_stage_leaves_no_process_behind(filled_workspace, tmp_path, stage):
-    process = _audit(filled_workspace, tmp_path / "report", PRICEPARITY_PAUSE_AT=stage)
+    process = _audit(filled_workspace, tmp_path / "report", pause_at=stage)
     _kill_at(process, stage)
     assert _session(process.pid) == []
 
@@ -66,12 +69,12 @@ def _run_id_of_report(folder: Path) -> str:
     ("publish_between_files", "first"), ("publish_before_swap", "first"), ("publish_after_swap", "second")])
 def test_a_kill_during_publication_leaves_one_runs_files(filled_workspace, tmp_path, point, holds):
     out = tmp_path / "report"
-    first = _audit(filled_workspace, out, PRICEPARITY_PAUSE_AT="none")
+    first = _audit(filled_workspace, out, pause_at="none")
     assert first.wait(timeout=300) == 0, first.stderr.read()
     first.communicate()
     first_id = AuditResult.read(out / "findings.json").run.run_id
 
-    _kill_at(_audit(filled_workspace, out, PRICEPARITY_PAUSE_AT=point), point)
+    _kill_at(_audit(filled_workspace, out, pause_at=point), point)
     assert sorted(os.listdir(out)) == ["breaches.csv", "findings.json", "report.html"]
     run_id = AuditResult.read(out / "findings.json").run.run_id
     assert _run_id_of_report(out) == run_id

@@ -11,6 +11,7 @@ from prefect.utilities.callables import parameter_schema
 
 from audits.errors import ConfigError
 from audits.findings import AuditResult
+from audits.settings import SETTINGS
 from flows.on_demand import Thresholds, on_demand_audit
 
 
@@ -27,8 +28,8 @@ def test_parameters_are_typed_for_the_ui_form():
     assert {"format": "date", "type": "string"} in properties["period_start"]["anyOf"]
     assert {"items": {"type": "string"}, "type": "array"} in properties["attributes"]["anyOf"]
     assert {"additionalProperties": {"type": "string"}, "type": "object"} in properties["filters"]["anyOf"]
-    assert set(definitions["Thresholds"]["properties"]) == {
-        "min_price_gap", "adverse_impact_ratio", "min_discount_depth", "fdr", "min_group_customers", "max_discount_pct"}
+    assert set(definitions["Thresholds"]["properties"]) == {  # every thresholds.* setting, and the policy limit
+        *(s.name for s in SETTINGS if s.key.startswith("thresholds.")), "max_discount_pct"}
     assert definitions["ScaleOut"]["properties"]["executor"]["enum"] == ["local", "dask"]
     assert all(p.get("description") for p in properties.values())  # every field of the form is explained
 
