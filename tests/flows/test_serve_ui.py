@@ -22,7 +22,6 @@ from pathlib import Path
 
 import psutil
 import pytest
-import sqlalchemy
 
 from tests.flows.conftest import PRICEPARITY, direct_env, filled_copy
 
@@ -112,9 +111,6 @@ def test_the_printed_ui_answers_and_the_printed_command_runs_an_on_demand_audit(
     assert not any("nanobind" in line or "Traceback" in line for line in served.lines)
 
 
-@pytest.mark.xfail(sqlalchemy.__version__ >= "2.1", strict=True, reason=(
-    "prefect 3.8's scheduler cannot insert runs with SQLAlchemy 2.1 (\"Can't evaluate bulk DML statement\"): "
-    "the nightly is never scheduled; constraints.txt must pin SQLAlchemy 2.0"))
 def test_the_server_schedules_the_nightly_runs(served):
     log = served.home / "priceparity-server.log"
     deadline = time.monotonic() + 60  # the scheduler looks at new deployments every 5 s
