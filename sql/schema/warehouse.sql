@@ -87,12 +87,14 @@ create table if not exists audit_runs (
     period_start  date not null,
     period_end    date not null,
     finished_at   timestamp not null,
-    findings_json varchar not null
+    findings_json varchar not null,
+    index_json    varchar  -- what the index page shows of the run (reports/render.py: index_entry)
 );
 
 -- Upgrades of warehouses created before these columns existed (no-ops on new ones).
 alter table ingest_batches add column if not exists watermark_column varchar;
 alter table ingest_batches add column if not exists files_read bigint;
+alter table audit_runs add column if not exists index_json varchar;
 alter table ingest_batches add column if not exists files_skipped bigint;
 alter table quarantine add column if not exists source_file varchar;
 alter table ingest_files add column if not exists fingerprint varchar;
