@@ -12,7 +12,7 @@ it over the source's rows, in a WHERE clause, then refuses aggregates and window
 type errors; its type decides how the value is converted (audits/staging.py).
 
 A value the expression fails on (a cast of text that is not a number) is a reason to quarantine the row:
-the expression runs under `try`, and a second `try` tells a failure from a null result.
+the expression runs under `try`, which tells a failure from a null result (derived_relation).
 """
 
 from __future__ import annotations
@@ -115,16 +115,23 @@ def derived_relation(
     rows: str, row_id: str, derived: Mapping[str, Derived], *, text_columns: Sequence[str]
 ) -> tuple[str, str]:
     """(SQL of the rows with every derived value and failure flag, its row-id column). The columns the
-    expressions read that are text see the source's na_values as null (bound as $na_values)."""
+    expressions read that are text see the source's na_values as null (bound as $na_values).
+
+    Each expression is evaluated once, as `try(struct_pack(v := expression))`: null when it failed, a
+    struct holding its value (null or not) otherwise. Each gets its own projection: DuckDB's common
+    subexpression elimination would lift a part two expressions share (a cast) out of `try`, where a
+    failure stops the statement."""
     q = quote_identifier
     read = sorted({c for item in derived.values() for c in item.columns if c in text_columns})
     cleaned = ", ".join(f"case when list_contains($na_values, trim({q(c)})) then null else {q(c)} end as {q(c)}"
                         for c in read)
-    inner = f"select {row_id} as __pp_derived_row, * {f'replace ({cleaned})' if cleaned else ''} from {rows}"
-    values = ", ".join(f"try({item.sql}) as {q(item.column)}, "
-                       f"try(coalesce(cast(({item.sql}) as varchar), '')) is null as {q(item.failed_column)}"
-                       for item in derived.values())
-    return f"(select *, {values} from ({inner}))", "__pp_derived_row"
+    relation = f"select {row_id} as __pp_derived_row, * {f'replace ({cleaned})' if cleaned else ''} from {rows}"
+    for item in derived.values():
+        relation = f"select *, try(struct_pack(v := {item.sql})) as {q(item.column + '_try')} from ({relation})"
+    tried = ", ".join(q(item.column + "_try") for item in derived.values())
+    values = ", ".join(f"{q(item.column + '_try')}.v as {q(item.column)}, "
+                       f"{q(item.column + '_try')} is null as {q(item.failed_column)}" for item in derived.values())
+    return f"(select * exclude ({tried}), {values} from ({relation}))", "__pp_derived_row"
 
 
 def _check(con: duckdb.DuckDBPyConnection, name: str, expression: str, available: Sequence[str], *,

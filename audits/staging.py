@@ -56,7 +56,7 @@ DUPLICATE_CHANGED = "transaction_id: duplicate within batch with other values (l
 CUSTOMER_DUPLICATE = "customer_id: duplicate within batch with other values (last row kept)"
 WRONG_TYPE = (
     "source '{source}': column {column!r} ({what}) has type {type}, which cannot be read as {expected}; "
-    "export it as {expected} or derive a {expected} from it in [sources.derive]"
+    "export it as {expected}, or derive one from it in [sources.derive]"
 )
 WRONG_DERIVED_TYPE = (
     "source '{source}': key '{key}' gives type {type}, which cannot be read as {expected}; "
@@ -66,7 +66,7 @@ WRONG_DERIVED_TYPE = (
 _NUMBER_TYPES = re.compile(r"^(U?(TINY|SMALL|BIG|HUGE)?INT(EGER)?|DECIMAL(\(\d+,\s*\d+\))?|DOUBLE|FLOAT|REAL)$")
 _TIME_TYPES = re.compile(r"^(DATE|TIMESTAMP(_S|_MS|_NS)?|TIMESTAMP WITH TIME ZONE|TIMESTAMPTZ)$")
 _NOT_TEXT_TYPES = re.compile(r"(\[|^STRUCT|^MAP|^UNION|^BLOB$|^BIT$|^VARIANT)")
-_EXPECTED = {"number": "a number", "time": "a timestamp or date", "text": "text (or a single value)"}
+_EXPECTED = {"number": "a number", "time": "a timestamp or date", "text": "a single value (text or number)"}
 
 
 def convert(column: str | None, source_type: str, target: str, *, timestamp_format: str | None = None
@@ -114,7 +114,8 @@ def check_types(
         column = mapped.get(name)
         if column is None:
             continue
-        type_ = source_types.get(column, "VARCHAR").upper()
+        shown = source_types.get(column, "VARCHAR")
+        type_ = shown.upper()
         kind = "number" if target.startswith("decimal") else "time" if target in ("timestamp", "date") else "text"
         fits = (type_ == "VARCHAR" or (_NUMBER_TYPES.match(type_) if kind == "number" else
                                        _TIME_TYPES.match(type_) if kind == "time" else
@@ -122,11 +123,11 @@ def check_types(
         if fits:
             continue
         if column in by_column:
-            raise InputError(WRONG_DERIVED_TYPE.format(source=source.name, key=by_column[column].key, type=type_,
+            raise InputError(WRONG_DERIVED_TYPE.format(source=source.name, key=by_column[column].key, type=shown,
                                                        expected=_EXPECTED[kind]))
         what = f"canonical '{name}'" if name in TRANSACTION_TYPES or name in ("customer_since",) else \
             f"attribute '{name}'"
-        raise InputError(WRONG_TYPE.format(source=source.name, column=column, what=what, type=type_,
+        raise InputError(WRONG_TYPE.format(source=source.name, column=column, what=what, type=shown,
                                            expected=_EXPECTED[kind]))
 
 
