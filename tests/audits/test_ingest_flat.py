@@ -212,3 +212,20 @@ def test_customers_derive_their_id_and_attributes(warehouse, tmp_path):
     ingest_all(warehouse, cfg)
     assert rows(warehouse, "select customer_id, birth_decade from customers order by 1") == [
         ("P7", "1980"), ("P8", None)]
+
+
+def test_a_column_the_audit_names_may_be_mapped_without_an_attributes_list():
+    source = {"name": "loans", "kind": "csv", "path": "loans.csv", "columns": {"age": "borrower_age"}}
+    parsed = parse_config({"sources": [source], "audit": {"attributes": ["age"]}})
+    assert parsed.sources[0].source_column("age") == "borrower_age" and parsed.sources[0].attributes == ()
+    with pytest.raises(ConfigError, match=r"key 'sources\[0\].columns.age' is not a canonical column"):
+        parse_config({"sources": [source]})
+
+
+@pytest.mark.parametrize(("derive", "what"), [({"age": "borrower_age + 1"}, "mapped in its columns too"),
+                                              ({"batch_id": "1"}, "a bookkeeping column")])
+def test_a_derived_name_that_is_taken_is_refused(derive, what):
+    source = {"name": "loans", "kind": "csv", "path": "loans.csv", "columns": {"age": "borrower_age"},
+              "derive": derive}
+    with pytest.raises(ConfigError, match=f"key 'sources\\[0\\].derive.{next(iter(derive))}' names .*, {what}"):
+        parse_config({"sources": [source], "audit": {"attributes": ["age"]}})
