@@ -6,7 +6,8 @@ CTE or modifiers; every node one that computes a value from the row (a column, a
 operator, a comparison, CASE, a lambda, a function) and none that reads anything else (a subquery, `*`,
 a parameter, a positional reference, a window); columns named by one part that the source has; functions
 only DuckDB's scalar functions whose value depends on their arguments alone, or its built-in macros
-outside the catalog and session ones. Nothing else reaches the ingest's SQL: what runs is the text
+outside the catalog and session ones; types only DuckDB's built-in ones (an extension's type or
+function would load the extension, a file). Nothing else reaches the ingest's SQL: what runs is the text
 DuckDB prints back from the checked tree (`json_deserialize_sql`), never the config's own text. Binding
 it over the source's rows, in a WHERE clause, then refuses aggregates and windows hidden in macros, and
 type errors; its type decides how the value is converted (audits/staging.py).
@@ -87,7 +88,8 @@ def check_derived(
     con = duckdb.connect()
     try:
         functions = _functions(con)
-        return {name: _check(con, name, expression, available, functions=functions, file=file,
+        types = {row[0].lower() for row in con.execute("select type_name from duckdb_types()").fetchall()}
+        return {name: _check(con, name, expression, available, functions=functions, types=types, file=file,
                              key=f"{key_prefix}.derive.{name}", source=source)
                 for name, expression in derive.items()}
     finally:
@@ -135,7 +137,7 @@ def derived_relation(
 
 
 def _check(con: duckdb.DuckDBPyConnection, name: str, expression: str, available: Sequence[str], *,
-           functions: dict[str, bool], file: str, key: str, source: str) -> Derived:
+           functions: dict[str, bool], types: set[str], file: str, key: str, source: str) -> Derived:
     def refuse(what: str) -> ConfigError:
         return ConfigError(NOT_SCALAR.format(file=file, key=key, what=what))
 
@@ -175,6 +177,8 @@ def _check(con: duckdb.DuckDBPyConnection, name: str, expression: str, available
             raise refuse(NODE_WORDS.get(kind, kind.lower().replace("_", " ")))
         if kind == "FUNCTION":
             _check_function(item, functions, refuse)
+        if kind == "TYPE" and item["type_name"].lower() not in types:  # an extension's type would load it
+            raise refuse(f"type {item['type_name']!r}, which is not one of DuckDB's built-in types")
         if kind == "COLUMN_REF":
             names = item["column_names"]
             if len(names) != 1:

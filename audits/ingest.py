@@ -148,7 +148,8 @@ class _Batch:
             import_great_expectations_meanwhile()
         source_types = dict(read.columns)
         if self.derived:
-            types = bind_derived(self.con, self.derived, read.relation, read.params, file=_config_file(self.config))
+            types = bind_derived(self.con, self.derived, read.relation, read.params,
+                                 file=str(self.config.path or "<config>"))
             source_types |= {item.column: types[name] for name, item in self.derived.items()}
         self._say_meaning(source_types)
         try:
@@ -232,7 +233,7 @@ class _Batch:
         """Check the column mapping and the derived expressions against the source's columns before any
         row is read; decide which columns are kept."""
         source = self.source
-        self.derived = check_derived(source.derive, available, file=_config_file(self.config),
+        self.derived = check_derived(source.derive, available, file=str(self.config.path or "<config>"),
                                      key_prefix=_source_key(self.config, source), source=source.name)
         derived = {name: item.column for name, item in self.derived.items()}
         if self.kind == "customers":
@@ -445,10 +446,6 @@ def _source_key(config: Config, source: SourceConfig) -> str:
         return "customers"
     names = [s.name for s in config.sources]
     return f"sources[{names.index(source.name)}]" if source.name in names else "sources[]"
-
-
-def _config_file(config: Config) -> str:
-    return str(config.path) if config.path else "<config>"
 
 
 def _where(source: SourceConfig) -> str:

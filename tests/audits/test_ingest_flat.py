@@ -141,7 +141,9 @@ def test_unit_price_is_required_while_it_is_the_outcome(warehouse, tmp_path):
     ("random()", "function 'random', which is not a value of the row alone"),
     ("t.Premium", "column 't.Premium' of another table"),
     ("Premum * 2", "reads column 'Premum', which is not in source 'policies'"),
-    ("CAST(Premium AS NOSUCHTYPE)", "does not work over the source's columns"),
+    ("CAST(Premium AS NOSUCHTYPE)", "type 'NOSUCHTYPE', which is not one of DuckDB's built-in types"),
+    ("CAST(Premium AS INET)", "type 'INET', which is not one of DuckDB's built-in types"),  # an extension's
+    ("date_diff('day', Premium, Year)", "does not work over the source's columns"),  # text is not a date
 ])
 def test_a_derived_expression_that_is_not_one_scalar_over_the_row_is_refused_naming_the_key(
         warehouse, tmp_path, expression, what):
