@@ -62,6 +62,9 @@ class SourceConfig:
     encoding: str = "utf-8"
     lookback_hours: float = 48.0
     timestamp_format: str | None = None
+    # not a setting: every column the config file's audit section names, which the ingest keeps from a
+    # source that has it (a run's --attribute or --segment-by changes what is audited, not what is kept)
+    audited: tuple[str, ...] = ()
 
     def source_column(self, canonical: str) -> str:
         """The source's name for a canonical column."""
@@ -137,9 +140,6 @@ class Config:
         """The value of a setting by its key (`thresholds.fdr`)."""
         return getattr(self, SETTINGS_BY_KEY[key].name)
 
-    def audited_columns(self) -> tuple[str, ...]:
-        """Every column the audit section names (a source that has one keeps it without listing it)."""
-        return _audited_columns(self.__dict__)
 
 
 _MODEL_SETTINGS = tuple(s for s in SETTINGS if not s.key.startswith(("sources[]", "customers")))
@@ -166,6 +166,7 @@ def parse_config(
 ) -> Config:
     """Validate a parsed TOML document against `SETTINGS` and build the model."""
     flat = _flatten(raw, file)
+    own = dict(flat)  # the file's own keys: what a source keeps does not change with a run's overrides
     for key, value in (overrides or {}).items():
         if key not in SETTINGS_BY_KEY or key.startswith(("sources", "customers")):
             raise ConfigError(UNKNOWN_KEY.format(file="parameter", key=key, hint=_did_you_mean(key)))
@@ -173,7 +174,8 @@ def parse_config(
     values = {s.key: _value(s.key, flat[s.key], file, base_dir) if s.key in flat else _default(s.key, base_dir)
               for s in _MODEL_SETTINGS}
 
-    audited = _audited_columns({SETTINGS_BY_KEY[key].name: value for key, value in values.items()})
+    audited = _audited_columns({SETTINGS_BY_KEY[key].name: _value(key, own[key], file, base_dir) if key in own
+                                else _default(key, base_dir) for key in values})
     sources = tuple(_source(body, f"sources[{i}]", file, base_dir, audited=audited)
                     for i, body in enumerate(raw.get("sources", [])))
     names = [s.name for s in sources]
@@ -289,7 +291,7 @@ def _source(raw: Any, where: str, file: str, base_dir: Path, *, name: str | None
                               "give the derived column another name")
     for attribute in values.get("attributes", ()):
         _identifier(f"{where}.attributes", attribute, file)
-    return SourceConfig(**{k: _frozen(v) for k, v in values.items()})
+    return SourceConfig(**{k: _frozen(v) for k, v in values.items()}, audited=audited)
 
 
 def _value(key: str, value: Any, file: str, base_dir: Path, *, shown: str | None = None) -> Any:

@@ -269,7 +269,7 @@ class _Batch:
                 raise ConfigError(RESERVED_ATTRIBUTE.format(source=source.name, attribute=attribute))
             self.attributes[attribute] = derived.get(attribute) or _require_column(source, attribute, available)
         # kept without being listed: derived columns, and the columns the audit names that the source has
-        for name in (*derived, *self.config.audited_columns()):
+        for name in (*derived, *source.audited):
             if name in (*CANONICAL_TRANSACTION_COLUMNS, *COMPUTED_COLUMNS, "source", "batch_id"):
                 continue
             if name in derived:
@@ -409,7 +409,7 @@ def _fingerprint(source: SourceConfig, config: Config) -> str:
     decisive = (source.kind, sorted(source.columns.items()), source.attributes, source.currency, source.delimiter,
                 source.encoding, source.timestamp_format, config.currencies, config.earliest,
                 config.max_future_days, config.allow_above_list, sorted(source.derive.items()), source.na_values,
-                sorted(config.audited_columns()))
+                sorted(source.audited))
     return hashlib.sha256(repr(decisive).encode()).hexdigest()[:16]
 
 
