@@ -21,6 +21,8 @@ import pytest
 from audits.config import parse_config
 from audits.errors import ConfigError, InputError
 from audits.ingest import ingest_all
+from tests.audits.test_postgres_ingest import config_for as postgres_config
+from tests.audits.test_postgres_ingest import pg, sales  # noqa: F401 - fixtures
 
 POLICIES = "IDpol,Year,Premium,BonusMalus,Gender,DrivAge\n" + "\n".join([
     "7,2023,100.5,50,F,30",
@@ -231,3 +233,16 @@ def test_a_derived_name_that_is_taken_is_refused(derive, what):
               "derive": derive}
     with pytest.raises(ConfigError, match=f"key 'sources\\[0\\].derive.{next(iter(derive))}' names .*, {what}"):
         parse_config({"sources": [source], "audit": {"attributes": ["age"]}})
+
+
+@pytest.mark.postgres
+def test_a_postgres_source_derives_columns_and_refuses_a_boolean_price(sales, warehouse):
+    # ROWS of tests/audits/test_postgres_ingest.py (line 5's negative price is quarantined there too)
+    [batch] = ingest_all(warehouse, postgres_config(sales, derive={"ship_zone": "upper(ship_country) || '-EU'"}))
+    assert (batch.rows_loaded, batch.rows_quarantined) == (4, 1)
+    assert rows(warehouse, "select ship_zone, count(*) from transactions group by 1 order by 1") == [
+        ("DE-EU", 3), ("FR-EU", 1)]
+    sales.execute(f"alter table {sales.table} add column is_paid boolean default true")
+    columns = {**postgres_config(sales).sources[0].columns, "unit_price": "is_paid"}
+    with pytest.raises(InputError, match=r"column 'is_paid' \(canonical 'unit_price'\) has type BOOLEAN"):
+        ingest_all(warehouse, postgres_config(sales, columns=columns))
