@@ -40,6 +40,7 @@ PERIOD_DEFAULTS = {
     (True, False): "from the first day of data, {first}: no start was given (--from)",
     (False, True): "up to the newest data, {last}: no end was given (--to)",
 }
+PERIOD_SNAPSHOT = "every row of the snapshot: its source has no dates (the period shown is the day of the run)"
 NIGHTLY_WINDOW = "the last {days} days up to the newest data: audit.window_days (or --window-days)"
 NIGHTLY_MONTH = "the month to date"
 NOTHING_AUDITED = ("nothing to audit in {scope} {start} to {end}{filters}: {why}; the report says 'not "
@@ -168,8 +169,12 @@ def on_demand(
     start, end, reason = period_start, period_end, PERIOD_ASKED
     if start is None or end is None:
         first, last = run(stages.data_days, config)
+        if first is None or last is None:  # a snapshot: its rows are in every period, so any day will do
+            first = last = dt.date.today()
+            reason = PERIOD_SNAPSHOT
+        else:
+            reason = PERIOD_DEFAULTS[(period_start is None, period_end is None)].format(first=first, last=last)
         start, end = start or first, end or last
-        reason = PERIOD_DEFAULTS[(period_start is None, period_end is None)].format(first=first, last=last)
     if start > end:
         raise ConfigError(PERIOD_REVERSED.format(start=start, end=end))
     result = run(stages.audit, config, start, end, scope=ON_DEMAND_SCOPE, data_quality=quality, filters=filters,

@@ -151,20 +151,19 @@ def ingest(config: Config) -> DataQuality:
 
 
 def latest_day(config: Config) -> dt.date:
-    """The day of the newest transaction: the end of a window over the data."""
-    return data_days(config)[1]
+    """The day of the newest transaction: the end of a window over the data (today for a snapshot without
+    dates, whose rows are in every window)."""
+    return data_days(config)[1] or dt.date.today()
 
 
-def data_days(config: Config) -> tuple[dt.date, dt.date]:
-    """The days of the oldest and the newest transaction: what an on-demand audit covers by default."""
+def data_days(config: Config) -> tuple[dt.date | None, dt.date | None]:
+    """The days of the oldest and the newest transaction: what an on-demand audit covers by default; None and
+    None when every row is of a snapshot without dates (in every period)."""
     with _open(config) as con:
         first, last, lines = con.execute(
             "select min(timestamp)::date, max(timestamp)::date, count(*) from transactions").fetchone()
     if not lines:
         raise InputError(NO_TRANSACTIONS.format(path=config.warehouse_path))
-    if first is None:  # a snapshot source: its rows have no timestamp and are in every period
-        today = dt.date.today()
-        return today, today
     return first, last
 
 

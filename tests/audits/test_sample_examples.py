@@ -26,6 +26,7 @@ import pytest
 
 from audits.config import load_config, parse_config
 from audits.sample import insurance, lending, write_market
+from flows.pipeline import PERIOD_SNAPSHOT
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = {
@@ -155,6 +156,7 @@ def test_the_insurance_example_finds_price_walking_of_eight_percent_and_nothing_
     findings, console = audited["insurance"]
     assert "0 rows quarantined" in console and findings["data_quality"]["quarantined_rows"] == 0
     assert findings["run"]["transactions"] > 2 * SIZES["insurance"]  # policy-years, one snapshot
+    assert findings["run"]["period_reason"] == PERIOD_SNAPSHOT and PERIOD_SNAPSHOT in console
     tenure = by_group(findings, "loyalty_penalty", "tenure")
     for band in ("3-4 years", "5+ years"):
         assert tenure[band]["outcome"] == "flagged" and tenure[band]["reference"] == "new"
