@@ -29,7 +29,7 @@ from typing import Any, Literal
 import duckdb
 
 from audits.config import CANONICAL_TRANSACTION_COLUMNS, REQUIRED_TRANSACTION_COLUMNS, Config, SourceConfig
-from audits.errors import ConfigError, DataQualityError, InputError, one_line
+from audits.errors import ConfigError, DataQualityError, InputError, data_free_reason, printable
 from audits.ledger import (
     BatchResult,
     data_quality_summary,
@@ -325,14 +325,15 @@ class _Batch:
                      watermark_column=self.source.watermark if self.kind == "transactions" else None)
 
     def _record_failure(self, err: BaseException) -> None:
-        """Record a batch that failed before committing (its own small transaction); never masks `err`."""
+        """Record a batch that failed before committing (its own small transaction); never masks `err`. The
+        record holds no data value: a library's error is described in our words (data_free_reason)."""
         try:
             if not is_recorded(self.con, self.batch_id):
                 result = BatchResult(self.batch_id, self.source.name, 0, 0, 0, 0, 0,
                                      time.monotonic() - self.started, "failed")
-                self._record(result, message=one_line(err, limit=300))
+                self._record(result, message=printable(data_free_reason(err))[:300])
         except duckdb.Error as record_err:
-            err.add_note(f"(the failed batch could not be recorded: {one_line(record_err, limit=300)})")
+            err.add_note(f"(the failed batch could not be recorded: {data_free_reason(record_err)})")
 
     def _say_done(self, result: BatchResult) -> None:
         if self.progress:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import typer
 from typer._click.exceptions import ClickException, NoArgsIsHelpError  # typer vendors click: its exceptions live here
 
-from audits.errors import ConfigError, PriceParityError, one_line
+from audits.errors import ConfigError, PriceParityError, one_line, printable
 from flows.processes import quiet_process_exit
 from flows.progress import to_terminal
 
