@@ -54,6 +54,9 @@ ScratchOption = Annotated[Path | None, typer.Option(
 BAD_PAIR = "{option} {value!r}: expected {form}, e.g. {example}"
 ADDRESS_WITHOUT_DASK = "--dask-address {address!r} needs --executor dask"
 NOT_A_DAY = "{option} {value}: not a date (YYYY-MM-DD)"
+DAY_OUT_OF_RANGE = "{option} {value}: must be a day between {first} and {last}"
+OPTION_OUT_OF_RANGE = "{option} must be {allowed}, got {value} (as the config key {key})"
+DAYS = (dt.date(1900, 1, 1), dt.date(2100, 12, 31))  # as validation.earliest: a period's ends stay computable
 REVERSED = "--from {start} is after --to {end}; swap them"
 NOT_A_COLUMN_NAME = "{option} {value!r}: not a column name; use lower-case letters, digits and _"
 CONFIG_NOT_FOUND = "{path}: config file not found; pass --config with the path of your TOML file"
@@ -74,8 +77,6 @@ def _user_errors() -> Iterator[None]:
 
 
 def _error_line(message: str) -> None:
-    from flows.progress import printable
-
     typer.echo(f"error: {printable(message)}", err=True)
 
 
@@ -112,9 +113,20 @@ def _day(option: str, value: str | None) -> dt.date | None:
     if value is None:
         return None
     try:
-        return dt.datetime.strptime(value, "%Y-%m-%d").date()
+        day = dt.datetime.strptime(value, "%Y-%m-%d").date()
     except ValueError:
-        raise ConfigError(NOT_A_DAY.format(option=option, value=value)) from None
+        raise ConfigError(NOT_A_DAY.format(option=option, value=printable(value))) from None
+    if not DAYS[0] <= day <= DAYS[1]:
+        raise ConfigError(DAY_OUT_OF_RANGE.format(option=option, value=value, first=DAYS[0], last=DAYS[1]))
+    return day
+
+
+def _in_range(option: str, value: int | None, key: str) -> None:
+    """An option standing for a setting takes the setting's range (audits/settings.py)."""
+    from audits.settings import SETTINGS_BY_KEY
+
+    if value is not None and (allowed := SETTINGS_BY_KEY[key].check(value)) is not None:
+        raise ConfigError(OPTION_OUT_OF_RANGE.format(option=option, allowed=allowed, value=value, key=key))
 
 
 def _column_names(option: str, names: list[str] | None) -> list[str] | None:
@@ -340,7 +352,8 @@ def nightly(
     config: ConfigOption,
     as_of: Annotated[str | None, typer.Option("--as-of", metavar="YYYY-MM-DD",
                                               help="Last day audited (default: the newest data).")] = None,
-    window_days: Annotated[int | None, typer.Option(min=1, help="Rolling window (default: audit.window_days).")] = None,
+    window_days: Annotated[int | None, typer.Option(
+        help="Rolling window in days, as audit.window_days (default: its value).")] = None,
     month_to_date: Annotated[bool, typer.Option(help="Also audit the month to date.")] = True,
     executor: ExecutorOption = "local",
     dask_address: DaskAddressOption = None,
@@ -353,6 +366,7 @@ def nightly(
     _quiet(verbose)
     with _user_errors():
         day = _day("--as-of", as_of)
+        _in_range("--window-days", window_days, "audit.window_days")
         scale_out = _scale_out(executor, dask_address, dask_workers, partitions, scratch_dir)
         cfg = _config(config)
         from flows.pipeline import asked_columns
