@@ -40,6 +40,7 @@ from audits.ledger import (
     record_files,
     stored_watermark,
 )
+from audits.renames import adopt_renamed_source
 from audits.sources import SOURCE_FILE_COLUMN, SourceRead, read_source, unreadable
 from audits.staging import TRANSACTION_TYPES, stage_customers, stage_transactions
 from audits.warehouse import add_attribute_columns, quote_identifier
@@ -90,7 +91,9 @@ def ingest_all(
 def ingest_transactions(
     con: duckdb.DuckDBPyConnection, source: SourceConfig, config: Config, *, progress: Progress | None = None
 ) -> BatchResult:
-    """Load one transaction source's new rows, upserting on (source, transaction_id)."""
+    """Load one transaction source's new rows, upserting on (source, transaction_id); a renamed source takes
+    over its rows first (audits/renames.py)."""
+    adopt_renamed_source(con, source, [s.name for s in config.sources], progress=progress)
     return _Batch(con, source, config, kind="transactions", progress=progress).run()
 
 
