@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import os
 import re
 import sys
 import threading
@@ -69,7 +68,6 @@ NO_ID_FOR_WATERMARK = (
     "source '{source}': sources[].watermark is 'transaction_id' but the source has no transaction_id column; "
     "map one in [sources.columns] or use the 'timestamp' watermark"
 )
-PAUSE_ENV = "PRICEPARITY_INGEST_PAUSE_AT"  # test hook: the crash tests SIGKILL the process while it waits here
 _CUSTOMER_RESERVED = ("customer_id", "customer_since", "batch_id")
 _TEMP_TABLES = ("src_rows", "staged", "bad_rows", "matched")
 
@@ -190,7 +188,6 @@ class _Batch:
                                  read.files_skipped, read.watermark_from, watermark_to)
             self._record(result, message=None if status == "loaded" else "stopped: see quarantine")
             record_expectations(self.con, self.batch_id, source.name, expectations)
-            _pause_point("before_commit")
             self.con.execute("commit")
         except BaseException:
             self.con.execute("rollback")
@@ -300,7 +297,6 @@ class _Batch:
             "from matched", params).fetchall()[0]
         if changed:
             self.con.execute(f"delete from {q(table)} as t using matched as m where not m.is_same and {key_match}")
-        _pause_point("after_delete")
         if total > same_count:
             all_names = names + (", source" if source else "")
             self.con.execute(
@@ -382,13 +378,6 @@ def import_great_expectations_meanwhile() -> None:
             pass
 
     threading.Thread(target=load, name=GE_IMPORT_THREAD).start()
-
-
-def _pause_point(name: str) -> None:
-    """Test hook: when PRICEPARITY_INGEST_PAUSE_AT names this point, say so on stderr and wait to be killed."""
-    if os.environ.get(PAUSE_ENV) == name:
-        print(f"{PAUSE_ENV}: paused at {name}", file=sys.stderr, flush=True)
-        time.sleep(3600)
 
 
 def _where(source: SourceConfig) -> str:
