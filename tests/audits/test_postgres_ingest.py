@@ -228,7 +228,7 @@ def test_too_many_bad_rows_stop_with_exit_3_and_the_quarantine_committed(sales, 
 
 
 @pytest.mark.postgres
-@pytest.mark.parametrize("point", ["after_delete", "before_commit"])
+@pytest.mark.parametrize("point", ["ingest_after_upsert", "ingest_before_commit"])
 def test_a_killed_load_rolls_back_and_the_rerun_equals_an_uninterrupted_one(sales, tmp_path, point):
     def write(name: str) -> Path:
         mapping = "".join(f'{k} = "{v}"\n' for k, v in COLUMNS.items())
