@@ -19,8 +19,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
-import sys
-import threading
 import time
 from collections.abc import Callable
 from typing import Any, Literal
@@ -72,7 +70,6 @@ _CUSTOMER_RESERVED = ("customer_id", "customer_since", "batch_id")
 _TEMP_TABLES = ("src_rows", "staged", "bad_rows", "matched")
 
 Progress = Callable[[str], None]
-GE_IMPORT_THREAD = "import-great-expectations"  # the thread importing Great Expectations
 Kind = Literal["transactions", "customers"]
 
 
@@ -133,8 +130,6 @@ class _Batch:
             return self._nothing_new(read)
         if read.rows == 0:
             raise InputError(EMPTY.format(where=_where(source), source=source.name))
-        if self.kind == "transactions":
-            import_great_expectations_meanwhile()
         try:
             if self.kind == "transactions":
                 stage_transactions(self.con, source, self.config, mapped=self.mapped,
@@ -165,8 +160,7 @@ class _Batch:
 
         self.con.execute("begin transaction")
         try:
-            # The rows are written first and validated before COMMIT: the upsert runs while Great Expectations
-            # is still being imported on its thread (a nightly batch: 0.45 s of the import's 1.9 s hidden)
+            # The rows are written first and validated before COMMIT: a failed expectation rolls them back
             loaded, replaced, duplicate = self._write(loadable)
             expectations = self._validate() if self.kind == "transactions" and rows_read > rows_bad else []
             failed = [e for e in expectations if not e["success"]]
@@ -358,26 +352,6 @@ def _fingerprint(source: SourceConfig, config: Config) -> str:
                 source.encoding, source.timestamp_format, config.currencies, config.earliest,
                 config.max_future_days, config.allow_above_list)
     return hashlib.sha256(repr(decisive).encode()).hexdigest()[:16]
-
-
-def import_great_expectations_meanwhile() -> None:
-    """Start importing Great Expectations (about 2 s) on a thread: while DuckDB stages the batch (DuckDB
-    releases the GIL, so on a small batch this halves the wall time), or, from the CLI, while Prefect
-    starts its temporary server. The validation's own import waits for this one (Python's import lock)
-    and raises any error it hit, so none is lost here. Does nothing once GE is imported or its import thread
-    runs (the CLI starts it, then the batch asks again; until the thread reaches GE's own import statement,
-    sys.modules alone would not tell)."""
-    if "great_expectations" in sys.modules or any(t.name == GE_IMPORT_THREAD for t in threading.enumerate()):
-        return
-    from audits.validate import import_great_expectations  # light: GE itself is imported in the thread
-
-    def load() -> None:
-        try:
-            import_great_expectations()
-        except Exception:  # noqa: BLE001 - re-raised by the validation's own import, with its traceback
-            pass
-
-    threading.Thread(target=load, name=GE_IMPORT_THREAD).start()
 
 
 def _where(source: SourceConfig) -> str:
