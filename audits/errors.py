@@ -104,6 +104,22 @@ def data_free_reason(err: BaseException) -> str:
     return reason
 
 
+# Library errors whose text may quote a value (a conversion, a CSV line, a key, a row); errors about SQL
+# (binder, catalog, parser) name identifiers, which tell a developer what went wrong, and keep their text
+_QUOTING = ("DataError", "InvalidInputException", "IntegrityError", "ArrowInvalid", "ArrowTypeError")
+
+
+def scrub(err: BaseException) -> None:
+    """Reword (data_free_reason) every library error in `err`'s chain whose text may quote a value: before a
+    traceback of it is printed or logged (a bug's traceback on stderr, a Prefect task's log)."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if any(base.__name__ in _QUOTING for base in type(err).__mro__):
+            data_free_reason(err)
+        err = err.__cause__ or err.__context__
+
+
 def printable(text: str) -> str:
     """`text` with control and format characters (ANSI escapes, bidi overrides) written as escapes, so that a
     column name read from a file cannot colour, move or hide what a terminal or a log shows."""

@@ -18,7 +18,15 @@ from pathlib import Path
 
 import duckdb
 
-from audits.errors import ConfigError, InputError, ResourceError, WarehouseBusyError, data_free_reason, one_line
+from audits.errors import (
+    ConfigError,
+    InputError,
+    ResourceError,
+    WarehouseBusyError,
+    data_free_reason,
+    one_line,
+    scrub,
+)
 from audits.sqlfiles import SQL_DIR
 
 BUSY = (
@@ -87,6 +95,7 @@ def open_warehouse(
         raise ResourceError(OUT_OF_MEMORY.format(path=path, limit=memory_limit)) from err
     except (duckdb.Error, OSError) as err:
         if not is_disk_full(err):
+            scrub(err)  # a traceback of it (a bug's, a Prefect task's log) must not quote the data
             raise
         data_free_reason(err)
         raise ResourceError(DISK_FULL.format(path=path)) from err

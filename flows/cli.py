@@ -1,7 +1,8 @@
 """The `priceparity` command line: demo, sample, ingest, audit, nightly, serve.
 
 Exit codes: 0 success; 1 flagged findings with --fail-on-findings; 2 bad input or config (one line on
-stderr, no traceback); 3 a data-quality stop.
+stderr, no traceback); 3 the run stopped without a result: a data-quality stop, nothing to audit, or out of
+memory or disk (one line).
 
 A command checks its options, its config and what they name (files, columns, the output folder) before
 anything slow, and reports a mistake on one line naming the flag or key. Runs are Prefect flow runs when
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import typer
 from typer._click.exceptions import ClickException, NoArgsIsHelpError  # typer vendors click: its exceptions live here
 
-from audits.errors import ConfigError, PriceParityError, one_line, printable
+from audits.errors import ConfigError, PriceParityError, one_line, printable, scrub
 from flows.processes import quiet_process_exit
 from flows.progress import to_terminal
 
@@ -438,7 +439,8 @@ def main() -> None:
         code = err.exit_code
     except typer.Abort:  # Ctrl-C
         code = 130
-    except Exception:  # a bug of ours: its traceback, then the same exit
+    except Exception as err:  # a bug of ours: its traceback (no library text that may quote the data), exit 1
+        scrub(err)
         traceback.print_exc()
         code = 1
     _exit_now(code or 0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from audits.errors import InputError, data_free_reason, printable
+from audits.errors import InputError, data_free_reason, printable, scrub
 
 
 def _duckdb_error(sql: str) -> duckdb.Error:
@@ -52,3 +52,23 @@ def test_our_own_errors_read_as_written():
                                              ("plain, é", "plain, é")])
 def test_control_and_format_characters_are_escaped(text, shown):
     assert printable(text) == shown
+
+
+def test_a_traceback_holds_no_library_text_that_may_quote_the_data():
+    """scrub() rewords the chain's errors that may quote values before a traceback of it is printed or logged;
+    an error about SQL keeps its text (identifiers, for whoever fixes the bug)."""
+    import traceback
+
+    conversion = _duckdb_error("select cast('SECRET-42' as integer)")
+    binder = _duckdb_error("select no_such_column from (select 1 as a)")
+    try:
+        try:
+            raise conversion
+        except duckdb.Error as err:
+            raise RuntimeError("a bug") from err
+    except RuntimeError as err:
+        scrub(err)
+        printed = "".join(traceback.format_exception(err))
+    assert "SECRET-42" not in printed and "a value that does not convert" in printed
+    scrub(binder)
+    assert "no_such_column" in str(binder)
