@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 import duckdb
 
 from audits.config import SourceConfig
-from audits.errors import ConfigError
+from audits.errors import ConfigError, InputError
 from audits.sources import list_files
 
 RENAMED = ("{new}: recognised as source '{old}' renamed (it reads the same files): its {rows:,} rows, files and "
@@ -36,7 +36,10 @@ def adopt_renamed_source(con: duckdb.DuckDBPyConnection, source: SourceConfig, c
     files another configured source loaded (see the module's docstring). `configured`: every source's name."""
     if source.kind == "postgres" or _has_loaded(con, source.name):
         return
-    paths = [f.path for f in list_files(con, source)]
+    try:
+        paths = [f.path for f in list_files(con, source)]
+    except InputError:  # no file, or one that vanished: the batch says so, and records its failure
+        return
     owners = con.execute(
         """select f.source, min(f.path) from ingest_files as f join ingest_batches as b using (batch_id)
            where b.status = 'loaded' and f.source <> $name and list_contains($paths, f.path)
