@@ -26,7 +26,7 @@ from typing import Any, Literal
 import duckdb
 
 from audits.config import CANONICAL_TRANSACTION_COLUMNS, REQUIRED_TRANSACTION_COLUMNS, Config, SourceConfig
-from audits.errors import ConfigError, DataQualityError, InputError, data_free_reason, printable
+from audits.errors import ConfigError, DataQualityError, InputError, data_free_reason, one_line, printable, scrub
 from audits.ledger import (
     BatchResult,
     data_quality_summary,
@@ -319,12 +319,13 @@ class _Batch:
 
     def _record_failure(self, err: BaseException) -> None:
         """Record a batch that failed before committing (its own small transaction); never masks `err`. The
-        record holds no data value: a library's error is described in our words (data_free_reason)."""
+        record holds no data value: a library's text that may quote one is reworded (errors.scrub)."""
         try:
             if not is_recorded(self.con, self.batch_id):
                 result = BatchResult(self.batch_id, self.source.name, 0, 0, 0, 0, 0,
                                      time.monotonic() - self.started, "failed")
-                self._record(result, message=printable(data_free_reason(err))[:300])
+                scrub(err)
+                self._record(result, message=printable(one_line(err, limit=300)))
         except duckdb.Error as record_err:
             err.add_note(f"(the failed batch could not be recorded: {data_free_reason(record_err)})")
 
