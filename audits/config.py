@@ -24,9 +24,6 @@ CANONICAL_TRANSACTION_COLUMNS: tuple[str, ...] = (
     "transaction_id", "timestamp", "customer_id", "product_id", "quantity", "list_price", "unit_price",
     "category", "channel", "discount_amount", "line_total", "discount_code", "currency",
 )
-REQUIRED_TRANSACTION_COLUMNS: tuple[str, ...] = (
-    "timestamp", "customer_id", "product_id", "quantity", "unit_price",
-)
 CANONICAL_CUSTOMER_COLUMNS: tuple[str, ...] = ("customer_id", "customer_since")
 TIME_GRAINS: tuple[str, ...] = ("day", "week", "month")  # usable in audit.cell
 
@@ -65,6 +62,9 @@ class SourceConfig:
     encoding: str = "utf-8"
     lookback_hours: float = 48.0
     timestamp_format: str | None = None
+    # not a setting: every column the config file's audit section names, which the ingest keeps from a
+    # source that has it (a run's --attribute or --segment-by changes what is audited, not what is kept)
+    audited: tuple[str, ...] = ()
 
     def source_column(self, canonical: str) -> str:
         """The source's name for a canonical column."""
@@ -141,6 +141,7 @@ class Config:
         return getattr(self, SETTINGS_BY_KEY[key].name)
 
 
+
 _MODEL_SETTINGS = tuple(s for s in SETTINGS if not s.key.startswith(("sources[]", "customers")))
 
 
@@ -165,6 +166,7 @@ def parse_config(
 ) -> Config:
     """Validate a parsed TOML document against `SETTINGS` and build the model."""
     flat = _flatten(raw, file)
+    own = dict(flat)  # the file's own keys: what a source keeps does not change with a run's overrides
     for key, value in (overrides or {}).items():
         if key not in SETTINGS_BY_KEY or key.startswith(("sources", "customers")):
             raise ConfigError(UNKNOWN_KEY.format(file="parameter", key=key, hint=_did_you_mean(key)))
@@ -172,7 +174,10 @@ def parse_config(
     values = {s.key: _value(s.key, flat[s.key], file, base_dir) if s.key in flat else _default(s.key, base_dir)
               for s in _MODEL_SETTINGS}
 
-    sources = tuple(_source(body, f"sources[{i}]", file, base_dir) for i, body in enumerate(raw.get("sources", [])))
+    audited = _audited_columns({SETTINGS_BY_KEY[key].name: _value(key, own[key], file, base_dir) if key in own
+                                else _default(key, base_dir) for key in values})
+    sources = tuple(_source(body, f"sources[{i}]", file, base_dir, audited=audited)
+                    for i, body in enumerate(raw.get("sources", [])))
     names = [s.name for s in sources]
     if len(set(names)) != len(names):
         raise ConfigError(f"{file}: key 'sources[].name' must be unique, got {names}")
@@ -240,7 +245,16 @@ def _flatten(raw: dict[str, Any], file: str) -> dict[str, Any]:
     return flat
 
 
-def _source(raw: Any, where: str, file: str, base_dir: Path, *, name: str | None = None) -> SourceConfig:
+def _audited_columns(model: dict[str, Any]) -> tuple[str, ...]:
+    """The column names the audit settings of `model` (field name -> value) name, time grains left out."""
+    names = [*model["attributes"], *(c for combo in model["intersections"] for c in combo), *model["segment_by"],
+             *model["cell"], *model["controls"], *model["bands"], *model["reference"], model["outcome_column"],
+             *(model[k] for k in ("outcome_per", "tenure_column", "renewal") if model[k] is not None)]
+    return tuple(dict.fromkeys(n for n in names if n not in TIME_GRAINS))
+
+
+def _source(raw: Any, where: str, file: str, base_dir: Path, *, name: str | None = None,
+            audited: tuple[str, ...] = ()) -> SourceConfig:
     prefix = "customers" if where == "customers" else "sources[]"
     if not isinstance(raw, dict):
         raise ConfigError(WRONG_TYPE.format(file=file, key=where, expected="a table", got=raw))
@@ -264,16 +278,20 @@ def _source(raw: Any, where: str, file: str, base_dir: Path, *, name: str | None
     allowed = CANONICAL_CUSTOMER_COLUMNS if prefix == "customers" else CANONICAL_TRANSACTION_COLUMNS
     for canonical in values.get("columns", {}):
         _identifier(f"{where}.columns", canonical, file)
-        if prefix != "customers" and canonical not in allowed and canonical not in values.get("attributes", ()):
+        if prefix != "customers" and canonical not in (*allowed, *values.get("attributes", ()), *audited):
             raise ConfigError(
                 f"{file}: key '{where}.columns.{canonical}' is not a canonical column"
                 f"{_close(canonical, allowed)}; list transaction attributes in '{where}.attributes'"
             )
     for derived in values.get("derive", {}):
         _identifier(f"{where}.derive", derived, file)
+        if derived in values.get("columns", {}) or derived in ("source", "batch_id"):
+            what = "mapped in its columns too" if derived in values.get("columns", {}) else "a bookkeeping column"
+            raise ConfigError(f"{file}: key '{where}.derive.{derived}' names {derived!r}, {what}; "
+                              "give the derived column another name")
     for attribute in values.get("attributes", ()):
         _identifier(f"{where}.attributes", attribute, file)
-    return SourceConfig(**{k: _frozen(v) for k, v in values.items()})
+    return SourceConfig(**{k: _frozen(v) for k, v in values.items()}, audited=audited)
 
 
 def _value(key: str, value: Any, file: str, base_dir: Path, *, shown: str | None = None) -> Any:

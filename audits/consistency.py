@@ -48,7 +48,7 @@ def run_consistency(con: duckdb.DuckDBPyConnection, check: str, config: Config, 
                                        "revenue_share": float(revenue) / float(revenue_total) if revenue_total else None}
             judged = not (metric == "paid_price_dispersion" and has_list_price)
             if count:
-                details["top"] = {column: _top(con, metric, column) for column in WHERE_TO_LOOK}
+                details["top"] = _top(con, metric)
                 if metric in DISPERSION_PRICE:
                     details["cells"] = _cells(con, metric, DISPERSION_PRICE[metric], config)
                 if config.max_breach_rows and judged:
@@ -76,10 +76,14 @@ def _finding(check: str, metric: str, count: int, total: int, details: dict[str,
     return replace(finding, summary=summarize(finding, config, total=total))
 
 
-def _top(con: duckdb.DuckDBPyConnection, metric: str, column: str) -> list[dict[str, Any]]:
-    sql, params = load_sql("audit/breach_top").prepare({"metric": metric, "top": TOP_VALUES}, column=Ident(column))
-    return [{"value": value, "lines": int(lines), "amount": float(amount)}
-            for value, lines, amount in con.execute(sql, params).fetchall()]
+def _top(con: duckdb.DuckDBPyConnection, metric: str) -> dict[str, list[dict[str, Any]]]:
+    """The values of each WHERE_TO_LOOK column with the most breaching lines of `metric` (one query for all)."""
+    sql, params = load_sql("audit/breach_top").prepare({"metric": metric, "top": TOP_VALUES},
+                                                       columns=idents(WHERE_TO_LOOK))
+    top: dict[str, list[dict[str, Any]]] = {column: [] for column in WHERE_TO_LOOK}
+    for position, value, lines, amount in con.execute(sql, params).fetchall():
+        top[WHERE_TO_LOOK[position]].append({"value": value, "lines": int(lines), "amount": float(amount)})
+    return top
 
 
 def _cells(con: duckdb.DuckDBPyConnection, metric: str, price: str, config: Config) -> list[dict[str, Any]]:

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import replace
+from typing import Any
 
 import duckdb
 
@@ -80,17 +82,26 @@ def _since(last: AuditResult, result: AuditResult, causes: list) -> dict:
     }
 
 
-def record_run(con: duckdb.DuckDBPyConnection, result: AuditResult) -> None:
-    """Store the result so the next run of the same scope can compare with it."""
+def record_run(con: duckdb.DuckDBPyConnection, result: AuditResult, *, index: Mapping[str, Any]) -> None:
+    """Store the result so the next run of the same scope can compare with it, with `index`: what the index
+    page shows of it (reports/render.py: index_entry), so the page never parses the runs' findings."""
     con.execute(
-        "insert into audit_runs values ($run, $scope, $start, $end, $finished, $json)",
+        "insert into audit_runs (run_id, scope, period_start, period_end, finished_at, findings_json, index_json) "
+        "values ($run, $scope, $start, $end, $finished, $json, $index)",
         {"run": result.run.run_id, "scope": result.run.scope,
          "start": dt.date.fromisoformat(result.run.period_start), "end": dt.date.fromisoformat(result.run.period_end),
-         "finished": dt.datetime.now(), "json": result.to_json()},
+         "finished": dt.datetime.now(), "json": result.to_json(), "index": json.dumps(index, ensure_ascii=False)},
     )
 
 
-def all_runs(con: duckdb.DuckDBPyConnection) -> list[AuditResult]:
-    """Every recorded run, newest first (for the index page)."""
-    rows = con.execute("select findings_json from audit_runs order by finished_at desc").fetchall()
-    return [AuditResult.from_dict(json.loads(r[0])) for r in rows]
+def run_index(con: duckdb.DuckDBPyConnection, *, entry_of: Callable[[AuditResult], Mapping[str, Any]]
+              ) -> list[dict[str, Any]]:
+    """What the index shows of every recorded run, newest first. Runs recorded before index entries were
+    stored get theirs from their findings once (`entry_of`), written back."""
+    for run_id, findings_json in con.execute(
+            "select run_id, findings_json from audit_runs where index_json is null").fetchall():
+        entry = entry_of(AuditResult.from_dict(json.loads(findings_json)))
+        con.execute("update audit_runs set index_json = $index where run_id = $run",
+                    {"index": json.dumps(entry, ensure_ascii=False), "run": run_id})
+    rows = con.execute("select index_json from audit_runs order by finished_at desc").fetchall()
+    return [json.loads(r[0]) for r in rows]

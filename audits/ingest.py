@@ -25,7 +25,9 @@ from typing import Any, Literal
 
 import duckdb
 
-from audits.config import CANONICAL_TRANSACTION_COLUMNS, REQUIRED_TRANSACTION_COLUMNS, Config, SourceConfig
+from audits.columns import COMPUTED_COLUMNS
+from audits.config import CANONICAL_TRANSACTION_COLUMNS, TIME_GRAINS, Config, SourceConfig
+from audits.derive import Derived, bind_derived, check_derived
 from audits.errors import ConfigError, DataQualityError, InputError, data_free_reason, one_line, printable, scrub
 from audits.ledger import (
     BatchResult,
@@ -63,9 +65,18 @@ RESERVED_ATTRIBUTE = (
     "remove it from the attributes (canonical columns are loaded anyway)"
 )
 NO_ID_FOR_WATERMARK = (
-    "source '{source}': sources[].watermark is 'transaction_id' but the source has no transaction_id column; "
-    "map one in [sources.columns] or use the 'timestamp' watermark"
+    "source '{source}': sources[].watermark is 'transaction_id' but the source has no transaction_id column "
+    "(a derived one cannot be a watermark); map one in [sources.columns] or use the 'timestamp' watermark"
 )
+NO_TIMESTAMP_FOR_CELL = (
+    "{where}: source '{source}' has no timestamp column (canonical 'timestamp'), but audit.cell has {grain!r}, a "
+    "time grain of the timestamp; map the timestamp in [sources.columns], or make audit.cell the columns that "
+    "make two rows comparable (e.g. a year column)"
+)
+# what a canonical column the source lacks means (a progress note, so that an unmapped column is noticed)
+ABSENT_MEANS = {"timestamp": "one snapshot, audited as a whole", "unit_price": "none (the outcome is another column)",
+                "quantity": "1 per row", "customer_id": "each row is its own customer",
+                "product_id": "one product", "transaction_id": "ids derived from each row's content"}
 _CUSTOMER_RESERVED = ("customer_id", "customer_since", "batch_id")
 _TEMP_TABLES = ("src_rows", "staged", "bad_rows", "matched")
 
@@ -107,6 +118,7 @@ class _Batch:
         self.con, self.source, self.config, self.kind, self.progress = con, source, config, kind, progress
         self.mapped: dict[str, str | None] = {}
         self.attributes: dict[str, str] = {}  # warehouse column -> source column
+        self.derived: dict[str, Derived] = {}  # derived column name -> its checked expression
         self.started = time.monotonic()
         self.started_at = dt.datetime.now()
         self.batch_id = con.execute("select nextval('batch_ids')").fetchall()[0][0]
@@ -130,16 +142,22 @@ class _Batch:
             return self._nothing_new(read)
         if read.rows == 0:
             raise InputError(EMPTY.format(where=_where(source), source=source.name))
+        source_types = dict(read.columns)
+        if self.derived:
+            types = bind_derived(self.con, self.derived, read.relation, read.params,
+                                 file=str(self.config.path or "<config>"))
+            source_types |= {item.column: types[name] for name, item in self.derived.items()}
+        self._say_meaning(source_types)
         try:
             if self.kind == "transactions":
                 stage_transactions(self.con, source, self.config, mapped=self.mapped,
-                                   attributes=list(self.attributes), source_types=read.columns, rows=read.relation,
-                                   row_id=read.row_id, rows_params=read.params)
+                                   attributes=list(self.attributes), source_types=source_types, rows=read.relation,
+                                   row_id=read.row_id, rows_params=read.params, derived=self.derived)
             else:
-                stage_customers(self.con, id_column=self.mapped["customer_id"],
+                stage_customers(self.con, source, id_column=self.mapped["customer_id"],
                                 since_column=self.mapped["customer_since"], attributes=self.attributes,
-                                source_types=read.columns, rows=read.relation, row_id=read.row_id,
-                                rows_params=read.params)
+                                source_types=source_types, rows=read.relation, row_id=read.row_id,
+                                rows_params=read.params, derived=self.derived)
         except (duckdb.IOException, duckdb.InvalidInputException) as err:
             if read.relation == "src_rows":  # staged from the copy in DuckDB: not a reading error
                 raise
@@ -206,32 +224,53 @@ class _Batch:
         return self._upsert() if load else (0, 0, 0)
 
     def _require(self, available: list[str]) -> None:
-        """Check the column mapping against the source's columns before any row is read."""
+        """Check the column mapping and the derived expressions against the source's columns before any
+        row is read; decide which columns are kept."""
         source = self.source
+        self.derived = check_derived(source.derive, available, file=str(self.config.path or "<config>"),
+                                     key_prefix=_source_key(self.config, source), source=source.name)
+        derived = {name: item.column for name, item in self.derived.items()}
         if self.kind == "customers":
-            self.mapped["customer_id"] = _require_column(source, "customer_id", available)
+            self.mapped["customer_id"] = derived.get("customer_id") or _require_column(source, "customer_id", available)
             since = source.source_column("customer_since")
             if "customer_since" in source.columns:
                 _require_column(source, "customer_since", available)
-            self.mapped["customer_since"] = since if since in available else None
+            self.mapped["customer_since"] = derived.get("customer_since") or (since if since in available else None)
             used = {self.mapped["customer_id"], self.mapped["customer_since"]}
             for column in available:
                 name = re.sub(r"[^a-z0-9_]", "_", column.lower()).strip("_")
                 if column not in used and name and name[0].isalpha() and name not in _CUSTOMER_RESERVED:
                     self.attributes.setdefault(name, column)
+            for name, column in derived.items():
+                if name not in _CUSTOMER_RESERVED:
+                    self.attributes[name] = column
             return
         for canonical in CANONICAL_TRANSACTION_COLUMNS:
             column = source.source_column(canonical)
-            if canonical in REQUIRED_TRANSACTION_COLUMNS or canonical in source.columns:
+            if canonical in derived:
+                self.mapped[canonical] = derived[canonical]
+            elif canonical in source.columns or (canonical == "unit_price" and self.config.outcome_column == canonical):
                 self.mapped[canonical] = _require_column(source, canonical, available)
             else:  # optional and not mapped: read it when the source happens to have it
                 self.mapped[canonical] = column if column in available else None
-        if source.watermark == "transaction_id" and self.mapped["transaction_id"] is None:
+        if source.watermark == "transaction_id" and (self.mapped["transaction_id"] is None
+                                                     or "transaction_id" in derived):
             raise ConfigError(NO_ID_FOR_WATERMARK.format(source=source.name))
+        if self.mapped["timestamp"] is None and (grains := [g for g in self.config.cell if g in TIME_GRAINS]):
+            raise ConfigError(NO_TIMESTAMP_FOR_CELL.format(where=_where(source), source=source.name, grain=grains[0]))
         for attribute in source.attributes:
             if attribute in (*CANONICAL_TRANSACTION_COLUMNS, "source", "batch_id"):
                 raise ConfigError(RESERVED_ATTRIBUTE.format(source=source.name, attribute=attribute))
-            self.mapped[attribute] = self.attributes[attribute] = _require_column(source, attribute, available)
+            self.attributes[attribute] = derived.get(attribute) or _require_column(source, attribute, available)
+        # kept without being listed: derived columns, and the columns the audit names that the source has
+        for name in (*derived, *source.audited):
+            if name in (*CANONICAL_TRANSACTION_COLUMNS, *COMPUTED_COLUMNS, "source", "batch_id"):
+                continue
+            if name in derived:
+                self.attributes[name] = derived[name]
+            elif source.source_column(name) in available:
+                self.attributes.setdefault(name, source.source_column(name))
+        self.mapped |= self.attributes
 
     def _keep_bad_rows(self, read: SourceRead, rows_bad: int) -> None:
         """Temp table `bad_rows`: each bad row as the quarantine keeps it (reasons, values as read, file and
@@ -257,7 +296,7 @@ class _Batch:
     def _validate(self) -> list[dict[str, Any]]:
         from audits.validate import validate_transactions  # Great Expectations takes seconds to import
 
-        optional = [c for c in ("list_price", "currency") if self.mapped.get(c)]
+        optional = [c for c in ("timestamp", "unit_price", "list_price", "currency") if self.mapped.get(c)]
         if self.source.currency and "currency" not in optional:
             optional.append("currency")
         return validate_transactions(self.con, "staged", config=self.config, optional_columns=optional,
@@ -329,6 +368,19 @@ class _Batch:
         except duckdb.Error as record_err:
             err.add_note(f"(the failed batch could not be recorded: {data_free_reason(record_err)})")
 
+    def _say_meaning(self, source_types: dict[str, str]) -> None:
+        """Say what the source's absent canonical columns mean, and that a timestamp_format is not used for a
+        typed timestamp column (a mapping forgotten shows here, not only in the report)."""
+        if not self.progress or self.kind != "transactions":
+            return
+        notes = [f"no {c}: {ABSENT_MEANS[c]}" for c in ABSENT_MEANS if self.mapped.get(c) is None]
+        column = self.mapped.get("timestamp")
+        if self.source.timestamp_format and column and source_types.get(column, "VARCHAR").upper() != "VARCHAR":
+            notes.append(f"timestamp_format not used: column {column!r} is already a typed "
+                         f"{source_types[column].lower()}")
+        if notes:
+            self.progress(f"{self.source.name}: " + "; ".join(notes))
+
     def _say_done(self, result: BatchResult) -> None:
         if self.progress:
             self.progress(
@@ -351,8 +403,17 @@ def _fingerprint(source: SourceConfig, config: Config) -> str:
     A file loaded under another fingerprint is read again (see audits/sources.py)."""
     decisive = (source.kind, sorted(source.columns.items()), source.attributes, source.currency, source.delimiter,
                 source.encoding, source.timestamp_format, config.currencies, config.earliest,
-                config.max_future_days, config.allow_above_list)
+                config.max_future_days, config.allow_above_list, sorted(source.derive.items()), source.na_values,
+                sorted(source.audited))
     return hashlib.sha256(repr(decisive).encode()).hexdigest()[:16]
+
+
+def _source_key(config: Config, source: SourceConfig) -> str:
+    """The source's key in the config: `sources[N]` or `customers`."""
+    if source is config.customers:
+        return "customers"
+    names = [s.name for s in config.sources]
+    return f"sources[{names.index(source.name)}]" if source.name in names else "sources[]"
 
 
 def _where(source: SourceConfig) -> str:

@@ -142,13 +142,20 @@ _SOURCE: tuple[tuple[str, str, Any, str, dict[str, Any]], ...] = (
     ("dsn", "str", None, "postgres: a libpq connection string; `env:VAR` reads it from environment variable VAR.", {}),
     ("table", "str", None, "postgres: the table to read (schema.table allowed).", {}),
     ("query", "str", None, "postgres: a SELECT to read instead of a table.", {}),
-    ("columns", "table[str]", {}, "Canonical name = source column name; unmapped canonical names are read as is.", {}),
+    ("columns", "table[str]", {}, "Canonical name (or a name the audit uses) = source column name; unmapped "
+     "names are read as is. Canonical columns the source lacks take their documented meaning (no timestamp: "
+     "one snapshot; no quantity: 1; no product: one; no customer id: each row its own customer; no line id: "
+     "derived from the row's content); unit_price is required while it is audit.outcome.column.", {}),
     ("derive", "table[str]", {},
      "Derived columns: NAME = \"SQL expression over the source's columns\" (e.g. `transaction_id = \"IDpol || "
-     "'-' || Year\"`); one scalar expression each, no subquery, table function or statement.", {}),
-    ("na_values", "list[str]", ["", "NA", "null"], "Text values read as missing (compared after trimming).", {}),
-    ("attributes", "list[str]", [], "Transaction-level attribute columns kept from this source (besides those the "
-     "audit names).", {}),
+     "'-' || Year\"`), a canonical or attribute column typed and kept like a read one; one scalar expression "
+     "each over the source's own columns, checked by DuckDB's parser: no subquery, table function, statement, "
+     "other table, aggregate, window, or function of the session or clock (exit 2 naming the key). A row the "
+     "expression fails on is quarantined.", {}),
+    ("na_values", "list[str]", ["", "NA", "null"], "Text values read as missing in every text column of the source "
+     "(compared after trimming, case-sensitive), also where a derived expression reads them.", {}),
+    ("attributes", "list[str]", [], "Transaction-level attribute columns kept from this source; columns the audit "
+     "section names and derived columns are kept without being listed.", {}),
     ("watermark", "str", "timestamp", "Incremental loads by `timestamp` or `transaction_id` (canonical column).",
      {"choices": ("timestamp", "transaction_id")}),
     ("currency", "str", None, "Currency of rows that have no currency column.", {}),
@@ -181,9 +188,12 @@ SETTINGS: tuple[Setting, ...] = (
             "postgres, timestamp watermark: also re-read rows this many hours before the stored watermark, "
             "so late and corrected rows are caught.", rule=between(0, 24 * 3660)),
     Setting("sources[].timestamp_format", "str", None,
-            "Format of text timestamps (strptime, e.g. `%d/%m/%Y %H:%M`); default: ISO 8601. Ignored for "
-            "columns that are already typed timestamps."),
-    *_source_settings("customers", tuple(row for row in _SOURCE if row[0] not in _CUSTOMER_ONLY_NOT)),
+            "Format of text timestamps (strptime, e.g. `%d/%m/%Y %H:%M`); default: ISO 8601. Not used for "
+            "columns that are already typed timestamps (the ingest says so)."),
+    *_source_settings("customers", tuple(
+        ("columns", "table[str]", {}, "customer_id and customer_since = source column name; every other column "
+         "is kept as a customer attribute.", {}) if row[0] == "columns" else row
+        for row in _SOURCE if row[0] not in _CUSTOMER_ONLY_NOT)),
     Setting("audit.attributes", "list[str]", [], "Customer or transaction attribute columns audited for disparities."),
     Setting("audit.intersections", "list[list[str]]", [], "Combinations of attributes audited together."),
     Setting("audit.segment_by", "list[str]", [], "Columns whose every value also gets its own findings (e.g. category)."),

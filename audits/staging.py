@@ -6,21 +6,30 @@ broken rule) and `is_repeat` (the row repeats, value for value, a later row with
 same batch: counted as a duplicate, not loaded twice and not quarantined). Nothing is dropped: a
 value that does not convert is a reason, never a silent null.
 
-Conversions depend on the source column's type: text is trimmed and '' is missing; text and float
-numbers go through DOUBLE so that 'nan' and 'inf' are caught, then to DECIMAL; timestamps with a time
-zone (or text with an offset) become UTC, naive ones are kept as given; `timestamp_format` parses
-other text.
+Conversions depend on the source column's type: text is trimmed and a value in the source's
+`na_values` is missing; text and float numbers go through DOUBLE so that 'nan' and 'inf' are caught,
+then to DECIMAL; timestamps with a time zone (or text with an offset) become UTC, naive ones are kept
+as given; `timestamp_format` parses other text. A column whose type cannot hold its canonical column
+(a boolean price, a list as an id) is refused before any row is staged: every row would be wrong.
+
+Derived columns (audits/derive.py) are computed over the raw rows first and then converted like read
+ones. A canonical column the source lacks takes its documented meaning: no timestamp, no unit price
+(when the outcome is another column): null; no quantity: 1; no product: one product, '(all)'; no line
+id: one derived from the row's content and occurrence; no customer id: each row its own customer.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Mapping
 from typing import Any
 
 import duckdb
 
 from audits.config import Config, SourceConfig
+from audits.derive import FAILED, Derived, derived_relation
+from audits.errors import InputError
 from audits.warehouse import quote_identifier
 
 MONEY = "decimal(18, 4)"
@@ -39,21 +48,37 @@ TRANSACTION_TYPES: dict[str, str] = {
     "discount_code": "varchar",
     "currency": "varchar",
 }
+ONE_PRODUCT = "(all)"  # the product of a source without products
 _KIND = {"varchar": "id", "timestamp": "timestamp", "date": "date"}
 _REQUIRED = ("transaction_id", "timestamp", "customer_id", "product_id", "quantity", "unit_price")
 _TZ_TYPES = ("TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ")
 DUPLICATE_CHANGED = "transaction_id: duplicate within batch with other values (last row kept)"
 CUSTOMER_DUPLICATE = "customer_id: duplicate within batch with other values (last row kept)"
+WRONG_TYPE = (
+    "source '{source}': column {column!r} ({what}) has type {type}, which cannot be read as {expected}; "
+    "export it as {expected}, or derive one from it in [sources.derive]"
+)
+WRONG_DERIVED_TYPE = (
+    "source '{source}': key '{key}' gives type {type}, which cannot be read as {expected}; "
+    "cast it in the expression"
+)
+# source types each kind of canonical column can be read from (DuckDB's names; text always can)
+_NUMBER_TYPES = re.compile(r"^(U?(TINY|SMALL|BIG|HUGE)?INT(EGER)?|DECIMAL(\(\d+,\s*\d+\))?|DOUBLE|FLOAT|REAL)$")
+_TIME_TYPES = re.compile(r"^(DATE|TIMESTAMP(_S|_MS|_NS)?|TIMESTAMP WITH TIME ZONE|TIMESTAMPTZ)$")
+_NOT_TEXT_TYPES = re.compile(r"(\[|^STRUCT|^MAP|^UNION|^BLOB$|^BIT$|^VARIANT)")
+_EXPECTED = {"number": "a number", "time": "a timestamp or date", "text": "a single value (text or number)"}
 
 
 def convert(column: str | None, source_type: str, target: str, *, timestamp_format: str | None = None
             ) -> tuple[str, str]:
-    """(typed value, is-present) SQL for source column `column` of `src_rows` (alias s) as `target`."""
+    """(typed value, is-present) SQL for source column `column` of `src_rows` (alias s) as `target`.
+    Text in $na_values (a bound parameter) is missing."""
     if column is None:
         return f"cast(null as {target})", "false"
     ref = f"s.{quote_identifier(column)}"
     is_text = source_type.upper() == "VARCHAR"
-    text = f"nullif(trim({ref}), '')" if is_text else f"nullif(trim(cast({ref} as varchar)), '')"
+    text = (f"(case when list_contains($na_values, trim({ref})) then null else trim({ref}) end)" if is_text
+            else f"nullif(trim(cast({ref} as varchar)), '')")
     present = f"({text} is not null)" if is_text else f"({ref} is not null)"
     if target == "varchar":
         return text, present
@@ -78,6 +103,34 @@ def convert(column: str | None, source_type: str, target: str, *, timestamp_form
     return value, present
 
 
+def check_types(
+    source: SourceConfig, targets: Mapping[str, str], mapped: Mapping[str, str | None],
+    source_types: Mapping[str, str], derived: Mapping[str, Derived],
+) -> None:
+    """Refuse a column whose type cannot hold what it is read as (`targets`: name -> target type): a
+    boolean is not a price, a list or a struct is not an id."""
+    by_column = {item.column: item for item in derived.values()}
+    for name, target in targets.items():
+        column = mapped.get(name)
+        if column is None:
+            continue
+        shown = source_types.get(column, "VARCHAR")
+        type_ = shown.upper()
+        kind = "number" if target.startswith("decimal") else "time" if target in ("timestamp", "date") else "text"
+        fits = (type_ == "VARCHAR" or (_NUMBER_TYPES.match(type_) if kind == "number" else
+                                       _TIME_TYPES.match(type_) if kind == "time" else
+                                       not _NOT_TEXT_TYPES.search(type_)))
+        if fits:
+            continue
+        if column in by_column:
+            raise InputError(WRONG_DERIVED_TYPE.format(source=source.name, key=by_column[column].key, type=shown,
+                                                       expected=_EXPECTED[kind]))
+        what = f"canonical '{name}'" if name in TRANSACTION_TYPES or name in ("customer_since",) else \
+            f"attribute '{name}'"
+        raise InputError(WRONG_TYPE.format(source=source.name, column=column, what=what, type=shown,
+                                           expected=_EXPECTED[kind]))
+
+
 def stage_transactions(
     con: duckdb.DuckDBPyConnection,
     source: SourceConfig,
@@ -89,26 +142,34 @@ def stage_transactions(
     rows: str = "src_rows",
     row_id: str = "rowid",
     rows_params: Mapping[str, Any] | None = None,
+    derived: Mapping[str, Derived] | None = None,
 ) -> None:
     """Create temp table `staged` from the raw rows: canonical columns, attributes, reasons, is_repeat.
 
     `mapped` maps each canonical column to its source column (None: absent); `attributes` are
     transaction attributes, each mapped in `mapped` too. `rows` is the SQL of the raw rows (with
-    `rows_params`), `row_id` its column numbering them in read order (audits/sources.py).
+    `rows_params`), `row_id` its column numbering them in read order (audits/sources.py). `derived`:
+    the source's derived columns, mapped by their `Derived.column`, typed in `source_types`.
     """
+    derived = derived or {}
+    check_types(source, {**TRANSACTION_TYPES, **dict.fromkeys(attributes, "varchar")}, mapped, source_types, derived)
     params: dict[str, Any] = {
         **(rows_params or {}),
         "latest": dt.datetime.now() + dt.timedelta(days=config.max_future_days),
         "earliest": dt.datetime.fromisoformat(config.earliest),
         "currencies": [c.upper() for c in config.currencies],
+        "na_values": list(source.na_values),
     }
+    if derived:
+        rows, row_id = derived_relation(rows, row_id, derived,
+                                        text_columns=[c for c, t in source_types.items() if t.upper() == "VARCHAR"])
     values: dict[str, str] = {}
     present: dict[str, str] = {}
     for canonical, target in TRANSACTION_TYPES.items():
         column = mapped.get(canonical)
         values[canonical], present[canonical] = convert(
             column, source_types.get(column or "", "VARCHAR"), target, timestamp_format=source.timestamp_format)
-    if source.timestamp_format:
+    if source.timestamp_format:  # bound only where a text timestamp uses it (_run_in_utc)
         params["timestamp_format"] = source.timestamp_format
     if mapped.get("currency"):
         values["currency"] = f"upper({values['currency']})"
@@ -116,15 +177,24 @@ def stage_transactions(
         values["currency"] = "cast($default_currency as varchar)"
         present["currency"] = "($default_currency is not null)"
         params["default_currency"] = source.currency.upper() if source.currency else None
+    q = quote_identifier
     if mapped.get("transaction_id") is None:
         # No line id in the source: derive a stable one from the line's content and its occurrence,
         # so two identical lines stay two purchases and a re-read of the same file gives the same ids.
-        content = ", ".join(f"cast(s.{quote_identifier(c)} as varchar)" for k, c in mapped.items()
-                            if c is not None and k in TRANSACTION_TYPES)
+        content = ", ".join(f"cast(s.{q(c)} as varchar)" for k, c in mapped.items()
+                            if c is not None and (k in TRANSACTION_TYPES or k in attributes))
         values["transaction_id"] = (f"md5(concat_ws('|', $source, {content}, "
                                     f"row_number() over (partition by {content} order by s.{row_id})))")
         present["transaction_id"] = "true"
         params["source"] = source.name
+    if mapped.get("customer_id") is None:  # each row is its own customer
+        values["customer_id"] = f"md5(concat_ws('|', 'row', $source, {values['transaction_id']}))"
+        params["source"] = source.name
+    if mapped.get("product_id") is None:
+        values["product_id"] = "cast($one_product as varchar)"
+        params["one_product"] = ONE_PRODUCT
+    if mapped.get("quantity") is None:
+        values["quantity"] = f"cast(1 as {TRANSACTION_TYPES['quantity']})"
     for attribute in attributes:
         column = mapped[attribute]
         values[attribute], _ = convert(column, source_types.get(column, "VARCHAR"), "varchar")
@@ -133,13 +203,14 @@ def stage_transactions(
     # timestamp: the canonical UTC value; an id: the source's own value, so that numeric ids
     # compare as numbers when the next read asks PostgreSQL for ids above it
     watermark = (values["timestamp"] if source.watermark == "timestamp"
-                 else f"s.{quote_identifier(watermark_column)}" if watermark_column else "null")
-    q = quote_identifier
+                 else f"s.{q(watermark_column)}" if watermark_column else "null")
     rules = [
+        # a column the source has must be there on every row; one it lacks has its meaning (module docstring)
         *(f"case when not has_{c} then '{c}: missing' when {q(c)} is null then '{c}: not a valid "
-          f"{_KIND.get(TRANSACTION_TYPES[c], 'number')}' end" for c in _REQUIRED),
+          f"{_KIND.get(TRANSACTION_TYPES[c], 'number')}' end" for c in _REQUIRED if mapped.get(c)),
         *(f"case when has_{c} and {q(c)} is null then '{c}: not a valid number' end"
           for c in ("list_price", "discount_amount", "line_total")),
+        *(f"case when {q(item.failed_column)} then '{FAILED.format(name=item.name)}' end" for item in derived.values()),
         "case when quantity <= 0 then 'quantity: zero or negative (a return or cancellation?)' end",
         "case when unit_price < 0 then 'unit_price: negative' when unit_price = 0 then 'unit_price: zero' end",
         "case when list_price < 0 then 'list_price: negative' end",
@@ -152,12 +223,13 @@ def stage_transactions(
     columns = [*TRANSACTION_TYPES, *attributes]
     typed = ", ".join(f"{values[c]} as {q(c)}" for c in columns)
     flags = ", ".join(f"{present[c]} as has_{c}" for c in (*_REQUIRED, "list_price", "discount_amount", "line_total"))
+    failed = "".join(f", s.{q(item.failed_column)}" for item in derived.values())
     row_hash = f"hash({', '.join(q(c) for c in columns)})"
     sql = f"""
         create or replace temp table staged as
         with typed as (
             select s.{row_id} as source_row, {typed}, {flags},
-                   {watermark} as watermark_value
+                   {watermark} as watermark_value{failed}
             from {rows} as s)
         select source_row, {", ".join(q(c) for c in columns)}, watermark_value, hash(transaction_id) as id_hash,
                list_filter([{", ".join(rules)}], lambda r: r is not null) as reasons, false as is_repeat,
@@ -169,6 +241,7 @@ def stage_transactions(
 
 def stage_customers(
     con: duckdb.DuckDBPyConnection,
+    source: SourceConfig,
     *,
     id_column: str,
     since_column: str | None,
@@ -177,29 +250,40 @@ def stage_customers(
     rows: str = "src_rows",
     row_id: str = "rowid",
     rows_params: Mapping[str, Any] | None = None,
+    derived: Mapping[str, Derived] | None = None,
 ) -> None:
     """Create temp table `staged` of customers from the raw rows (as for stage_transactions); `attributes`
     maps name -> source column."""
+    derived = derived or {}
     q = quote_identifier
+    check_types(source, {"customer_id": "varchar", "customer_since": "date"},
+                {"customer_id": id_column, "customer_since": since_column}, source_types, derived)
+    if derived:
+        rows, row_id = derived_relation(rows, row_id, derived,
+                                        text_columns=[c for c, t in source_types.items() if t.upper() == "VARCHAR"])
     customer_id, has_id = convert(id_column, source_types[id_column], "varchar")
     since, has_since = convert(since_column, source_types.get(since_column or "", "VARCHAR"), "date")
     attribute_sql = "".join(
         f", {convert(column, source_types[column], 'varchar')[0]} as {q(name)}" for name, column in attributes.items())
+    failed = "".join(f", s.{q(item.failed_column)}" for item in derived.values())
+    failed_rules = "".join(f"case when {q(item.failed_column)} then '{FAILED.format(name=item.name)}' end, "
+                           for item in derived.values())
     columns = ["customer_id", "customer_since", *attributes]
     sql = f"""
         create or replace temp table staged as
         with typed as (
             select s.{row_id} as source_row, {customer_id} as customer_id,
-                   {since} as customer_since {attribute_sql}, {has_id} as has_id, {has_since} as has_since
+                   {since} as customer_since {attribute_sql}, {has_id} as has_id, {has_since} as has_since{failed}
             from {rows} as s)
         select source_row, {", ".join(q(c) for c in columns)},
                list_filter([
+                   {failed_rules}
                    case when not has_id then 'customer_id: missing' end,
                    case when has_since and customer_since is null then 'customer_since: not a valid date' end
                ], lambda r: r is not null) as reasons, false as is_repeat,
                hash({", ".join(q(c) for c in columns)}) as row_hash
         from typed"""
-    _run_in_utc(con, sql, dict(rows_params or {}))
+    _run_in_utc(con, sql, {**(rows_params or {}), "na_values": list(source.na_values)})
     _mark_duplicates(con, key="customer_id", reason=CUSTOMER_DUPLICATE)
 
 
@@ -227,6 +311,9 @@ def _mark_duplicates(con: duckdb.DuckDBPyConnection, *, key: str, reason: str) -
 def _run_in_utc(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]) -> None:
     """Run with the session's TimeZone set to UTC, so that text with an offset converts to UTC and
     naive text stays as written whatever the machine's zone; the caller's setting is restored."""
+    # DuckDB refuses a bound value the statement does not use: a typed timestamp column needs no
+    # timestamp_format, a source without text columns no na_values
+    params = {name: value for name, value in params.items() if re.search(rf"\${name}\b", sql)}
     previous = con.execute("select current_setting('TimeZone')").fetchall()[0][0]
     con.execute("set TimeZone = 'UTC'")
     try:

@@ -39,8 +39,11 @@ import duckdb
 
 from audits.config import Config
 
-REQUIRED_COLUMNS = ("transaction_id", "timestamp", "customer_id", "product_id", "quantity", "unit_price")
-OPTIONAL_COLUMNS = ("list_price", "currency")
+# every staged row has these (a source without customer ids, products or quantities gets their documented
+# values, audits/staging.py); the optional ones are expected only of a batch whose source has them: a
+# snapshot has no timestamp, a book whose outcome is another column no unit price
+REQUIRED_COLUMNS = ("transaction_id", "customer_id", "product_id", "quantity")
+OPTIONAL_COLUMNS = ("timestamp", "unit_price", "list_price", "currency")
 _FLOAT_COLUMNS = ("quantity", "unit_price", "list_price")
 ACCEPTED = "len(reasons) = 0 and not is_repeat"
 CHUNKED = "validation_chunks"  # temp table of a batch of several chunks, sorted by chunk
@@ -132,25 +135,28 @@ def import_great_expectations() -> Any:
 def build_suite(config: Config, *, optional_columns: Sequence[str] = OPTIONAL_COLUMNS) -> list[Any]:
     """The transaction expectations, derived from the config's validation settings.
 
-    `optional_columns`: which of list_price and currency the batch has (their checks apply only then).
+    `optional_columns`: which of OPTIONAL_COLUMNS the batch has (their checks apply only then).
     """
     gx = import_great_expectations()
     e = gx.expectations
     latest = dt.datetime.now() + dt.timedelta(days=config.max_future_days)
     numeric = [c for c in _FLOAT_COLUMNS if c in REQUIRED_COLUMNS or c in optional_columns]
+    has_time, has_price = "timestamp" in optional_columns, "unit_price" in optional_columns
+    not_null = [c for c in ("transaction_id", "timestamp", "customer_id", "product_id", "quantity", "unit_price")
+                if c in REQUIRED_COLUMNS or c in optional_columns]
     suite: list[Any] = [
-        *(e.ExpectColumnValuesToNotBeNull(column=c) for c in REQUIRED_COLUMNS),
+        *(e.ExpectColumnValuesToNotBeNull(column=c) for c in not_null),
         e.ExpectColumnValuesToBeUnique(column="transaction_id"),
         *(e.ExpectColumnValuesToBeInTypeList(column=c, type_list=["float64"]) for c in numeric),
-        e.ExpectColumnValuesToBeInTypeList(column="timestamp", type_list=["datetime64[ns]"]),
-        e.ExpectColumnValuesToBeBetween(column="unit_price", min_value=0, strict_min=True),
+        *([e.ExpectColumnValuesToBeInTypeList(column="timestamp", type_list=["datetime64[ns]"])] if has_time else []),
+        *([e.ExpectColumnValuesToBeBetween(column="unit_price", min_value=0, strict_min=True)] if has_price else []),
         e.ExpectColumnValuesToBeBetween(column="quantity", min_value=0, strict_min=True),
-        e.ExpectColumnValuesToBeBetween(column="timestamp", min_value=dt.datetime.fromisoformat(config.earliest),
-                                        max_value=latest),
+        *([e.ExpectColumnValuesToBeBetween(column="timestamp", min_value=dt.datetime.fromisoformat(config.earliest),
+                                           max_value=latest)] if has_time else []),
     ]
     if "list_price" in optional_columns:
         suite.append(e.ExpectColumnValuesToBeBetween(column="list_price", min_value=0))
-        if not config.allow_above_list:
+        if not config.allow_above_list and has_price:
             suite.append(e.ExpectColumnPairValuesAToBeGreaterThanB(
                 column_A="list_price", column_B="unit_price", or_equal=True,
                 ignore_row_if="either_value_is_missing"))

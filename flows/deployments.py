@@ -84,6 +84,6 @@ def serving_message(config: Config, *, api_url: str) -> str:
         lines.append(f"Prefect UI: {api_url.rstrip('/').removesuffix('/api')}")
     lines += [f"on-demand audit: {command}",
               "  (add --param period_start=YYYY-MM-DD --param period_end=YYYY-MM-DD for a period; "
-              "default: the configured window up to the newest data)",
+              "default: all the data in the warehouse)",
               "stop with Ctrl-C"]
     return "\n".join(lines)

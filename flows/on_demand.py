@@ -37,7 +37,7 @@ def on_demand_audit(
 
     Args:
         config_path: The TOML config file, as seen by the process that runs the flow.
-        period_start: First day audited; empty: period_end minus the configured window.
+        period_start: First day audited; empty: the first day of data (an on-demand question covers all the data loaded).
         period_end: Last day audited; empty: the day of the newest transaction.
         attributes: Customer attributes audited; empty: audit.attributes from the config.
         segment_by: Columns whose every value gets its own findings; empty: audit.segment_by.

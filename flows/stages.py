@@ -24,7 +24,7 @@ import duckdb
 from audits.config import Config
 from audits.errors import ConfigError, InputError, ResourceError, WarehouseBusyError
 from audits.findings import AuditResult, DataQuality
-from audits.history import all_runs, compare_with_previous, record_run
+from audits.history import compare_with_previous, record_run, run_index
 from audits.ingest import data_quality_summary, ingest_all
 from audits.columns import COMPUTED_COLUMNS
 from audits.lines import BOOKKEEPING, IDENTIFYING
@@ -219,7 +219,7 @@ def publish(config: Config, result: AuditResult, out_dir: Path) -> Path:
     """Publish findings.json, report.html and breaches.csv (when a consistency rule is breached) into `out_dir`,
     all or nothing (flows/publication.py); remember the run; refresh the index of all runs."""
     from reports.breaches import write_breaches
-    from reports.render import render_index, render_report
+    from reports.render import index_entry, render_index, render_report
 
     out_dir = Path(out_dir)
 
@@ -236,14 +236,15 @@ def publish(config: Config, result: AuditResult, out_dir: Path) -> Path:
         raise InputError(UNWRITABLE_OUTPUT.format(path=out_dir, reason=err.strerror or err)) from err
     report = out_dir / "report.html"
     with _open(config) as con:
-        record_run(con, result)
-        runs = all_runs(con)
+        record_run(con, result, index=index_entry(result))
+        runs = run_index(con, entry_of=index_entry)
     index_root = config.output_dir
     links = {}
     for run in runs:
-        candidate = index_root / run.run.scope / run.run.run_id / "report.html"
+        run_id = run["run"]["run_id"]
+        candidate = index_root / run["run"]["scope"] / run_id / "report.html"
         if candidate.exists():
-            links[run.run.run_id] = str(candidate.relative_to(index_root))
+            links[run_id] = str(candidate.relative_to(index_root))
     render_index(runs, index_root / "index.html", report_links=links)
     say(f"report written to {report}")
     return report

@@ -2,6 +2,6 @@
 consistency rules' breaching lines as breaches.csv next to the report."""
 
 from reports.breaches import write_breaches
-from reports.render import render_index, render_report
+from reports.render import index_entry, render_index, render_report
 
-__all__ = ["render_index", "render_report", "write_breaches"]
+__all__ = ["index_entry", "render_index", "render_report", "write_breaches"]

@@ -15,7 +15,7 @@ import hashlib
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -98,31 +98,34 @@ def render_report(result: AuditResult, out_dir: Path) -> Path:
     return _write_atomic(out_dir / REPORT_NAME, html)
 
 
-def render_index(runs: Sequence[AuditResult], out_path: Path, *, report_links: Mapping[str, str]) -> Path:
-    """Write an index page listing runs, newest first, each linked to its report; return its path."""
+def index_entry(result: AuditResult) -> dict[str, Any]:
+    """What the index page shows of one run, as JSON-able data: stored with the run (audits/history.py) so
+    that the index never reads a run's findings again, however many runs there are."""
+    causes = _open_causes(result)
+    return {
+        "run": asdict(result.run),
+        "verdict": asdict(verdict(result, n_causes=len(causes))),
+        "causes": len(causes),
+        "counts": result.severity_counts(),
+        "outcomes": result.outcome_counts(),
+        "dq_passed": result.data_quality.passed,
+        "problems": _not_completed(result.checks),
+    }
+
+
+def render_index(entries: Sequence[Mapping[str, Any]], out_path: Path, *, report_links: Mapping[str, str]) -> Path:
+    """Write an index page listing runs (`index_entry` of each), newest first, each linked to its report."""
     for run_id, link in report_links.items():
         parts = urlsplit(link)
         if parts.scheme or parts.netloc or link.startswith(("/", "\\")) or not parts.path:
             raise ValueError(NOT_RELATIVE_LINK.format(run_id=run_id, link=link))
-    ordered = sorted(runs, key=lambda r: (r.run.period_end, r.run.finished_at, r.run.run_id), reverse=True)
-    entries = []
-    for r in ordered:
-        causes = _open_causes(r)
-        entries.append({
-            "run": r.run,
-            "link": report_links.get(r.run.run_id),
-            "verdict": verdict(r, n_causes=len(causes)),
-            "causes": len(causes),
-            "counts": r.severity_counts(),
-            "outcomes": r.outcome_counts(),
-            "dq_passed": r.data_quality.passed,
-            "problems": _not_completed(r.checks),
-        })
+    entries = [{**e, "link": report_links.get(e["run"]["run_id"])} for e in sorted(
+        entries, key=lambda e: (e["run"]["period_end"], e["run"]["finished_at"], e["run"]["run_id"]), reverse=True)]
     html = _environment().get_template("index.html.j2").render(
         entries=entries,
         latest=entries[0] if entries else None,
-        runs_flagged=sum(1 for e in entries if e["verdict"].outcome == "flagged"),
-        runs_not_assessed=sum(1 for e in entries if e["verdict"].outcome == "not_assessed"),
+        runs_flagged=sum(1 for e in entries if e["verdict"]["outcome"] == "flagged"),
+        runs_not_assessed=sum(1 for e in entries if e["verdict"]["outcome"] == "not_assessed"),
         css=_css(),
         csp=_csp(scripts=()),
     )

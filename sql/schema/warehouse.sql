@@ -6,16 +6,18 @@
 
 create sequence if not exists batch_ids start 1;
 
--- One row per line item and source; the ingest keeps (source, transaction_id) unique.
+-- One row per line item (a priced decision: a policy-year, a loan) and source; the ingest keeps
+-- (source, transaction_id) unique. customer_id, product_id and quantity always have a value, from the
+-- source or, when it has none, its documented meaning (audits/staging.py).
 create table if not exists transactions (
     transaction_id  varchar not null,
     source          varchar not null,
-    timestamp       timestamp not null,
+    timestamp       timestamp,           -- null: a snapshot source's row (no time; in every period)
     customer_id     varchar not null,
     product_id      varchar not null,
     quantity        decimal(18, 3) not null,
     list_price      decimal(18, 4),
-    unit_price      decimal(18, 4) not null,
+    unit_price      decimal(18, 4),      -- null only when the source has none (audit.outcome names another column)
     category        varchar,
     channel         varchar,
     discount_amount decimal(18, 4),
@@ -87,12 +89,16 @@ create table if not exists audit_runs (
     period_start  date not null,
     period_end    date not null,
     finished_at   timestamp not null,
-    findings_json varchar not null
+    findings_json varchar not null,
+    index_json    varchar  -- what the index page shows of the run (reports/render.py: index_entry)
 );
 
 -- Upgrades of warehouses created before these columns existed (no-ops on new ones).
 alter table ingest_batches add column if not exists watermark_column varchar;
 alter table ingest_batches add column if not exists files_read bigint;
+alter table audit_runs add column if not exists index_json varchar;
 alter table ingest_batches add column if not exists files_skipped bigint;
 alter table quarantine add column if not exists source_file varchar;
 alter table ingest_files add column if not exists fingerprint varchar;
+alter table transactions alter column timestamp drop not null;
+alter table transactions alter column unit_price drop not null;

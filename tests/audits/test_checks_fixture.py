@@ -107,6 +107,15 @@ def test_price_gap_is_the_weighted_mean_of_within_cell_log_differences(result):
     assert one(result, "price_gap", group="M").estimate == pytest.approx(math.exp(-beta), rel=1e-12)
 
 
+def test_coverage_is_the_share_of_each_sides_lines_and_customers_with_a_comparable_line(result):
+    # F's six lines: all but Q4 share a cell with a man (5 of 6); both women have such a line.
+    # M's eight lines: all but P3 and Q3 (6 of 8); both men have such a line.
+    finding = one(result, "price_gap", group="F")
+    assert finding.coverage == {"group_lines": round(5 / 6, 2), "reference_lines": round(6 / 8, 2),
+                                "group_customers": 1.0, "reference_customers": 1.0}
+    assert not finding.low_coverage
+
+
 def test_price_gap_standard_error_is_the_clustered_sandwich_computed_line_by_line(result):
     cells = {"P1": [(1, "c1", ln(10.5)), (0, "c3", ln(10)), (0, "c4", ln(10))],
              "P2": [(1, "c2", ln(22)), (0, "c3", ln(20))],

@@ -237,9 +237,10 @@ def test_ansi_escapes_in_a_csv_header_are_shown_escaped(tmp_path):
         encoding="utf-8")
     config = tmp_path / "priceparity.toml"
     config.write_text('[warehouse]\npath = "warehouse.duckdb"\n[[sources]]\nname = "shop"\nkind = "csv"\n'
-                      'path = "tx.csv"\n[sources.columns]\ntimestamp = "sold_at"\n', encoding="utf-8")
+                      'path = "tx.csv"\n[sources.columns]\ntimestamp = "sold_at"\ncustomer_id = "client"\n',
+                      encoding="utf-8")
     done = _run("audit", "--config", str(config), env=direct_env())
     assert done.returncode == 2, done.stderr
     [line] = done.stderr.splitlines()
-    assert "column 'customer_id'" in line and "\\x1b[31mred\\x1b[0m" in line
+    assert "column 'client'" in line and "\\x1b[31mred\\x1b[0m" in line
     assert "\x1b" not in done.stdout + done.stderr

@@ -51,7 +51,7 @@ def causes_url(tmp_path_factory: pytest.TempPathFactory, sample: SimpleNamespace
 def index_url(tmp_path_factory: pytest.TempPathFactory, sample: SimpleNamespace) -> str:
     """An index of three runs: one that could not look (the latest), one clear, one flagged."""
     from audits.findings import CheckRun
-    from reports import render_index
+    from reports import index_entry, render_index
 
     flagged = sample.build_causes_result()
     clear = sample.build_result(run=sample.replace(flagged.run, run_id="run-2026-06", period_start="2026-06-01",
@@ -61,7 +61,7 @@ def index_url(tmp_path_factory: pytest.TempPathFactory, sample: SimpleNamespace)
     empty = sample.replace(empty, run=sample.replace(empty.run, run_id="run-2026-07", period_start="2026-07-01",
                                                      period_end="2026-07-31"))
     path = tmp_path_factory.mktemp("browser-index") / "index.html"
-    return render_index([flagged, clear, empty], path, report_links={}).as_uri()
+    return render_index([index_entry(r) for r in (flagged, clear, empty)], path, report_links={}).as_uri()
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ import plotly.offline
 import pytest
 
 from audits.findings import CONSISTENCY_CHECKS, AuditResult
-from reports import render_index, render_report
+from reports import index_entry, render_index, render_report
 from audits.catalogue import RULES
 from reports.render import consistency_rule
 from reports.figures import (
@@ -345,7 +345,7 @@ def test_index_lists_runs_newest_first(tmp_path: Path, parse: Callable, sample: 
     empty = sample.build_empty_result()
     empty = sample.replace(empty, run=sample.replace(empty.run, run_id="run-2026-03", period_start="2026-03-01",
                                                      period_end="2026-03-31"))
-    path = render_index([older, empty, latest], tmp_path / "index.html",
+    path = render_index([index_entry(r) for r in (older, empty, latest)], tmp_path / "index.html",
                         report_links={"run-2026-05": "run-2026-05/report.html"})
     doc = parse(path.read_text(encoding="utf-8"))
     table = doc.by_id("runs-table")
@@ -368,7 +368,7 @@ def test_index_shows_a_latest_run_that_could_not_look_in_amber(tmp_path: Path, p
     empty = sample.build_empty_result()
     empty = sample.replace(empty, run=sample.replace(empty.run, run_id="run-2026-06", period_start="2026-06-01",
                                                      period_end="2026-06-30"))
-    path = render_index([sample.build_result(), empty], tmp_path / "index.html", report_links={})
+    path = render_index([index_entry(r) for r in (sample.build_result(), empty)], tmp_path / "index.html", report_links={})
     doc = parse(path.read_text(encoding="utf-8"))
     latest = doc.by_id("latest-verdict")
     assert latest.attrs["class"] == "verdict-banner verdict-not-assessed"
@@ -381,4 +381,4 @@ def test_index_shows_a_latest_run_that_could_not_look_in_amber(tmp_path: Path, p
                                   "javascript:alert(1)", ""])
 def test_index_rejects_links_that_are_not_relative(tmp_path: Path, result: AuditResult, link: str) -> None:
     with pytest.raises(ValueError, match="run-2026-05"):
-        render_index([result], tmp_path / "index.html", report_links={"run-2026-05": link})
+        render_index([index_entry(result)], tmp_path / "index.html", report_links={"run-2026-05": link})
