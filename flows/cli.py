@@ -55,9 +55,8 @@ ScratchOption = Annotated[Path | None, typer.Option(
 BAD_PAIR = "{option} {value!r}: expected {form}, e.g. {example}"
 ADDRESS_WITHOUT_DASK = "--dask-address {address!r} needs --executor dask"
 NOT_A_DAY = "{option} {value}: not a date (YYYY-MM-DD)"
-DAY_OUT_OF_RANGE = "{option} {value}: must be a day between {first} and {last}"
+DAY_OUT_OF_RANGE = "{option} {value}: must be {allowed}"
 OPTION_OUT_OF_RANGE = "{option} must be {allowed}, got {value} (as the config key {key})"
-DAYS = (dt.date(1900, 1, 1), dt.date(2100, 12, 31))  # as validation.earliest: a period's ends stay computable
 REVERSED = "--from {start} is after --to {end}; swap them"
 NOT_A_COLUMN_NAME = "{option} {value!r}: not a column name; use lower-case letters, digits and _"
 CONFIG_NOT_FOUND = "{path}: config file not found; pass --config with the path of your TOML file"
@@ -117,8 +116,10 @@ def _day(option: str, value: str | None) -> dt.date | None:
         day = dt.datetime.strptime(value, "%Y-%m-%d").date()
     except ValueError:
         raise ConfigError(NOT_A_DAY.format(option=option, value=printable(value))) from None
-    if not DAYS[0] <= day <= DAYS[1]:
-        raise ConfigError(DAY_OUT_OF_RANGE.format(option=option, value=value, first=DAYS[0], last=DAYS[1]))
+    from audits.settings import ISO_DATE  # the range of validation.earliest: a period's ends stay computable
+
+    if not ISO_DATE.test(day.isoformat()):
+        raise ConfigError(DAY_OUT_OF_RANGE.format(option=option, value=value, allowed=ISO_DATE.what))
     return day
 
 

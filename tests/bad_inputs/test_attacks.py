@@ -153,8 +153,8 @@ def test_a_bad_setting_is_one_line_naming_the_key(loaded, warehouse, extra, says
 
 @pytest.mark.parametrize(("args", "says"), [
     (("nightly", "--window-days", "99999999999"), "--window-days must be between 1 and 3660, got 99999999999"),
-    (("nightly", "--as-of", "9999-12-31"), "--as-of 9999-12-31: must be a day between 1900-01-01 and 2100-12-31"),
-    (("audit", "--to", "0001-01-01"), "--to 0001-01-01: must be a day between 1900-01-01 and 2100-12-31"),
+    (("nightly", "--as-of", "9999-12-31"), "--as-of 9999-12-31: must be a date written YYYY-MM-DD, between 1900 and 2100"),
+    (("audit", "--to", "0001-01-01"), "--to 0001-01-01: must be a date written YYYY-MM-DD, between 1900 and 2100"),
     (("audit", "--from", "2026-02-30"), "--from 2026-02-30: not a date (YYYY-MM-DD)"),  # was typer's 6-line box
     (("nightly", "--window-days", "many"), "Invalid value for '--window-days'"),
 ])
