@@ -22,7 +22,7 @@ from audits.columns import MEASUREMENTS
 from audits.catalogue import CHECKS_BY_NAME
 from audits.config import Config
 from audits.contrasts import LineSet, Model, TestSums
-from audits.errors import one_line
+from audits.errors import one_line, scrub
 from audits.sqlfiles import load_sql
 from audits.stats import CONFIDENCE, Estimate, rate_ratio, ratio_from_log
 
@@ -339,4 +339,5 @@ def _share(part: float, whole: float) -> float | None:
 
 
 def _one_line(err: BaseException) -> str:
+    scrub(err)  # a library's text that may quote the data, reworded
     return one_line(f"{type(err).__name__}: {err}", limit=200)

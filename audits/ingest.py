@@ -18,10 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import os
 import re
-import sys
-import threading
 import time
 from collections.abc import Callable
 from typing import Any, Literal
@@ -31,7 +28,7 @@ import duckdb
 from audits.columns import COMPUTED_COLUMNS
 from audits.config import CANONICAL_TRANSACTION_COLUMNS, TIME_GRAINS, Config, SourceConfig
 from audits.derive import Derived, bind_derived, check_derived
-from audits.errors import ConfigError, DataQualityError, InputError, one_line
+from audits.errors import ConfigError, DataQualityError, InputError, data_free_reason, one_line, printable, scrub
 from audits.ledger import (
     BatchResult,
     data_quality_summary,
@@ -42,6 +39,7 @@ from audits.ledger import (
     record_files,
     stored_watermark,
 )
+from audits.renames import adopt_renamed_source
 from audits.sources import SOURCE_FILE_COLUMN, SourceRead, read_source, unreadable
 from audits.staging import TRANSACTION_TYPES, stage_customers, stage_transactions
 from audits.warehouse import add_attribute_columns, quote_identifier
@@ -79,12 +77,10 @@ NO_TIMESTAMP_FOR_CELL = (
 ABSENT_MEANS = {"timestamp": "one snapshot, audited as a whole", "unit_price": "none (the outcome is another column)",
                 "quantity": "1 per row", "customer_id": "each row is its own customer",
                 "product_id": "one product", "transaction_id": "ids derived from each row's content"}
-PAUSE_ENV = "PRICEPARITY_INGEST_PAUSE_AT"  # test hook: the crash tests SIGKILL the process while it waits here
 _CUSTOMER_RESERVED = ("customer_id", "customer_since", "batch_id")
 _TEMP_TABLES = ("src_rows", "staged", "bad_rows", "matched")
 
 Progress = Callable[[str], None]
-GE_IMPORT_THREAD = "import-great-expectations"  # the thread importing Great Expectations
 Kind = Literal["transactions", "customers"]
 
 
@@ -101,7 +97,9 @@ def ingest_all(
 def ingest_transactions(
     con: duckdb.DuckDBPyConnection, source: SourceConfig, config: Config, *, progress: Progress | None = None
 ) -> BatchResult:
-    """Load one transaction source's new rows, upserting on (source, transaction_id)."""
+    """Load one transaction source's new rows, upserting on (source, transaction_id); a renamed source takes
+    over its rows first (audits/renames.py)."""
+    adopt_renamed_source(con, source, [s.name for s in config.sources], progress=progress)
     return _Batch(con, source, config, kind="transactions", progress=progress).run()
 
 
@@ -144,8 +142,6 @@ class _Batch:
             return self._nothing_new(read)
         if read.rows == 0:
             raise InputError(EMPTY.format(where=_where(source), source=source.name))
-        if self.kind == "transactions":
-            import_great_expectations_meanwhile()
         source_types = dict(read.columns)
         if self.derived:
             types = bind_derived(self.con, self.derived, read.relation, read.params,
@@ -182,8 +178,7 @@ class _Batch:
 
         self.con.execute("begin transaction")
         try:
-            # The rows are written first and validated before COMMIT: the upsert runs while Great Expectations
-            # is still being imported on its thread (a nightly batch: 0.45 s of the import's 1.9 s hidden)
+            # The rows are written first and validated before COMMIT: a failed expectation rolls them back
             loaded, replaced, duplicate = self._write(loadable)
             expectations = self._validate() if self.kind == "transactions" and rows_read > rows_bad else []
             failed = [e for e in expectations if not e["success"]]
@@ -205,7 +200,6 @@ class _Batch:
                                  read.files_skipped, read.watermark_from, watermark_to)
             self._record(result, message=None if status == "loaded" else "stopped: see quarantine")
             record_expectations(self.con, self.batch_id, source.name, expectations)
-            _pause_point("before_commit")
             self.con.execute("commit")
         except BaseException:
             self.con.execute("rollback")
@@ -336,7 +330,6 @@ class _Batch:
             "from matched", params).fetchall()[0]
         if changed:
             self.con.execute(f"delete from {q(table)} as t using matched as m where not m.is_same and {key_match}")
-        _pause_point("after_delete")
         if total > same_count:
             all_names = names + (", source" if source else "")
             self.con.execute(
@@ -364,14 +357,16 @@ class _Batch:
                      watermark_column=self.source.watermark if self.kind == "transactions" else None)
 
     def _record_failure(self, err: BaseException) -> None:
-        """Record a batch that failed before committing (its own small transaction); never masks `err`."""
+        """Record a batch that failed before committing (its own small transaction); never masks `err`. The
+        record holds no data value: a library's text that may quote one is reworded (errors.scrub)."""
         try:
             if not is_recorded(self.con, self.batch_id):
                 result = BatchResult(self.batch_id, self.source.name, 0, 0, 0, 0, 0,
                                      time.monotonic() - self.started, "failed")
-                self._record(result, message=one_line(err, limit=300))
+                scrub(err)
+                self._record(result, message=printable(one_line(err, limit=300)))
         except duckdb.Error as record_err:
-            err.add_note(f"(the failed batch could not be recorded: {one_line(record_err, limit=300)})")
+            err.add_note(f"(the failed batch could not be recorded: {data_free_reason(record_err)})")
 
     def _say_meaning(self, source_types: dict[str, str]) -> None:
         """Say what the source's absent canonical columns mean, and that a timestamp_format is not used for a
@@ -411,33 +406,6 @@ def _fingerprint(source: SourceConfig, config: Config) -> str:
                 config.max_future_days, config.allow_above_list, sorted(source.derive.items()), source.na_values,
                 sorted(source.audited))
     return hashlib.sha256(repr(decisive).encode()).hexdigest()[:16]
-
-
-def import_great_expectations_meanwhile() -> None:
-    """Start importing Great Expectations (about 2 s) on a thread: while DuckDB stages the batch (DuckDB
-    releases the GIL, so on a small batch this halves the wall time), or, from the CLI, while Prefect
-    starts its temporary server. The validation's own import waits for this one (Python's import lock)
-    and raises any error it hit, so none is lost here. Does nothing once GE is imported or its import thread
-    runs (the CLI starts it, then the batch asks again; until the thread reaches GE's own import statement,
-    sys.modules alone would not tell)."""
-    if "great_expectations" in sys.modules or any(t.name == GE_IMPORT_THREAD for t in threading.enumerate()):
-        return
-    from audits.validate import import_great_expectations  # light: GE itself is imported in the thread
-
-    def load() -> None:
-        try:
-            import_great_expectations()
-        except Exception:  # noqa: BLE001 - re-raised by the validation's own import, with its traceback
-            pass
-
-    threading.Thread(target=load, name=GE_IMPORT_THREAD).start()
-
-
-def _pause_point(name: str) -> None:
-    """Test hook: when PRICEPARITY_INGEST_PAUSE_AT names this point, say so on stderr and wait to be killed."""
-    if os.environ.get(PAUSE_ENV) == name:
-        print(f"{PAUSE_ENV}: paused at {name}", file=sys.stderr, flush=True)
-        time.sleep(3600)
 
 
 def _source_key(config: Config, source: SourceConfig) -> str:

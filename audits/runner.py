@@ -34,7 +34,7 @@ from audits.disparity import (
     plan_dimensions,
     run_disparity,
 )
-from audits.errors import ConfigError, one_line
+from audits.errors import ConfigError, one_line, scrub
 from audits.findings import OUTCOMES, AuditResult, CheckRun, DataQuality, Finding, RunInfo
 from audits.judgement import is_candidate, judge, min_customers_to_judge
 from audits.lines import build_audit_lines, ordered_columns, ordered_levels, refuse_identifying_columns
@@ -249,6 +249,9 @@ def _with_outcome(run: CheckRun, findings: list[Finding]) -> CheckRun:
 
 
 def _reason(err: BaseException) -> str:
+    """Why a check errored, as findings.json and the report say it (a library's text that may quote the data,
+    reworded)."""
+    scrub(err)
     return one_line(f"{type(err).__name__}: {err}", limit=300)
 
 

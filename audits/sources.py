@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from audits.config import SourceConfig
-from audits.errors import ConfigError, InputError, one_line
+from audits.errors import ConfigError, InputError, data_free_reason
 from audits.ledger import loaded_files
 from audits.warehouse import quote_identifier
 
@@ -135,7 +135,7 @@ def list_files(con: duckdb.DuckDBPyConnection, source: SourceConfig) -> list[Sou
                                                {"pattern": pattern}).fetchall()]
     except duckdb.Error as err:
         raise InputError(UNREADABLE.format(path=source.path, source=source.name, kind=source.kind,
-                                           reason=one_line(err, limit=300))) from err
+                                           reason=data_free_reason(err))) from err
     files = []
     for name in names:
         try:
@@ -211,10 +211,11 @@ def _read_files(
 
 def unreadable(source: SourceConfig, files: Sequence[SourceFile], err: BaseException) -> InputError:
     """The error for files DuckDB cannot read; also raised by staging, which reads Parquet files itself
-    (a damaged data page shows only when the rows are read)."""
+    (a damaged data page shows only when the rows are read). DuckDB's text quotes the line it choked on:
+    the message names the condition and line instead (audits.errors.data_free_reason)."""
     where = files[0].path if len(files) == 1 else source.path
     return InputError(UNREADABLE.format(path=where, source=source.name, kind=source.kind,
-                                        reason=one_line(err, limit=300)))
+                                        reason=data_free_reason(err)))
 
 
 # --- PostgreSQL ----------------------------------------------------------------------------------
@@ -295,14 +296,14 @@ def _read_postgres(
     try:
         connection = pg.connect(dsn)
     except Exception as err:  # the driver raises its own hierarchy; libpq never echoes the password
-        raise InputError(DB_UNREACHABLE.format(source=source.name, reason=redact(one_line(err, limit=300), dsn))) from err
+        raise InputError(DB_UNREACHABLE.format(source=source.name, reason=_postgres_reason(err, dsn))) from err
     try:
         with connection.cursor() as cursor:
             try:
                 schema = cursor.adbc_execute_schema(base)
             except Exception as err:
                 raise InputError(DB_QUERY.format(source=source.name, what=what,
-                                                 reason=redact(one_line(err, limit=300), dsn))) from err
+                                                 reason=_postgres_reason(err, dsn))) from err
             require(list(schema.names))
             sql, parameters, watermark_from = postgres_incremental_query(source, schema, watermark=watermark)
             try:
@@ -318,7 +319,7 @@ def _read_postgres(
                 raise
             except Exception as err:
                 raise InputError(DB_QUERY.format(source=source.name, what=what,
-                                                 reason=redact(one_line(err, limit=300), dsn))) from err
+                                                 reason=_postgres_reason(err, dsn))) from err
     finally:
         connection.close()
     described = con.execute("describe src_rows").fetchall()
@@ -350,6 +351,17 @@ def _counted(
             yield batch
 
     return pa.RecordBatchReader.from_batches(reader.schema, batches())
+
+
+def _postgres_reason(err: BaseException, dsn: str) -> str:
+    """The driver's message without a password or the dsn; without its text at all for a data exception or
+    an integrity violation (SQLSTATE classes 22 and 23), whose messages quote values and rows."""
+    sqlstate = str(getattr(err, "sqlstate", "") or "")
+    if sqlstate.startswith(("22", "23")) or not type(err).__module__.startswith("adbc_driver"):
+        return data_free_reason(err)
+    reason = redact(" ".join(str(err).split("DETAIL:")[0].split())[:300], dsn)
+    err.args = (reason,)  # what a traceback printing the driver's error as the cause of ours shows
+    return reason
 
 
 def redact(text: str, dsn: str) -> str:

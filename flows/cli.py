@@ -1,7 +1,8 @@
 """The `priceparity` command line: demo, sample, ingest, audit, nightly, serve.
 
 Exit codes: 0 success; 1 flagged findings with --fail-on-findings; 2 bad input or config (one line on
-stderr, no traceback); 3 a data-quality stop.
+stderr, no traceback); 3 the run stopped without a result: a data-quality stop, nothing to audit, or out of
+memory or disk (one line).
 
 A command checks its options, its config and what they name (files, columns, the output folder) before
 anything slow, and reports a mistake on one line naming the flag or key. Runs are Prefect flow runs when
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import typer
 from typer._click.exceptions import ClickException, NoArgsIsHelpError  # typer vendors click: its exceptions live here
 
-from audits.errors import ConfigError, PriceParityError, one_line
+from audits.errors import ConfigError, PriceParityError, one_line, printable, scrub
 from flows.processes import quiet_process_exit
 from flows.progress import to_terminal
 
@@ -54,6 +55,8 @@ ScratchOption = Annotated[Path | None, typer.Option(
 BAD_PAIR = "{option} {value!r}: expected {form}, e.g. {example}"
 ADDRESS_WITHOUT_DASK = "--dask-address {address!r} needs --executor dask"
 NOT_A_DAY = "{option} {value}: not a date (YYYY-MM-DD)"
+DAY_OUT_OF_RANGE = "{option} {value}: must be {allowed}"
+OPTION_OUT_OF_RANGE = "{option} must be {allowed}, got {value} (as the config key {key})"
 REVERSED = "--from {start} is after --to {end}; swap them"
 NOT_A_COLUMN_NAME = "{option} {value!r}: not a column name; use lower-case letters, digits and _"
 CONFIG_NOT_FOUND = "{path}: config file not found; pass --config with the path of your TOML file"
@@ -74,8 +77,6 @@ def _user_errors() -> Iterator[None]:
 
 
 def _error_line(message: str) -> None:
-    from flows.progress import printable
-
     typer.echo(f"error: {printable(message)}", err=True)
 
 
@@ -112,9 +113,22 @@ def _day(option: str, value: str | None) -> dt.date | None:
     if value is None:
         return None
     try:
-        return dt.datetime.strptime(value, "%Y-%m-%d").date()
+        day = dt.datetime.strptime(value, "%Y-%m-%d").date()
     except ValueError:
-        raise ConfigError(NOT_A_DAY.format(option=option, value=value)) from None
+        raise ConfigError(NOT_A_DAY.format(option=option, value=printable(value))) from None
+    from audits.settings import ISO_DATE  # the range of validation.earliest: a period's ends stay computable
+
+    if not ISO_DATE.test(day.isoformat()):
+        raise ConfigError(DAY_OUT_OF_RANGE.format(option=option, value=value, allowed=ISO_DATE.what))
+    return day
+
+
+def _in_range(option: str, value: int | None, key: str) -> None:
+    """An option standing for a setting takes the setting's range (audits/settings.py)."""
+    from audits.settings import SETTINGS_BY_KEY
+
+    if value is not None and (allowed := SETTINGS_BY_KEY[key].check(value)) is not None:
+        raise ConfigError(OPTION_OUT_OF_RANGE.format(option=option, allowed=allowed, value=value, key=key))
 
 
 def _column_names(option: str, names: list[str] | None) -> list[str] | None:
@@ -340,7 +354,8 @@ def nightly(
     config: ConfigOption,
     as_of: Annotated[str | None, typer.Option("--as-of", metavar="YYYY-MM-DD",
                                               help="Last day audited (default: the newest data).")] = None,
-    window_days: Annotated[int | None, typer.Option(min=1, help="Rolling window (default: audit.window_days).")] = None,
+    window_days: Annotated[int | None, typer.Option(
+        help="Rolling window in days, as audit.window_days (default: its value).")] = None,
     month_to_date: Annotated[bool, typer.Option(help="Also audit the month to date.")] = True,
     executor: ExecutorOption = "local",
     dask_address: DaskAddressOption = None,
@@ -353,6 +368,7 @@ def nightly(
     _quiet(verbose)
     with _user_errors():
         day = _day("--as-of", as_of)
+        _in_range("--window-days", window_days, "audit.window_days")
         scale_out = _scale_out(executor, dask_address, dask_workers, partitions, scratch_dir)
         cfg = _config(config)
         from flows.pipeline import asked_columns
@@ -424,7 +440,8 @@ def main() -> None:
         code = err.exit_code
     except typer.Abort:  # Ctrl-C
         code = 130
-    except Exception:  # a bug of ours: its traceback, then the same exit
+    except Exception as err:  # a bug of ours: its traceback (no library text that may quote the data), exit 1
+        scrub(err)
         traceback.print_exc()
         code = 1
     _exit_now(code or 0)

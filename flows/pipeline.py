@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 from audits.config import Config, load_config
 from audits.errors import ConfigError, DataQualityError, NothingAuditedError, one_line
 from audits.findings import AuditResult
-from audits.settings import SETTINGS_BY_KEY, threshold_settings
+from audits.settings import ISO_DATE, SETTINGS_BY_KEY, threshold_settings
 from flows import stages
 from flows.progress import say
 from flows.dask_contrast import ScaleOut
@@ -31,6 +31,7 @@ MONTH_TO_DATE = "month-to-date"
 NIGHTLY_ARTIFACT = "nightly-audit"
 ON_DEMAND_ARTIFACT = "on-demand-audit"
 PERIOD_REVERSED = "period_start {start} is after period_end {end}; swap them"
+BAD_PARAMETER = "parameter '{name}' must be {allowed}, got {value}"
 # Why an audit covers the days it does, as the console and the report say. An on-demand audit with no period
 # covers every day in the warehouse: asked a question without a period, a user means all the data they
 # loaded (a policy book of two years audited as its last 30 days answered a question nobody asked).
@@ -157,6 +158,7 @@ def on_demand(
     askers: Mapping[str, str] = FLOW_PARAMETERS,
 ) -> str:
     """The on-demand flow's body (its parameters: flows/on_demand.py); returns the report's path."""
+    check_parameters(period_start=period_start, period_end=period_end)
     config = on_demand_config(config_path, attributes=attributes, segment_by=segment_by, thresholds=thresholds)
     if period_start and period_end and period_start > period_end:
         raise ConfigError(PERIOD_REVERSED.format(start=period_start, end=period_end))
@@ -187,6 +189,17 @@ def on_demand(
     return str(report)
 
 
+def check_parameters(**given: Any) -> None:
+    """A day between 1900 and 2100 (as validation.earliest) and a window in audit.window_days's range: what the
+    CLI's options are checked against, for a flow run's parameters too (a huge value overflowed the dates)."""
+    for name, value in given.items():
+        if isinstance(value, dt.date) and not ISO_DATE.test(value.isoformat()):
+            raise ConfigError(BAD_PARAMETER.format(name=name, allowed=ISO_DATE.what, value=value))
+        if name == "window_days" and value is not None:
+            if (allowed := SETTINGS_BY_KEY["audit.window_days"].check(value)) is not None:
+                raise ConfigError(BAD_PARAMETER.format(name=name, allowed=allowed, value=value))
+
+
 def audit_windows(end: dt.date, *, window_days: int, month_to_date: bool) -> dict[str, tuple[dt.date, dt.date]]:
     """Scope name -> (first day, last day): the rolling window ending `end`, and the month to date."""
     windows = {f"rolling-{window_days}d": (end - dt.timedelta(days=window_days - 1), end)}
@@ -207,6 +220,7 @@ def nightly(
     run: StageRunner,
 ) -> dict[str, str]:
     """The nightly flow's body (its parameters: flows/nightly.py); returns each window's report path."""
+    check_parameters(as_of=as_of, window_days=window_days)
     config = load_config(Path(config_path))
     try:
         quality = run(stages.ingest, config, retries=source_retries, retry_delay_seconds=source_retry_delay_seconds)

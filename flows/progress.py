@@ -9,7 +9,8 @@ Prefect is looked at only when it is already imported.
 from __future__ import annotations
 
 import sys
-import unicodedata
+
+from audits.errors import printable
 
 _terminal = False
 
@@ -18,14 +19,6 @@ def to_terminal() -> None:
     """This process is a command a person (or a script) started: progress goes to stdout, run or not."""
     global _terminal
     _terminal = True
-
-
-def printable(text: str) -> str:
-    """`text` with control and format characters (ANSI escapes, bidi overrides) written as escapes, so that a
-    column name read from a file cannot colour, move or hide what the terminal or a log shows."""
-    return "".join(
-        ch if unicodedata.category(ch) not in ("Cc", "Cf") else ch.encode("unicode_escape").decode("ascii")
-        for ch in text)
 
 
 def in_prefect_run() -> bool:

@@ -22,7 +22,7 @@ from typing import NamedTuple
 import duckdb
 
 from audits.config import Config
-from audits.errors import ConfigError, InputError, WarehouseBusyError
+from audits.errors import ConfigError, InputError, ResourceError, WarehouseBusyError
 from audits.findings import AuditResult, DataQuality
 from audits.history import compare_with_previous, record_run, run_index
 from audits.ingest import data_quality_summary, ingest_all
@@ -31,13 +31,15 @@ from audits.lines import BOOKKEEPING, IDENTIFYING
 from audits.lines import UNKNOWN_COLUMN as RUNNER_UNKNOWN_COLUMN
 from audits.runner import run_audits
 from audits.sources import NO_FILES
-from audits.warehouse import open_warehouse, table_columns
+from audits.warehouse import is_disk_full, open_warehouse, table_columns
 from flows.dask_contrast import ScaleOut, contrast_executor
 from flows.progress import say
 from flows.publication import publish_folder
 
 NO_TRANSACTIONS = "{path}: the warehouse has no transactions; run `priceparity ingest` first"
 UNWRITABLE_OUTPUT = "{path}: cannot write the report there ({reason}); choose another --out folder or output.dir"
+OUTPUT_DISK_FULL = ("{path}: no space left on the device for the report; nothing was published and no partial "
+                    "folder is left: free space there or choose another --out folder or output.dir")
 UNKNOWN_COLUMN = "{asker}: no column {column!r} in the warehouse; known: {known}"
 IDENTIFIER_COLUMN = ("{asker}: column {column!r} identifies {what}; a report must never list them: audit an "
                      "attribute that groups customers instead")
@@ -228,6 +230,8 @@ def publish(config: Config, result: AuditResult, out_dir: Path) -> Path:
     try:
         publish_folder(out_dir, write)
     except OSError as err:
+        if is_disk_full(err):
+            raise ResourceError(OUTPUT_DISK_FULL.format(path=out_dir)) from err
         raise InputError(UNWRITABLE_OUTPUT.format(path=out_dir, reason=err.strerror or err)) from err
     report = out_dir / "report.html"
     with _open(config) as con:

@@ -62,7 +62,7 @@ def nights(tmp_path_factory) -> SimpleNamespace:
                            after_night2=snapshot(root / "clean.duckdb"))
 
 
-@pytest.mark.parametrize("point", ["after_delete", "before_commit"])
+@pytest.mark.parametrize("point", ["ingest_after_upsert", "ingest_before_commit"])
 def test_a_killed_file_load_rolls_back_and_the_next_run_completes_it(nights, point):
     name = f"crash_{point}"
     shutil.copy(nights.root / "after_night1.duckdb", nights.root / f"{name}.duckdb")

@@ -228,7 +228,7 @@ def test_too_many_bad_rows_stop_with_exit_3_and_the_quarantine_committed(sales, 
 
 
 @pytest.mark.postgres
-@pytest.mark.parametrize("point", ["after_delete", "before_commit"])
+@pytest.mark.parametrize("point", ["ingest_after_upsert", "ingest_before_commit"])
 def test_a_killed_load_rolls_back_and_the_rerun_equals_an_uninterrupted_one(sales, tmp_path, point):
     def write(name: str) -> Path:
         mapping = "".join(f'{k} = "{v}"\n' for k, v in COLUMNS.items())
@@ -277,3 +277,31 @@ def test_customers_from_a_postgres_query(pg, monkeypatch):
     assert con.execute("select customer_id, customer_since, age_band, region from customers order by 1").fetchall() == [
         ("C1", dt.date(2020, 1, 31), "25-34", "North"), ("C2", None, "65+", "South")]
     assert con.execute("select reason from quarantine").fetchall() == [("customer_id: missing",)]
+
+
+@pytest.mark.postgres
+def test_a_value_postgres_refuses_is_not_quoted(sales, tmp_path):
+    """A query whose cast fails on a customer id: PostgreSQL's message quotes the id (it reaches us through
+    DuckDB's read of the driver's stream); the one line names the source and the condition, through the real
+    CLI, and the batch's record holds no id either."""
+    import subprocess
+
+    from tests.flows.conftest import PRICEPARITY, direct_env
+
+    sales.execute(f"update {sales.table} set client = 'SECRETCLIENT-' || line_id")
+    mapping = "".join(f'{k} = "{v}"\n' for k, v in COLUMNS.items())
+    config = tmp_path / "pg.toml"
+    config.write_text(f'[warehouse]\npath = "wh.duckdb"\n[[sources]]\nname = "pos"\nkind = "postgres"\n'
+                      f'dsn = "env:{DSN_VARIABLE}"\nquery = "select *, client::integer as client_number from '
+                      f'{sales.table}"\n[sources.columns]\n{mapping}', encoding="utf-8")
+    done = subprocess.run([str(PRICEPARITY), "ingest", "--config", str(config)], capture_output=True, text=True,
+                          env=direct_env(**{DSN_VARIABLE: DSN}), timeout=120)
+    assert done.returncode == 2, done.stderr
+    [line] = [line for line in done.stderr.splitlines() if line.strip()]
+    assert "source 'pos': PostgreSQL rejected the read of its query (a value that does not convert" in line
+    assert "SECRETCLIENT" not in done.stdout + done.stderr and SECRET not in done.stderr
+    assert "Traceback" not in done.stderr
+    with duckdb.connect(str(tmp_path / "wh.duckdb"), read_only=True) as con:
+        recorded = con.execute("select string_agg(coalesce(message, ''), ' ') from ingest_batches").fetchone()[0]
+        assert con.execute("select count(*) from transactions").fetchone() == (0,)
+    assert "a value that does not convert" in recorded and "SECRETCLIENT" not in recorded

@@ -153,20 +153,3 @@ def test_great_expectations_runs_without_the_modules_it_never_uses():
     assert seen["executed"] == [] and seen["stand_ins"] == ["scipy.stats", "altair"]
     assert seen["t"] == pytest.approx(0.036694, rel=1e-4)
     assert seen["same"] and seen["altair"] and seen["real"] == "module"
-
-
-def test_great_expectations_is_imported_on_one_thread_however_often_it_is_asked():
-    """The CLI starts GE's import before the flow and the batch asks again; until the thread reaches GE's own
-    import statement, sys.modules does not show it. In a fresh interpreter (this one may have GE already)."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    script = ("import threading\n"
-              "from audits.ingest import GE_IMPORT_THREAD, import_great_expectations_meanwhile as meanwhile\n"
-              "meanwhile(); meanwhile(); meanwhile()\n"
-              "print(sum(t.name == GE_IMPORT_THREAD for t in threading.enumerate()))\n")
-    done = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[2],
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.strip() == "1"

@@ -127,3 +127,20 @@ def test_an_attribute_with_about_one_value_per_customer_is_refused(filled_worksp
     line = _one_error_line(done)
     assert "postcode" in line and ("one value per customer" in line or "audit.max_groups" in line)
     assert "PC" not in done.stdout + done.stderr.replace("postcode", "")
+
+
+def test_an_attribute_with_more_groups_than_max_groups_is_refused(filled_workspace, tmp_path):
+    """150 values over the market's customers, about ten customers each: no single customer stands out, but a
+    run would test each value against the rest (issue 21 item 11)."""
+    con = duckdb.connect(str(filled_workspace.parent / "warehouse.duckdb"))
+    con.execute("alter table customers add column store varchar")
+    con.execute("update customers set store = 'S' || (hash(customer_id) % 150)")
+    con.close()
+    before = _counts(filled_workspace)
+    done = _cli("audit", "--config", str(filled_workspace), "--no-ingest", "--attribute", "store",
+                "--out", str(tmp_path / "st"))
+    assert done.returncode == 2, done.stderr
+    line = _one_error_line(done)
+    assert "names column 'store', which has about" in line and "more than audit.max_groups = 100" in line, line
+    assert not (tmp_path / "st" / "report.html").exists()
+    assert _counts(filled_workspace) == before

@@ -80,3 +80,14 @@ def test_each_flow_declares_exactly_its_bodys_parameters(flow_name, body_name):
     assert list(declared) == [name for name in body if name not in ("run", "askers")]
     for name, parameter in declared.items():
         assert (parameter.annotation, parameter.default) == (body[name].annotation, body[name].default), name
+
+
+def test_a_flow_runs_days_and_window_are_checked_like_the_cli_options():
+    """What the UI's form sends is checked before anything is read: a huge value overflowed the dates."""
+    from flows.pipeline import DIRECT, nightly, on_demand
+
+    with pytest.raises(ConfigError, match=r"parameter 'period_end' must be a date written YYYY-MM-DD, between 1900 "
+                                          r"and 2100, got 9999-12-31"):
+        on_demand("no-such.toml", period_end=dt.date(9999, 12, 31), run=DIRECT)
+    with pytest.raises(ConfigError, match=r"parameter 'window_days' must be between 1 and 3660, got 99999999999"):
+        nightly("no-such.toml", window_days=99_999_999_999, run=DIRECT)

@@ -1,8 +1,8 @@
 """Kill `priceparity ingest` mid-batch and compare warehouses by content.
 
-`run_until_paused` starts the real CLI in a subprocess with PRICEPARITY_INGEST_PAUSE_AT set, waits
-until the ingest says it is paused at that point (inside the batch's transaction), and SIGKILLs it:
-no Python cleanup, no rollback, no close, like a power cut or the OOM killer.
+`run_until_paused` starts the real CLI in a subprocess through tests/flows/paused_cli.py, which wraps the
+ingest's functions from outside, waits until the ingest says it is paused at that point (inside the batch's
+transaction), and SIGKILLs it: no Python cleanup, no rollback, no close, like a power cut or the OOM killer.
 """
 
 from __future__ import annotations
@@ -17,9 +17,7 @@ from typing import Any
 
 import duckdb
 
-from audits.ingest import PAUSE_ENV
-
-_CLI = "from flows.cli import main; main()"
+PAUSED_CLI = Path(__file__).parents[2] / "flows" / "paused_cli.py"
 _TABLES = {  # table -> columns left out of the comparison (batch ids and timings differ between runs)
     "transactions": {"batch_id"},
     "customers": {"batch_id"},
@@ -32,9 +30,9 @@ _TABLES = {  # table -> columns left out of the comparison (batch ids and timing
 def run_until_paused(config_path: Path, point: str, *, env: dict[str, str] | None = None,
                      timeout: float = 120.0) -> str:
     """Run `priceparity ingest --config` until it pauses at `point`, SIGKILL it, return its stderr."""
-    environment = {**os.environ, **(env or {}), PAUSE_ENV: point,
+    environment = {**os.environ, **(env or {}),
                    "PREFECT_LOGGING_LEVEL": "CRITICAL", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    process = subprocess.Popen([sys.executable, "-c", _CLI, "ingest", "--config", str(config_path)],
+    process = subprocess.Popen([sys.executable, str(PAUSED_CLI), point, "ingest", "--config", str(config_path)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=environment)
     lines: list[str] = []
     deadline = time.monotonic() + timeout
