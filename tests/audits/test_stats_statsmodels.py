@@ -16,7 +16,7 @@ import statsmodels.formula.api as smf
 from statsmodels.stats.multitest import multipletests
 
 from audits import contrasts, disparity
-from audits.contrasts import LineSet, Model
+from audits.contrast_model import LineSet, Model
 from audits.disparity import _component_dummies
 from audits.lines import build_audit_lines
 from audits.runner import code_audit_lines
