@@ -21,7 +21,7 @@ RANK_TOLERANCE = 1e-9
 def pass_one(state: PassState, chunks: Iterator[dict[str, np.ndarray]]) -> None:
     """Pass 1: each line's count and measurement added to its unit x code, per line set of the pass's
     models; and each unit's fixed effect, controls and segment values (constant within a unit)."""
-    from audits import line_sums  # numba: imported meanwhile by load_in_background
+    from audits import line_sums  # numba: imported by the first pass, not by every import of the audit
 
     units = state.n_units
     state.fe_of_unit = np.zeros(units, np.int64)
@@ -47,7 +47,7 @@ def pass_one(state: PassState, chunks: Iterator[dict[str, np.ndarray]]) -> None:
 def _summing(into: np.ndarray, n_into: int, items: np.ndarray | None = None, n_items: int | None = None
              ) -> sp.csr_matrix:
     """n_into x n_items: row into[i] sums item items[i] (default: item i); a product adds items up by target."""
-    import scipy.sparse as sp  # imported meanwhile by load_in_background
+    import scipy.sparse as sp  # imported by the first fit, not by every import of the audit
 
     items = np.arange(len(into)) if items is None else items
     return sp.csr_matrix((np.ones(len(into)), (into, items)), shape=(n_into, len(into) if n_items is None else n_items))

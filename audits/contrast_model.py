@@ -136,8 +136,6 @@ class PassState:
     # n, sum y per unit x code, per line set's codes (see count_key)
     counts: dict[tuple[str, tuple[int, int] | None], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     fitted: list[Fitted] = field(default_factory=list)
-    # the pass's lines in (customer, segment codes) order, when they were read once and held (fit_pass)
-    lines: dict[str, np.ndarray] | None = None
 
     def columns(self, *, first_pass: bool = False) -> list[str]:
         """What a pass reads; pass 1 always reads the fixed effect and controls of each unit, so that

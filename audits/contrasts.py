@@ -31,8 +31,7 @@ the whole.
 A pass has at most one segment column: the main pass may carry one nested segment column; every other
 segment column gets a pass of its own (audits/disparity.py plans them).
 
-Memory: pass 1 holds units x groups arrays; pass 2 holds one partition's lines, or, for a pass of at most
-LINES_PER_SCAN lines, all of them.
+Memory: pass 1 holds units x groups arrays and one scan's lines; pass 2 one partition's lines.
 
 This module runs the passes (`fit_pass`: reading the lines, pass 2 and its executors) and assembles each
 test's sums (`results`); the types it passes around are in audits/contrast_model.py, pass 1 and the
@@ -55,8 +54,7 @@ from audits.contrast_model import Executor, Model, PartitionSums, PassState, Slo
 # Lines per partition of customers (a range of customer indexes) streamed out of DuckDB and summed at
 # once: bounds what pass 2 holds per partition.
 LINES_PER_PARTITION = 250_000
-# Pass 1 only sums per unit: larger partitions, fewer units-sized additions. A pass of at most this many
-# lines reads them once and holds them for both passes (fit_pass).
+# Pass 1 only sums per unit: larger partitions, fewer units-sized additions.
 LINES_PER_SCAN = 2_000_000
 PASS_TWO_THREADS = 2  # partitions summed at once
 
@@ -80,13 +78,7 @@ def fit_pass(
 
     `segments`: at most one segment column (name, code column, number of values) nested in the units.
     `reuse`: an earlier pass over the same relation and units, whose pass-1 counts are taken instead of
-    streaming the lines again (the secondary models of a check reuse its main pass's), and its lines
-    when it held them.
-
-    Passes in this process over at most LINES_PER_SCAN lines read them once and hold them (at most a few
-    hundred MB): pass 1, pass 2 and a secondary pass then share one read, where streaming would query
-    DuckDB for pass 1, again per partition of pass 2 and again for the secondary pass (a 30-day audit:
-    nine queries a check). Larger passes stream, in bounded memory.
+    streaming the lines again (the secondary models of a check reuse its main pass's).
     """
     if len(segments) > 1:
         raise ValueError("a pass takes at most one segment column")
@@ -95,36 +87,16 @@ def fit_pass(
     n_lines, max_customer = con.execute(f"select count(*), coalesce(max(ci), -1) from {relation}").fetchall()[0]
     state.n_customers = int(max_customer) + 1
     partitions = max(1, math.ceil(n_lines / LINES_PER_PARTITION))
-    held = executor in (None, in_process) and n_lines <= LINES_PER_SCAN
     if reuse is not None and (reuse.unit_key, reuse.fe_key, reuse.n_units, reuse.slots.segment_keys) == (
             unit_key, fe_key, n_units, state.slots.segment_keys) and reuse.controls == controls:
         state.fe_of_unit, state.control_of_unit = reuse.fe_of_unit, reuse.control_of_unit
         state.segment_of_unit = reuse.segment_of_unit
         state.counts = {key: reuse.counts[key] for key in {count_key(m.lineset) for m in models} & reuse.counts.keys()}
-        if held and reuse.lines is not None and set(state.columns()) <= reuse.lines.keys():
-            state.lines = reuse.lines
     if any(count_key(m.lineset) not in state.counts for m in models):
-        if held:
-            state.lines = _read_sorted(con, relation, state, state.columns(first_pass=True))
-            pass_one(state, iter([state.lines]))
-        else:
-            scans = max(1, math.ceil(n_lines / LINES_PER_SCAN))
-            pass_one(state, _prefetched(_stream(con, relation, state, scans, first_pass=True)))
-    with ThreadPoolExecutor(max_workers=_threads()) as pool:
-        state.fitted = list(pool.map(lambda model: fit(state, model), models))
-    if held:
-        if state.lines is None:
-            state.lines = _read_sorted(con, relation, state, state.columns())
-        return state, _held_sums(state, state.lines, partitions)
+        scans = max(1, math.ceil(n_lines / LINES_PER_SCAN))
+        pass_one(state, _stream(con, relation, state, scans, first_pass=True))
+    state.fitted = [fit(state, model) for model in models]
     return state, (executor or in_process)(con, relation, state, partitions)
-
-
-def _read_sorted(con: duckdb.DuckDBPyConnection, relation: str, state: PassState, columns: list[str]
-                 ) -> dict[str, np.ndarray]:
-    """All of the relation's lines at once (the columns are validated names), in (customer, segment codes)
-    order, the order pass 2 sums them in (sorted here, once, if DuckDB's parallel scan mixed them)."""
-    lines = con.execute(f"select {', '.join(columns)} from {relation}").fetchnumpy()
-    return _in_line_order(state, lines)[0]
 
 
 def _in_line_order(state: PassState, lines: dict[str, np.ndarray]
@@ -138,14 +110,6 @@ def _in_line_order(state: PassState, lines: dict[str, np.ndarray]
         lines = {name: values[order] for name, values in lines.items()}
         keys = [key[order] for key in keys]
     return lines, keys
-
-
-def _held_sums(state: PassState, lines: dict[str, np.ndarray], partitions: int) -> PartitionSums:
-    """Pass 2 over held lines (sorted by customer): the same partitions of customers as `in_process`
-    streams, as slices of the held arrays."""
-    bounds = np.searchsorted(lines["ci"], [p * state.n_customers // partitions for p in range(partitions + 1)])
-    return _sum_partitions(state, ({name: values[low:high] for name, values in lines.items()}
-                                   for low, high in zip(bounds[:-1], bounds[1:], strict=True)))
 
 
 def in_process(con: duckdb.DuckDBPyConnection, relation: str, state: PassState, partitions: int) -> PartitionSums:
@@ -172,27 +136,6 @@ def _sum_partitions(state: PassState, partitions: Iterator[dict[str, np.ndarray]
         for future in pending:
             add_sums(total, future.result())
     return total
-
-
-def load_in_background() -> Future[None]:
-    """Import numba, scipy.sparse and scipy.special and load the compiled loops (audits/line_sums.py) on a
-    thread: in a new process this costs about 0.6 s (the imports 0.15 s each, numba's first call 0.25 s),
-    which the audit spends meanwhile in DuckDB building the lines (DuckDB releases the GIL). The audit
-    waits for the returned future before its first pass, so an error here is raised there."""
-
-    def load() -> None:
-        import scipy.sparse  # noqa: F401
-        import scipy.special  # noqa: F401  (audits/stats.py)
-
-        from audits.line_sums import compile_kernels
-
-        compile_kernels()
-
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="load-compiled-loops")
-    try:
-        return pool.submit(load)
-    finally:
-        pool.shutdown(wait=False)
 
 
 def _threads() -> int:
@@ -226,15 +169,6 @@ def _stream(con: duckdb.DuckDBPyConnection, relation: str, state: PassState, par
         yield con.execute(query, {"low": low, "high": high}).fetchnumpy()
 
 
-def _prefetched(chunks: Iterator[dict[str, np.ndarray]]) -> Iterator[dict[str, np.ndarray]]:
-    """The same chunks, the next one fetched in a thread while the caller works on the current one."""
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pending = pool.submit(next, chunks, None)
-        while (chunk := pending.result()) is not None:
-            pending = pool.submit(next, chunks, None)
-            yield chunk
-
-
 def partition_sums(state: PassState, lines: dict[str, np.ndarray]) -> PartitionSums:
     """Pass 2 over one partition of customers: per model, slot x code sums (additive over partitions).
 
@@ -242,7 +176,7 @@ def partition_sums(state: PassState, lines: dict[str, np.ndarray]) -> PartitionS
     one walk (`line_sums.add_cluster_scores`) that sums each customer's and row's score line by line and
     squares it when its lines end, so no per-row arrays are built.
     """
-    from audits import line_sums  # numba: loaded meanwhile by load_in_background
+    from audits import line_sums  # numba: imported by the first pass, not by every import of the audit
 
     if len(lines["y"]) == 0:
         return {}
