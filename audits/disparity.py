@@ -108,7 +108,7 @@ def run_disparity(
     dimensions = plan_dimensions(config, check=check)
     if not dimensions:
         return []
-    query = load_sql(f"checks/{check}")
+    query = load_sql(CHECKS_BY_NAME[check].sql)
     params = query.bind(config.sql_values())
     _measurements(con, query.sql, params)
     plan = _Plan(coding, dimensions, check, CHECKS_BY_NAME[check].metric_for(config.outcome_scale),
