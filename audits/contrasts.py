@@ -41,9 +41,7 @@ closed-form fits in audits/contrast_fit.py, the compiled loops over lines in aud
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 
 import duckdb
 import numpy as np
@@ -56,7 +54,6 @@ from audits.contrast_model import Executor, Model, PartitionSums, PassState, Slo
 LINES_PER_PARTITION = 250_000
 # Pass 1 only sums per unit: larger partitions, fewer units-sized additions.
 LINES_PER_SCAN = 2_000_000
-PASS_TWO_THREADS = 2  # partitions summed at once
 
 
 def fit_pass(
@@ -113,36 +110,15 @@ def _in_line_order(state: PassState, lines: dict[str, np.ndarray]
 
 
 def in_process(con: duckdb.DuckDBPyConnection, relation: str, state: PassState, partitions: int) -> PartitionSums:
-    """Pass 2 over every partition of customers in this process: DuckDB streams the next partition
-    while threads sum the previous ones (numpy and scipy release the GIL in their loops)."""
-    return _sum_partitions(state, _stream(con, relation, state, partitions))
-
-
-def _sum_partitions(state: PassState, partitions: Iterator[dict[str, np.ndarray]]) -> PartitionSums:
-    """Each partition's sums, by threads side by side (at most one more partition waiting than threads),
-    added up in the partitions' order."""
+    """Pass 2 over every partition of customers in this process, one after another, added up in order."""
     total: PartitionSums = {}
-    workers = _threads()
-    if workers == 1:
-        for lines in partitions:
-            add_sums(total, partition_sums(state, lines))
-        return total
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        pending: list[Future[PartitionSums]] = []
-        for lines in partitions:
-            pending.append(pool.submit(partition_sums, state, lines))
-            while len(pending) > workers:
-                add_sums(total, pending.pop(0).result())
-        for future in pending:
-            add_sums(total, future.result())
+    for lines in _stream(con, relation, state, partitions):
+        add_sums(total, partition_sums(state, lines))
     return total
 
 
-def _threads() -> int:
-    return max(1, min(PASS_TWO_THREADS, os.cpu_count() or 1))
-
-
 def add_sums(total: PartitionSums, part: PartitionSums) -> None:
+    """Add one partition's sums into `total`, in place (every sum is over customers, so partitions add up)."""
     for name, values in part.items():
         if name in total:
             total[name] = total[name] + values
