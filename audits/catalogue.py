@@ -59,6 +59,9 @@ class Check:
     # consistency: per rule (metric, what a breach is, the rule stated; {cell}, {max_discount} filled in)
     rules: tuple[tuple[str, str, str], ...] = ()
     next_step: str = ""  # what to check next, given a flagged finding ({who}, {evidence})
+    # disparity: the check whose SQL file measures this one's lines, when both measure the same (the
+    # comparison differs, not the measurement); empty: its own file
+    measured_as: str = ""
 
     def metric_for(self, scale: str = "ratio") -> str:
         """The metric of this check's findings when the outcome is compared on `scale` (ratio or points)."""
@@ -69,7 +72,7 @@ class Check:
     @property
     def sql(self) -> str:
         """The check's SQL file, relative to sql/ (audits/sqlfiles.py)."""
-        return f"checks/{self.name}"
+        return f"checks/{self.measured_as or self.name}"
 
     def lacks(self, present: set[str]) -> str | None:
         """Why the check cannot run on data with these columns present, or None when it can."""
@@ -182,6 +185,7 @@ CHECKS: tuple[Check, ...] = (
         axis_title="{noun} ratio, existing / new customers (1 = same {noun})",
         threshold="thresholds.min_price_gap", adverse="higher", adjusted=True,
         next_step="review renewal pricing for {who} against the new-business price: {evidence}",
+        measured_as="price_gap",
     ),
 )
 

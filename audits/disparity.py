@@ -21,7 +21,7 @@ from audits.coding import INTERSECTION, Coding, GroupSet  # noqa: F401  (INTERSE
 from audits.columns import MEASUREMENTS
 from audits.catalogue import CHECKS_BY_NAME
 from audits.config import Config
-from audits.contrasts import LineSet, Model, TestSums
+from audits.contrast_model import Executor, LineSet, Model, PassState, Slots, TestSums
 from audits.errors import one_line, scrub
 from audits.sqlfiles import load_sql
 from audits.stats import CONFIDENCE, Estimate, rate_ratio, ratio_from_log
@@ -31,7 +31,7 @@ Interval = tuple[float | None, float | None, float | None, float | None]  # esti
 SECONDARY_ERRORS = (duckdb.Error, ArithmeticError, ValueError, np.linalg.LinAlgError)
 # Pass 2 of the engine (audits/contrasts.py): the default runs every partition of customers in this
 # process; flows can pass one that fans partitions out to Dask workers (the sums add up).
-ContrastExecutor = contrasts.Executor
+ContrastExecutor = Executor
 in_process_contrast = contrasts.in_process
 
 
@@ -108,7 +108,7 @@ def run_disparity(
     dimensions = plan_dimensions(config, check=check)
     if not dimensions:
         return []
-    query = load_sql(f"checks/{check}")
+    query = load_sql(CHECKS_BY_NAME[check].sql)
     params = query.bind(config.sql_values())
     _measurements(con, query.sql, params)
     plan = _Plan(coding, dimensions, check, CHECKS_BY_NAME[check].metric_for(config.outcome_scale),
@@ -149,7 +149,7 @@ class _Plan:
                  leverage_adjusted: bool, confidence: float):
         self.coding, self.dimensions, self.check, self.metric = coding, dimensions, check, metric
         self.leverage_adjusted, self.confidence = leverage_adjusted, confidence
-        self.main_states: dict[str, contrasts.PassState] = {}  # per unit key: pass 1, reused by the secondary
+        self.main_states: dict[str, PassState] = {}  # per unit key: pass 1, reused by the secondary
         self.linesets: dict[tuple[tuple[str, ...], str | None], list[tuple[str, LineSet]]] = {}
         for d in dimensions:
             key = (d.columns, d.reference)
@@ -195,7 +195,7 @@ class _Plan:
                             tests.append(test)
         return tests
 
-    def _slots(self, slots: contrasts.Slots, d: Dimension) -> list[tuple[int, str]]:
+    def _slots(self, slots: Slots, d: Dimension) -> list[tuple[int, str]]:
         if d.segment_column is None:
             return [(0, "")]
         values = self.coding.segments[d.segment_column].values
@@ -241,7 +241,7 @@ class _Plan:
             if not jobs:
                 continue
             # one model per kind and line set, testing the codes its jobs ask for, in the slots they ask for
-            slots = contrasts.Slots.build(segments)  # as fit_pass builds them
+            slots = Slots.build(segments)  # as fit_pass builds them
             # each job's (slot, code): where its test is in its model's results (the code depends on the line set)
             placed = {(kind, id(t)): (next(s for s, v in self._slots(slots, t.dimension) if v == t.segment_value),
                                       self._code_in(t.dimension.columns, t.group, ls)) for kind, t, ls in jobs}

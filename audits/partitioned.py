@@ -19,7 +19,8 @@ import duckdb
 import numpy as np
 import pyarrow.parquet as pq
 
-from audits.contrasts import PartitionSums, PassState, partition_of, partition_sums
+from audits.contrast_model import PartitionSums, PassState
+from audits.contrasts import partition_of, partition_sums
 from audits.errors import ConfigError
 
 STATE_FILE = "state.pickle"

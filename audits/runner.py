@@ -24,7 +24,6 @@ from audits.catalogue import CHECKS_BY_NAME, CONSISTENCY_CHECKS, DISPARITY_CHECK
 from audits.coding import Coding, code_lines
 from audits.config import Config
 from audits.consistency import run_consistency
-from audits.contrasts import load_in_background
 from audits.causes import DISCOUNT_CHECKS, group_causes
 from audits.disparity import (
     ContrastExecutor,
@@ -71,7 +70,6 @@ def run_audit(
     `period_reason` says why these days (it travels with the result into the report)."""
     started_at = dt.datetime.now(dt.timezone.utc)
     filters = filters or {}
-    loading = load_in_background() if set(config.checks) & set(DISPARITY_CHECKS) else None
     build_audit_lines(con, config, period_start=period_start, period_end=period_end, filters=filters)
     refuse_identifying_columns(con, config)
     n_lines, n_customers, fingerprint, *counts = con.execute(
@@ -106,8 +104,6 @@ def run_audit(
         coding = code_audit_lines(con, config)
         _refuse_unknown_references(coding, config)
         con.execute("drop table audit_lines")  # its narrow coded copy is all the disparity checks read
-        if loading is not None:
-            loading.result()  # the compiled loops and scipy, loaded while DuckDB built the lines
         for check in disparity:
             clock, notes = time.monotonic(), []
             try:
@@ -125,8 +121,6 @@ def run_audit(
         judged = judge(raw_tests, config)
         if "list_price" in present:
             judged = _with_list_prices(con, config, coding, raw_tests, judged, contrast)
-    elif loading is not None:
-        loading.result()
 
     findings = consistency + judged
     checks = [_with_outcome(c, [f for f in findings if f.check == c.check]) for c in checks]

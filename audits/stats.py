@@ -129,8 +129,8 @@ def _t_critical(df: float, confidence: float) -> float:
 
 
 def _special() -> Any:
-    """scipy.special: Student's t as scipy.stats computes it, without importing scipy.stats (0.4 s). Imported
-    on first use (0.15 s; the audit imports it on a thread while DuckDB builds the lines)."""
+    """scipy.special (Student's t as scipy.stats computes it), imported on first use: a run without
+    disparity tests never loads it."""
     from scipy import special
 
     return special

@@ -4,7 +4,8 @@
 
 Findings are matched by comparison (check, metric, attribute, group, reference, segment); every field of
 every finding must be equal, numbers within --rtol relative (absolute 1e-12 near zero). Prints each
-difference and exits 1 when there is any, 0 when the findings are the same.
+difference, then the counts and the largest relative difference of any number; exits 1 when there is any
+difference, 0 when the findings are the same.
 """
 
 from __future__ import annotations
@@ -46,6 +47,24 @@ def same(x: object, y: object, rtol: float) -> bool:
     return x == y
 
 
+def largest_deviation(before: list[dict], after: list[dict]) -> float:
+    """The largest relative difference between two numbers of the same field of matched findings."""
+    b = {finding_key(f): f for f in after}
+    return max((deviation(f[field], b[key][field]) for f in before if (key := finding_key(f)) in b
+                for field in f.keys() & b[key].keys()), default=0.0)
+
+
+def deviation(x: object, y: object) -> float:
+    """Relative difference of two numbers (0 for equal values and non-numbers), the largest within containers."""
+    if isinstance(x, dict) and isinstance(y, dict):
+        return max((deviation(x[k], y[k]) for k in x.keys() & y.keys()), default=0.0)
+    if isinstance(x, list) and isinstance(y, list):
+        return max((deviation(i, j) for i, j in zip(x, y)), default=0.0)
+    if isinstance(x, float) and isinstance(y, float) and math.isfinite(x) and math.isfinite(y) and x != y:
+        return abs(x - y) / max(abs(x), abs(y))
+    return 0.0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("before", type=Path)
@@ -59,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     for line in found[:200]:
         print(line)
     print(f"{len(before)} findings before, {len(after)} after: "
-          + ("the same" if not found else f"{len(found)} differences"))
+          + ("the same" if not found else f"{len(found)} differences")
+          + f"; largest relative difference of a number {largest_deviation(before, after):.1e}")
     return 1 if found else 0
 
 

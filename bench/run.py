@@ -671,13 +671,12 @@ def competing_load(share: float) -> Iterator[None]:
     if share <= 0:
         yield
         return
-    tenant = subprocess.Popen([sys.executable, str(BENCH_DIR / "contention.py"), str(share)])
-    print(f"a competing process keeps one core busy {share:.0%} of the time (pid {tenant.pid})")
-    try:
-        yield
-    finally:
-        tenant.terminate()
-        tenant.wait()
+    with subprocess.Popen([sys.executable, str(BENCH_DIR / "contention.py"), str(share)]) as tenant:
+        print(f"a competing process keeps one core busy {share:.0%} of the time (pid {tenant.pid})")
+        try:
+            yield
+        finally:
+            tenant.terminate()  # leaving the with block waits for it
 
 
 def _fresh(work: Path) -> None:

@@ -22,7 +22,8 @@ import duckdb
 from pydantic import BaseModel, ConfigDict, Field
 
 from audits.config import Config
-from audits.contrasts import PartitionSums, PassState, add_sums
+from audits.contrast_model import PartitionSums, PassState
+from audits.contrasts import add_sums
 from audits.errors import ConfigError, one_line
 from audits.partitioned import export_partitions, partition_sums_from
 from audits.runner import ContrastExecutor, in_process_contrast

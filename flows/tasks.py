@@ -17,7 +17,7 @@ from prefect import Task, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 
-from audits.contrasts import PartitionSums
+from audits.contrast_model import PartitionSums
 from audits.partitioned import partition_sums_from
 from flows import stages
 

@@ -19,9 +19,17 @@ def warehouse() -> Iterator[duckdb.DuckDBPyConnection]:
     con.close()
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that needs the Prefect server is slow: starting it alone takes 10-30 s (`make test-fast` skips it)."""
+    for item in items:
+        if "prefect_harness" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def prefect_harness() -> Iterator[None]:
-    """One temporary Prefect server for the whole session (it takes about 10 s to start)."""
+    """One temporary Prefect server for the whole session (it takes 10-30 s to start): every test that
+    asks for it is marked slow (`pytest_collection_modifyitems`)."""
     from prefect.testing.utilities import prefect_test_harness
 
     with prefect_test_harness(server_startup_timeout=180):

@@ -22,6 +22,8 @@ import pytest
 
 from audits.sample import MarketSpec, write_sample_market
 
+pytestmark = pytest.mark.slow  # each test runs, kills and reruns the pipeline in processes: 15-20 s
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 NULL_TEXT = "null"  # how the exporting system writes a missing value
+BAD_SPEC = "{spec}: {field} must be {rule}, got {value!r}"
 
 
 def text_with_nulls(levels: tuple[str, ...], codes: np.ndarray, missing: np.ndarray) -> pa.Array:
@@ -42,6 +43,13 @@ def naive_gap(outcome: np.ndarray, in_group: np.ndarray, *, scale: str) -> float
         logs = np.log(outcome)
         return float(np.exp(logs[in_group].mean() - logs[~in_group].mean()) - 1)
     return float(outcome[in_group].mean() - outcome[~in_group].mean())
+
+
+def refuse_bad_fields(spec: object, rules: tuple[tuple[str, bool, str], ...]) -> None:
+    """Raise ValueError naming the first field of a book's spec that breaks its rule: (field, holds, rule)."""
+    for name, holds, rule in rules:
+        if not holds:
+            raise ValueError(BAD_SPEC.format(spec=type(spec).__name__, field=name, rule=rule, value=getattr(spec, name)))
 
 
 def planted_record(kind: str, *, spec: dict[str, Any], rows: int, customers: int, summary: str,

@@ -45,16 +45,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from audits.sample.book import (
-    age_note,
-    naive_gap,
-    null_text_note,
-    numbers_as_text,
-    planted_record,
-    text_number_note,
-    text_with_nulls,
-    write_book,
-)
+from audits.sample.book import (age_note, naive_gap, null_text_note, numbers_as_text, planted_record,
+                                refuse_bad_fields, text_number_note, text_with_nulls, write_book)
 from audits.sample.draws import cdf_rows, draw, random_stream
 
 COVERS: tuple[str, ...] = ("TPO", "TPFT", "COMP")
@@ -109,7 +101,6 @@ INSURANCE_DERIVE: dict[str, str] = {
 }
 CELL_COLUMNS: tuple[str, ...] = ("Cover", "VehClass", "Region", "Year")
 
-BAD_SPEC = "InsuranceSpec: {field} must be {rule}, got {value!r}"
 _STREAM_INSURANCE = 10  # spawn key of this kind's random stream (retail uses 0-3)
 
 
@@ -126,15 +117,13 @@ class InsuranceSpec:
     confounders: bool = True
 
     def __post_init__(self) -> None:
-        for name, ok, rule in (
+        refuse_bad_fields(self, (
             ("n_policies", self.n_policies >= 1, "at least 1"),
             ("first_year", 1900 <= self.first_year <= 2100, "between 1900 and 2100"),
             ("years", 1 <= self.years <= 50, "between 1 and 50"),
             ("walking_pct", self.walking_pct > -1, "above -1"),
             ("walking_from_years", self.walking_from_years >= 1, "at least 1"),
-        ):
-            if not ok:
-                raise ValueError(BAD_SPEC.format(field=name, rule=rule, value=getattr(self, name)))
+        ))
 
 
 def generate_insurance_book(spec: InsuranceSpec = InsuranceSpec()) -> tuple[pa.Table, dict[str, Any]]:

@@ -39,16 +39,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from audits.sample.book import (
-    age_note,
-    naive_gap,
-    null_text_note,
-    numbers_as_text,
-    planted_record,
-    text_number_note,
-    text_with_nulls,
-    write_book,
-)
+from audits.sample.book import (age_note, naive_gap, null_text_note, numbers_as_text, planted_record,
+                                refuse_bad_fields, text_number_note, text_with_nulls, write_book)
 from audits.sample.draws import cdf_rows, draw, random_stream
 
 GRADES: tuple[str, ...] = ("A", "B", "C", "D", "E", "F", "G")
@@ -88,7 +80,6 @@ LENDING_COLUMN_MAP: dict[str, str] = {
 LENDING_DERIVE: dict[str, str] = {"rate": "CAST(rate_pct AS DOUBLE)"}
 CELL_COLUMNS: tuple[str, ...] = ("grade", "term_months")
 
-BAD_SPEC = "LendingSpec: {field} must be {rule}, got {value!r}"
 _STREAM_LENDING = 11  # spawn key of this kind's random stream (retail uses 0-3, insurance 10)
 
 
@@ -103,13 +94,11 @@ class LendingSpec:
     confounders: bool = True
 
     def __post_init__(self) -> None:
-        for name, ok, rule in (
+        refuse_bad_fields(self, (
             ("n_loans", self.n_loans >= 1, "at least 1"),
             ("markup_points", -5 <= self.markup_points <= 5, "between -5 and 5"),
             ("marked_group", self.marked_group in PROXY_GROUPS, "one of " + ", ".join(PROXY_GROUPS)),
-        ):
-            if not ok:
-                raise ValueError(BAD_SPEC.format(field=name, rule=rule, value=getattr(self, name)))
+        ))
 
 
 def generate_loan_book(spec: LendingSpec = LendingSpec()) -> tuple[pa.Table, dict[str, Any]]:

@@ -5,6 +5,9 @@
 -- Input: temp table `coded_lines` (audits/coding.py: one row per audited line, with its codes).
 -- Output grain: one row per measured line: its codes and y, estimated by audits/contrasts.py
 -- (exp(beta) is the ratio, or beta the difference in points; also the regression-adjusted model).
+-- loyalty_penalty measures its lines with this file too (audits/catalogue.py: measured_as): it compares
+-- existing customers (tenure over audit.tenure_days, each tenure band, or renewals) with new business,
+-- one dimension `tenure` tested against the reference `new`; lines of unknown tenure take no part.
 with
 
 lines as (

@@ -2,8 +2,7 @@
 
 - A segment column that is not nested in the cells (region, a customer attribute) is compared within
   cells x segment value: each segment's figures equal those of an audit filtered to that segment.
-- Pass 2's sums do not depend on the order the lines arrive in or on how customers are partitioned,
-  nor on whether the lines were held in memory or streamed from DuckDB.
+- Pass 2's sums do not depend on the order the lines arrive in or on how customers are partitioned.
 - A second segment column nested in the cells gets a pass of its own and changes nothing else.
   (Each model kind's figures against statsmodels: tests/audits/test_stats_statsmodels.py.)
 """
@@ -106,34 +105,33 @@ def test_a_second_nested_segment_column_gets_a_pass_of_its_own_and_changes_nothi
             assert x == y if x is None or y is None else x == pytest.approx(y, rel=1e-10, abs=1e-14)
 
 
-def test_lines_read_once_and_held_give_what_streaming_gives(con, monkeypatch):
-    """A pass of at most LINES_PER_SCAN lines in this process reads its lines once and holds them for pass 1,
-    pass 2 and the secondary pass; streaming them from DuckDB per pass and partition gives the same tests,
-    secondary estimates included. Any executor but `in_process` itself streams."""
+def test_many_partitions_of_customers_give_what_one_gives(con, monkeypatch):
+    """Pass 2 over many partitions of customers (streamed from DuckDB one range at a time) gives the tests
+    one partition gives, the secondary estimates included."""
     config = market_config(audit={"attributes": ["gender", "age_band"], "intersections": [["gender", "age_band"]],
                                   "segment_by": ["category"], "controls": ["channel"]})
     build_audit_lines(con, config, period_start=SPEC.start, period_end=SPEC.end, filters={})
     coding = code_audit_lines(con, config)
-    held_passes: list[bool] = []
-    original = contrasts._held_sums
-    monkeypatch.setattr(contrasts, "LINES_PER_PARTITION", 700)  # several partitions of customers
+    partitions: list[int] = []
+    original = contrasts.in_process
 
-    def counted(*args):
-        held_passes.append(True)
-        return original(*args)
-
-    def streaming(*args):
-        return contrasts.in_process(*args)
+    def counted(con, relation, state, n_partitions):
+        partitions.append(n_partitions)
+        return original(con, relation, state, n_partitions)
 
     for check in ("price_gap", "discount_incidence"):
+        partitions.clear()
+        one = disparity.run_disparity(con, check, config, coding, counted, is_candidate=lambda test: True)
+        assert set(partitions) == {1}
+        partitions.clear()
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(contrasts, "_held_sums", counted)
-            held = disparity.run_disparity(con, check, config, coding, is_candidate=lambda test: True)
-        streamed = disparity.run_disparity(con, check, config, coding, streaming, is_candidate=lambda test: True)
-        assert len(held) == len(streamed) and held
-        assert any(t.excess is not None for t in held)
-        assert check != "price_gap" or any(t.adjusted is not None for t in held)
-        for a, b in zip(held, streamed, strict=True):
+            patch.setattr(contrasts, "LINES_PER_PARTITION", 700)
+            many = disparity.run_disparity(con, check, config, coding, counted, is_candidate=lambda test: True)
+        assert min(partitions) > 5
+        assert len(one) == len(many) and one
+        assert any(t.excess is not None for t in one)
+        assert check != "price_gap" or any(t.adjusted is not None for t in one)
+        for a, b in zip(one, many, strict=True):
             assert (a.dimension, a.segment_value, a.group, a.n_customers_group, a.n_customers_reference) == \
                 (b.dimension, b.segment_value, b.group, b.n_customers_group, b.n_customers_reference)
             assert (a.adjusted is None, a.excess is None) == (b.adjusted is None, b.excess is None)
@@ -143,7 +141,6 @@ def test_lines_read_once_and_held_give_what_streaming_gives(con, monkeypatch):
                 pairs += [(getattr(a.excess, f), getattr(b.excess, f)) for f in ("beta", "se", "p_value")]
             for x, y in pairs:
                 assert x == y if x is None or y is None else x == pytest.approx(y, rel=1e-10, abs=1e-14)
-    assert len(held_passes) >= 4  # main and secondary passes of both checks held their lines
 
 
 def test_compiled_loops_have_one_signature_which_compile_kernels_builds(con):

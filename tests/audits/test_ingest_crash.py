@@ -20,6 +20,8 @@ from audits.sample import TRANSACTION_COLUMN_MAP, MarketSpec, generate_market
 from audits.warehouse import open_warehouse
 from tests.audits.ingest_fixtures.killed_load import run_until_paused, snapshot
 
+pytestmark = pytest.mark.slow  # each test kills a real ingest process mid-load: 5-10 s
+
 
 def write_config(root: Path, warehouse: str) -> Path:
     path = root / f"{warehouse}.toml"

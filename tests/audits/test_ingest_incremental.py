@@ -125,6 +125,7 @@ _LINE = st.tuples(
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(batches=st.lists(st.lists(_LINE, min_size=1, max_size=8), min_size=1, max_size=3))
+@pytest.mark.slow  # hypothesis: many ingests of generated batches
 def test_accounting_always_adds_up_and_keys_stay_unique(tmp_path_factory, batches):
     root = tmp_path_factory.mktemp("accounting")
     con = duckdb.connect()

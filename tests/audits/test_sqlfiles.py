@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from audits.catalogue import CHECKS, CHECKS_BY_NAME
 from audits.sqlfiles import SQL_DIR, Fragment, Ident, SqlFileError, idents, load_sql, parse_sql
 
 
@@ -17,6 +18,16 @@ def test_every_shipped_query_loads():
         assert query.name == path.stem
         assert query.doc, f"{path} needs comment lines saying what it detects and its grain"
         assert query.sql.rstrip().splitlines()[-1].strip().startswith(("select * from final", "order by", "limit")), path
+
+
+def test_every_check_of_the_catalogue_has_its_sql_file():
+    """Each check's SQL file loads: its own, or that of the disparity check it shares a measurement with."""
+    for check in CHECKS:
+        assert load_sql(check.sql).name == (check.measured_as or check.name)
+        if check.measured_as:
+            shared = CHECKS_BY_NAME[check.measured_as]
+            assert (check.kind, shared.kind, shared.measured_as) == ("disparity", "disparity", "")
+    assert {c.name for c in CHECKS if c.measured_as} == {"loyalty_penalty"}
 
 
 def test_parameters_are_declared_and_used():

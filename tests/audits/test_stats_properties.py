@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from audits.contrasts import _scaled_pinv, solve_treatment
+from audits.contrast_fit import _scaled_pinv, solve_treatment
 from audits.stats import Estimate, benjamini_hochberg, ratio_from_log, welch_satterthwaite_df
 
 meats = st.floats(min_value=1e-12, max_value=1e6, allow_nan=False)

@@ -16,7 +16,7 @@ import statsmodels.formula.api as smf
 from statsmodels.stats.multitest import multipletests
 
 from audits import contrasts, disparity
-from audits.contrasts import LineSet, Model
+from audits.contrast_model import LineSet, Model
 from audits.disparity import _component_dummies
 from audits.lines import build_audit_lines
 from audits.runner import code_audit_lines
@@ -25,9 +25,10 @@ from audits.stats import benjamini_hochberg
 from audits.warehouse import apply_schema
 from tests.audits.conftest import load_market, market_config
 
-pytestmark = pytest.mark.slow  # statsmodels fits thousands of dummies: about 15 s
 TOLERANCE = 1e-8
-SPEC = MarketSpec(n_customers=600, days=14, n_products=30, seed=5,
+# Small enough that statsmodels' explicit dummies (one per cell) fit in about a second: the agreement is
+# exact (to rounding) at any size, so the sample only has to hold every model kind's cases.
+SPEC = MarketSpec(n_customers=250, days=6, n_products=12, seed=5,
                   effects=(PlantedEffect("price_gap", "age_band", "65+", None, 0.04, "test"),))
 
 
@@ -66,7 +67,7 @@ def engine_estimate(con, coding, kind, columns, group, reference=None):
 
 def cluster_fit(frame: pd.DataFrame, formula: str):
     groups = pd.factorize(frame["ci"])[0]
-    fit = smf.ols(formula, data=frame).fit(cov_type="cluster", cov_kwds={"groups": groups})
+    fit = smf.ols(formula, data=frame).fit(method="qr", cov_type="cluster", cov_kwds={"groups": groups})
     n, k = len(frame), fit.df_model + 1
     return fit.params["D"], fit.bse["D"] * np.sqrt((n - k) / (n - 1))
 
@@ -82,8 +83,8 @@ def test_within_cell_contrast_matches_ols_with_cell_dummies_clustered_by_custome
     beta, se = cluster_fit(frame[mixed], "y ~ D + C(xi)")
     assert test.difference.beta == pytest.approx(beta, rel=TOLERANCE)
     assert test.difference.se == pytest.approx(se, rel=TOLERANCE)
-    if group == "65+":  # the planted 4% shows up
-        assert np.exp(beta) == pytest.approx(1.04, abs=0.01)
+    if group == "65+":  # the planted 4% shows up, within three standard errors of a small sample
+        assert abs(beta - np.log(1.04)) < 3 * se and beta > 2 * se
 
 
 @pytest.mark.parametrize("reference", [None, "25-34"])
@@ -100,7 +101,7 @@ def test_regression_adjusted_estimate_matches_ols_with_additive_fixed_effects(me
 
 
 def test_intersection_excess_matches_ols_with_component_dummies_and_an_interaction():
-    market = generate_market(MarketSpec(n_customers=500, days=10, n_products=20, seed=9, effects=NO_EFFECTS))
+    market = generate_market(MarketSpec(n_customers=250, days=6, n_products=12, seed=9, effects=NO_EFFECTS))
     con = duckdb.connect(":memory:")
     apply_schema(con)
     load_market(con, market)

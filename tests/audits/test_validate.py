@@ -136,6 +136,7 @@ print(json.dumps({"unit_price": results["expect_column_values_to_be_between:unit
 """
 
 
+@pytest.mark.slow  # a fresh interpreter imports Great Expectations
 def test_great_expectations_runs_without_the_modules_it_never_uses():
     """In a fresh interpreter (this one has scipy.stats already): GE validates with scipy.stats and
     altair standing in unloaded, and both load whole, once, on first use."""

@@ -58,12 +58,17 @@ def test_the_corpus_is_large_enough():
     assert len(ALL) >= 25
 
 
-@pytest.mark.parametrize("name", ALL)
-def test_bad_input(name, tmp_path, request, monkeypatch):
+def _case(name: str) -> object:
+    """The case as a test parameter, marked at collection (so `-m` selects it) by what it needs: the
+    PostgreSQL server, or a Prefect server (slow: it takes 10-30 s to start)."""
     needs = _needs(name)
-    if "postgres" in needs:
-        request.applymarker(pytest.mark.postgres)
-    if "prefect" in needs:
+    marks = [mark for need, mark in (("postgres", pytest.mark.postgres), ("prefect", pytest.mark.slow)) if need in needs]
+    return pytest.param(name, marks=marks, id=name)
+
+
+@pytest.mark.parametrize("name", [_case(name) for name in ALL])
+def test_bad_input(name, tmp_path, request, monkeypatch):
+    if "prefect" in _needs(name):
         request.getfixturevalue("prefect_harness")
     folder = tmp_path / name
     shutil.copytree(CASES / name, folder)

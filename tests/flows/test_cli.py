@@ -175,6 +175,7 @@ def test_help_imports_nothing_slow():
     assert not imported & set(SLOW_IMPORTS)
 
 
+@pytest.mark.slow  # a real CLI process audits the demo market
 def test_without_a_prefect_server_an_audit_runs_here_and_prints_only_its_own_lines(filled_workspace, tmp_path):
     out = tmp_path / "september"
     done, imported, errors = _run_importtime(

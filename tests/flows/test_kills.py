@@ -20,6 +20,8 @@ from audits.findings import AuditResult
 from tests.flows.conftest import direct_env
 from tests.flows.paused_cli import PAUSED
 
+pytestmark = pytest.mark.slow  # each test runs and kills real CLI processes: 10-40 s
+
 PAUSING = Path(__file__).with_name("paused_cli.py")
 
 

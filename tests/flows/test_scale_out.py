@@ -164,6 +164,7 @@ def test_dask_runs_give_the_single_process_findings(prefect_harness, filled_conf
     assert list((tmp_path / "scratch").iterdir()) == []  # the run's Parquet files are gone
 
 
+@pytest.mark.slow  # starts a Dask cluster and audits twice
 def test_a_run_without_prefect_uses_plain_dask_and_gives_the_single_process_findings(filled_config, tmp_path):
     """Outside a Prefect run the partitions are plain Dask futures: no Prefect API is needed (here: none is
     reachable), and the findings are those of one process."""

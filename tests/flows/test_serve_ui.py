@@ -25,6 +25,8 @@ import pytest
 
 from tests.flows.conftest import PRICEPARITY, direct_env, filled_copy
 
+pytestmark = pytest.mark.slow  # serve starts a Prefect server and flow-run processes: 20-40 s
+
 STARTUP_SECONDS = 240
 
 

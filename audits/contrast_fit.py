@@ -1,0 +1,213 @@
+"""Pass 1 of the disparity engine and the fits: per unit x code counts and sums of the lines, and from
+them, in closed form, every model's coefficients in every slot (the model: audits/contrasts.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from audits.contrast_model import Fitted, Model, PassState, count_key, line_codes
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp
+
+# Relative size below which a covariate's variance, or D's variance left after the covariates, is zero.
+RANK_TOLERANCE = 1e-9
+
+
+def pass_one(state: PassState, chunks: Iterator[dict[str, np.ndarray]]) -> None:
+    """Pass 1: each line's count and measurement added to its unit x code, per line set of the pass's
+    models; and each unit's fixed effect, controls and segment values (constant within a unit)."""
+    from audits import line_sums  # numba: imported by the first pass, not by every import of the audit
+
+    units = state.n_units
+    state.fe_of_unit = np.zeros(units, np.int64)
+    state.control_of_unit = np.zeros((units, len(state.controls)), np.int64)
+    state.segment_of_unit = np.full((units, len(state.slots.segment_keys)), -1, np.int64)
+    linesets = list({count_key(m.lineset): m.lineset for m in state.models}.values())
+    for ls in linesets:
+        state.counts[count_key(ls)] = (np.zeros((units, ls.width)), np.zeros((units, ls.width)))
+    for lines in chunks:
+        unit = np.asarray(lines[state.unit_key], dtype=np.int64)
+        if state.fe_key in lines:
+            state.fe_of_unit[unit] = lines[state.fe_key]
+        for j, (column, _) in enumerate(state.controls):
+            if column in lines:
+                state.control_of_unit[unit, j] = lines[column]
+        for j, key in enumerate(state.slots.segment_keys):
+            state.segment_of_unit[unit, j] = lines[key]
+        y = np.asarray(lines["y"], dtype=np.float64)
+        for ls in linesets:
+            line_sums.add_unit_counts(unit, line_codes(lines, ls), y, *state.counts[count_key(ls)])
+
+
+def _summing(into: np.ndarray, n_into: int, items: np.ndarray | None = None, n_items: int | None = None
+             ) -> sp.csr_matrix:
+    """n_into x n_items: row into[i] sums item items[i] (default: item i); a product adds items up by target."""
+    import scipy.sparse as sp  # imported by the first fit, not by every import of the audit
+
+    items = np.arange(len(into)) if items is None else items
+    return sp.csr_matrix((np.ones(len(into)), (into, items)), shape=(n_into, len(into) if n_items is None else n_items))
+
+
+def _slot_matrix(segment_of: np.ndarray, offsets: tuple[int, ...], n_slots: int) -> sp.csr_matrix:
+    """Slots x units: 1 where the unit belongs to the slot (the whole population's slot 0, and its segment
+    value's slot; a unit without lines in the pass adds nothing anyway)."""
+    n = segment_of.shape[0]
+    rows, cols = [np.zeros(n, np.int64)], [np.arange(n)]
+    for j, offset in enumerate(offsets):
+        inside = segment_of[:, j] >= 0
+        rows.append(offset + segment_of[inside, j])
+        cols.append(np.flatnonzero(inside))
+    return _summing(np.concatenate(rows), n_slots, np.concatenate(cols), n)
+
+
+def fit(state: PassState, model: Model) -> Fitted:
+    """Coefficients of every tested code in every slot, from the unit statistics (closed form)."""
+    n_cell, sy_cell = state.counts[count_key(model.lineset)]
+    width = model.lineset.width
+    if model.kind == "adjusted":
+        unit_of_unit = state.fe_of_unit
+        to_fe = _summing(unit_of_unit, state.n_fe)
+        n, sy = to_fe @ n_cell, to_fe @ sy_cell
+        # a fixed effect's segment values are its cells' (nested: every cell of it has the same); a cell
+        # without lines in this pass has neither, and must not write its defaults over fixed effect 0's
+        segment_of = np.full((state.n_fe, state.segment_of_unit.shape[1]), -1, np.int64)
+        has_lines = n_cell.sum(axis=1) > 0
+        segment_of[unit_of_unit[has_lines]] = state.segment_of_unit[has_lines]
+    else:
+        unit_of_unit = np.arange(state.n_units)
+        n, sy = n_cell, sy_cell
+        segment_of = state.segment_of_unit
+    slots = _slot_matrix(segment_of, state.slots.offsets, state.n_slots)
+    N, SY = n.sum(axis=1), sy.sum(axis=1)
+    safe = np.where(N > 0, N, 1)
+    share, y_bar = n / safe[:, None], SY / safe
+    k = np.where(N > 1, np.sqrt(N / np.where(N > 1, N - 1, 1)), 0.0)
+    if not state.leverage_adjusted:
+        k = (N > 1).astype(np.float64)
+
+    # covariates: per pass unit (controls) or per code (components)
+    q_of_unit = None
+    if model.kind == "adjusted":
+        q_of_unit = _control_dummies(state)
+        q_sum = to_fe @ (q_of_unit * n_cell.sum(axis=1)[:, None])  # fixed effect x covariate: sum of q
+    elif model.kind == "excess":
+        q_sum = n @ model.components
+    else:
+        q_sum = np.zeros((len(N), 0))
+    n_cov = q_sum.shape[1]
+    q_bar = q_sum / safe[:, None]
+
+    # unweighted normal equations per slot (sums over units, see module docstring)
+    suu = slots @ (n * (1 - share))
+    suy = slots @ (sy - n * y_bar[:, None])
+    if n_cov:
+        if model.kind == "adjusted":  # the controls' dummies are constant within a cell: sum over cells
+            cell_slots = _slot_matrix(state.segment_of_unit, state.slots.offsets, state.n_slots)
+            sqq_raw = _qq(cell_slots, q_of_unit * n_cell.sum(axis=1)[:, None], q_of_unit)
+            sqy_raw = cell_slots @ (q_of_unit * sy_cell.sum(axis=1)[:, None])
+            squ_raw = np.stack([cell_slots @ (n_cell * q_of_unit[:, [l]]) for l in range(n_cov)], axis=2)
+        else:  # the components' dummies follow from the code
+            comps = model.components
+            per_code = slots @ n
+            sqq_raw = np.einsum("sg,gl,gm->slm", per_code, comps, comps)
+            sqy_raw = (slots @ sy) @ comps
+            squ_raw = per_code[:, :, None] * comps[None, :, :]
+        sqq = sqq_raw - _qq(slots, N[:, None] * q_bar, q_bar)
+        sqy = sqy_raw - slots @ (q_bar * SY[:, None])
+        squ = squ_raw - np.stack([slots @ (n * q_bar[:, [l]]) for l in range(n_cov)], axis=2)
+    n_slots = state.n_slots
+    beta = np.full((n_slots, width), np.nan)
+    pi = np.zeros((n_slots, width, n_cov))
+    pi_y = np.zeros((n_slots, n_cov))
+    bread = np.zeros((n_slots, width))
+    for s in range(n_slots):
+        inverse = _scaled_pinv(sqq[s]) if n_cov else np.zeros((0, 0))
+        pi_y[s] = inverse @ sqy[s] if n_cov else pi_y[s]
+        for g in model.lineset.tested:
+            solved = solve_treatment(inverse, pi_y[s], squ[s, g] if n_cov else np.zeros(0), suu[s, g], suy[s, g])
+            if solved is not None:
+                beta[s, g], pi[s, g], bread[s, g] = solved
+    # Pass 2 reads one row per line (random access to units is what it waits for): per pass unit, k, y_bar,
+    # the tested codes' shares, and per covariate q_bar, or for the adjusted model the cell's z = q - q_bar
+    per_unit = [k, y_bar, share[:, list(model.lineset.tested)], q_bar]
+    if model.kind == "adjusted":  # to the pass unit (cell), where the controls' deviation is constant
+        per_unit = [values[unit_of_unit] for values in per_unit[:3]] + [q_of_unit - q_bar[unit_of_unit]]
+    fitted = Fitted(model, np.column_stack(per_unit), beta, pi, pi_y, bread)
+    if model.kind == "contrast":
+        both = (n > 0) & (n < N[:, None])  # the unit has lines of the code and of other codes
+        reference = N[:, None] - n
+        fitted.coverage = {"lines_group": slots @ n, "lines_group_compared": slots @ (n * both),
+                           "lines_reference": slots @ reference, "lines_reference_compared": slots @ (reference * both)}
+    if model.with_rate:
+        # the reference's lines weighted by the group's share of their cell: sum p * y0 / sum p * n0
+        fitted.rate_weight = slots @ (share * (N[:, None] - n))
+        ref_sum = slots @ (share * (SY[:, None] - sy))
+        fitted.rate = np.where(fitted.rate_weight > 0, ref_sum / np.where(fitted.rate_weight > 0,
+                                                                           fitted.rate_weight, 1), np.nan)
+    fitted.totals_inputs = totals_inputs(fitted)
+    return fitted
+
+
+def totals_inputs(fitted: Fitted) -> tuple[np.ndarray, ...]:
+    """What the totals loop reads of the fit, once per model rather than once per slice of customers."""
+    tested = list(fitted.model.lineset.tested)
+    beta = np.ascontiguousarray(np.nan_to_num(fitted.beta[:, tested]))
+    pi, pi_y = np.ascontiguousarray(fitted.pi[:, tested]), np.ascontiguousarray(fitted.pi_y)
+    rate = np.ascontiguousarray(np.nan_to_num(fitted.rate[:, tested])) if fitted.rate is not None else np.zeros((0, 0))
+    return beta, pi, pi_y, rate, fitted.model.needed(fitted.beta.shape[0])
+
+
+def solve_treatment(inverse: np.ndarray, pi_y: np.ndarray, squ: np.ndarray, suu: float, suy: float
+                    ) -> tuple[float, np.ndarray, float] | None:
+    """beta of D with the covariates partialled out (Frisch-Waugh-Lovell on the normal equations).
+
+    `inverse` is a generalised inverse of the covariates' demeaned cross-products Sqq, `pi_y` = inverse Sqy,
+    `squ` = sum q~ u, `suu` = sum u^2, `suy` = sum u y~ (u = D demeaned within unit). Returns (beta, pi,
+    sum of D~^2), or None when D has no variance left once the covariates are accounted for.
+    """
+    if suu <= 0:
+        return None
+    pi = inverse @ squ
+    left = suu - pi @ squ
+    if left <= RANK_TOLERANCE * suu:
+        return None
+    return (suy - pi_y @ squ) / left, pi, left
+
+
+def _qq(slots: sp.csr_matrix, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per slot: sum over units of a b' (units x covariates each)."""
+    n_cov = a.shape[1]
+    out = np.zeros((slots.shape[0], n_cov, n_cov))
+    for l in range(n_cov):
+        for m in range(n_cov):
+            out[:, l, m] = slots @ (a[:, l] * b[:, m])
+    return out
+
+
+def _control_dummies(state: PassState) -> np.ndarray:
+    """Pass unit x dummy: one dummy per level of each control but its first (the unit's level is constant)."""
+    columns = []
+    for j, (_, levels) in enumerate(state.controls):
+        for level in range(1, levels):
+            columns.append((state.control_of_unit[:, j] == level).astype(np.float64))
+    return np.stack(columns, axis=1) if columns else np.zeros((state.n_units, 0))
+
+
+def _scaled_pinv(matrix: np.ndarray) -> np.ndarray:
+    """A generalised inverse of a symmetric positive semi-definite matrix (covariates without variance dropped)."""
+    diagonal = np.diag(matrix).copy()
+    keep = diagonal > RANK_TOLERANCE * max(diagonal.max(initial=0.0), 0.0)
+    out = np.zeros_like(matrix)
+    if not keep.any():
+        return out
+    sub = matrix[np.ix_(keep, keep)]
+    scale = 1 / np.sqrt(np.diag(sub))
+    inverse = scale[:, None] * np.linalg.pinv(sub * scale[:, None] * scale[None, :], rtol=RANK_TOLERANCE,
+                                              hermitian=True) * scale[None, :]
+    out[np.ix_(keep, keep)] = inverse
+    return out
