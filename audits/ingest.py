@@ -150,14 +150,12 @@ class _Batch:
         self._say_meaning(source_types)
         try:
             if self.kind == "transactions":
-                stage_transactions(self.con, source, self.config, mapped=self.mapped,
-                                   attributes=list(self.attributes), source_types=source_types, rows=read.relation,
-                                   row_id=read.row_id, rows_params=read.params, derived=self.derived)
+                stage_transactions(self.con, source, self.config, read, mapped=self.mapped,
+                                   attributes=list(self.attributes), source_types=source_types, derived=self.derived)
             else:
-                stage_customers(self.con, source, id_column=self.mapped["customer_id"],
+                stage_customers(self.con, source, read, id_column=self.mapped["customer_id"],
                                 since_column=self.mapped["customer_since"], attributes=self.attributes,
-                                source_types=source_types, rows=read.relation, row_id=read.row_id,
-                                rows_params=read.params, derived=self.derived)
+                                source_types=source_types, derived=self.derived)
         except (duckdb.IOException, duckdb.InvalidInputException) as err:
             if read.relation == "src_rows":  # staged from the copy in DuckDB: not a reading error
                 raise

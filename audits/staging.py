@@ -23,7 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
@@ -31,6 +31,9 @@ from audits.config import Config, SourceConfig
 from audits.derive import FAILED, Derived, derived_relation
 from audits.errors import InputError
 from audits.warehouse import quote_identifier
+
+if TYPE_CHECKING:
+    from audits.sources import SourceRead
 
 MONEY = "decimal(18, 4)"
 TRANSACTION_TYPES: dict[str, str] = {
@@ -135,34 +138,29 @@ def stage_transactions(
     con: duckdb.DuckDBPyConnection,
     source: SourceConfig,
     config: Config,
+    read: SourceRead,
     *,
     mapped: dict[str, str | None],
     attributes: list[str],
     source_types: dict[str, str],
-    rows: str = "src_rows",
-    row_id: str = "rowid",
-    rows_params: Mapping[str, Any] | None = None,
     derived: Mapping[str, Derived] | None = None,
 ) -> None:
     """Create temp table `staged` from the raw rows: canonical columns, attributes, reasons, is_repeat.
 
     `mapped` maps each canonical column to its source column (None: absent); `attributes` are
-    transaction attributes, each mapped in `mapped` too. `rows` is the SQL of the raw rows (with
-    `rows_params`), `row_id` its column numbering them in read order (audits/sources.py). `derived`:
-    the source's derived columns, mapped by their `Derived.column`, typed in `source_types`.
+    transaction attributes, each mapped in `mapped` too. `read` names the raw rows (audits/sources.py).
+    `derived`: the source's derived columns, mapped by their `Derived.column`, typed in `source_types`.
     """
     derived = derived or {}
     check_types(source, {**TRANSACTION_TYPES, **dict.fromkeys(attributes, "varchar")}, mapped, source_types, derived)
+    rows, row_id = _raw_rows(read, derived, source_types)
     params: dict[str, Any] = {
-        **(rows_params or {}),
+        **read.params,
         "latest": dt.datetime.now() + dt.timedelta(days=config.max_future_days),
         "earliest": dt.datetime.fromisoformat(config.earliest),
         "currencies": [c.upper() for c in config.currencies],
         "na_values": list(source.na_values),
     }
-    if derived:
-        rows, row_id = derived_relation(rows, row_id, derived,
-                                        text_columns=[c for c, t in source_types.items() if t.upper() == "VARCHAR"])
     values: dict[str, str] = {}
     present: dict[str, str] = {}
     for canonical, target in TRANSACTION_TYPES.items():
@@ -242,14 +240,12 @@ def stage_transactions(
 def stage_customers(
     con: duckdb.DuckDBPyConnection,
     source: SourceConfig,
+    read: SourceRead,
     *,
     id_column: str,
     since_column: str | None,
     attributes: dict[str, str],
     source_types: dict[str, str],
-    rows: str = "src_rows",
-    row_id: str = "rowid",
-    rows_params: Mapping[str, Any] | None = None,
     derived: Mapping[str, Derived] | None = None,
 ) -> None:
     """Create temp table `staged` of customers from the raw rows (as for stage_transactions); `attributes`
@@ -258,9 +254,7 @@ def stage_customers(
     q = quote_identifier
     check_types(source, {"customer_id": "varchar", "customer_since": "date"},
                 {"customer_id": id_column, "customer_since": since_column}, source_types, derived)
-    if derived:
-        rows, row_id = derived_relation(rows, row_id, derived,
-                                        text_columns=[c for c, t in source_types.items() if t.upper() == "VARCHAR"])
+    rows, row_id = _raw_rows(read, derived, source_types)
     customer_id, has_id = convert(id_column, source_types[id_column], "varchar")
     since, has_since = convert(since_column, source_types.get(since_column or "", "VARCHAR"), "date")
     attribute_sql = "".join(
@@ -283,8 +277,16 @@ def stage_customers(
                ], lambda r: r is not null) as reasons, false as is_repeat,
                hash({", ".join(q(c) for c in columns)}) as row_hash
         from typed"""
-    _run_in_utc(con, sql, {**(rows_params or {}), "na_values": list(source.na_values)})
+    _run_in_utc(con, sql, {**read.params, "na_values": list(source.na_values)})
     _mark_duplicates(con, key="customer_id", reason=CUSTOMER_DUPLICATE)
+
+
+def _raw_rows(read: SourceRead, derived: Mapping[str, Derived], source_types: dict[str, str]) -> tuple[str, str]:
+    """The SQL of the rows to stage and its row-number column: the rows as read, with the derived columns."""
+    if not derived:
+        return read.relation, read.row_id
+    return derived_relation(read.relation, read.row_id, derived,
+                            text_columns=[c for c, t in source_types.items() if t.upper() == "VARCHAR"])
 
 
 def _mark_duplicates(con: duckdb.DuckDBPyConnection, *, key: str, reason: str) -> None:
