@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import atexit
 import datetime as dt
+import functools
+import inspect
 import os
 import sys
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 from typer._click.exceptions import ClickException, NoArgsIsHelpError  # typer vendors click: its exceptions live here
@@ -166,6 +168,30 @@ def _thresholds(items: list[str] | None) -> Thresholds:
                                                known=", ".join(Thresholds.model_fields))) from None
 
 
+SCALE_OUT_OPTIONS = {"executor": (ExecutorOption, "local"), "dask_address": (DaskAddressOption, None),
+                     "dask_workers": (DaskWorkersOption, 2), "partitions": (PartitionsOption, None),
+                     "scratch_dir": (ScratchOption, None)}
+
+
+def scale_out_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Give a command the scale-out options, declared once (SCALE_OUT_OPTIONS): typer reads them from the
+    signature returned here, and the command gets them checked, as one ScaleOut in its `scale_out` parameter."""
+    own = [p.replace(annotation=eval(p.annotation, command.__globals__))  # typer needs the annotations' objects
+           for p in inspect.signature(command).parameters.values() if p.name != "scale_out"]
+    options = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default)
+               for name, (annotation, default) in SCALE_OUT_OPTIONS.items()]
+
+    @functools.wraps(command)
+    def with_scale_out(**given: Any) -> None:
+        with _user_errors():
+            scale_out = _scale_out(**{name: given.pop(name) for name in SCALE_OUT_OPTIONS})
+        command(**given, scale_out=scale_out)
+
+    with_scale_out.__signature__ = inspect.Signature([*own, *options])  # type: ignore[attr-defined]
+    with_scale_out.__annotations__ = {p.name: p.annotation for p in [*own, *options]}
+    return with_scale_out
+
+
 def _scale_out(executor: Literal["local", "dask"], dask_address: str | None, dask_workers: int, partitions: int | None,
                scratch_dir: Path | None) -> ScaleOut:
     from flows.dask_contrast import ScaleOut
@@ -218,19 +244,15 @@ def sample(
 
 
 @app.command()
+@scale_out_options
 def demo(
+    scale_out: ScaleOut,
     out: Annotated[Path, typer.Option(help="Folder for the demo's data, warehouse and reports.")] = Path("out/demo"),
-    executor: ExecutorOption = "local",
-    dask_address: DaskAddressOption = None,
-    dask_workers: DaskWorkersOption = 2,
-    partitions: PartitionsOption = None,
-    scratch_dir: ScratchOption = None,
     verbose: VerboseOption = False,
 ) -> None:
     """Build a sample market, run the nightly flow on it once, and print the report's path."""
     _quiet(verbose)
     with _user_errors():
-        scale_out = _scale_out(executor, dask_address, dask_workers, partitions, scratch_dir)
         out.mkdir(parents=True, exist_ok=True)
         config_path = out / "priceparity.toml"
         config_path.write_text(resources.files("flows").joinpath("demo.toml").read_text(encoding="utf-8"))
@@ -263,8 +285,10 @@ def ingest_command(config: ConfigOption, verbose: VerboseOption = False) -> None
 
 
 @app.command("audit")
+@scale_out_options
 def audit_command(
     config: ConfigOption,
+    scale_out: ScaleOut,
     start: Annotated[str | None, typer.Option(
         "--from", metavar="YYYY-MM-DD", help="First day audited (default: the first day of data).")] = None,
     end: Annotated[str | None, typer.Option(
@@ -276,11 +300,6 @@ def audit_command(
     thresholds: Annotated[list[str] | None, typer.Option("--threshold", help="NAME=VALUE, e.g. fdr=0.01.")] = None,
     ingest_first: Annotated[bool, typer.Option("--ingest/--no-ingest", help="Load new source data first.")] = True,
     fail_on_findings: Annotated[bool, typer.Option(help="Exit 1 when anything is flagged.")] = False,
-    executor: ExecutorOption = "local",
-    dask_address: DaskAddressOption = None,
-    dask_workers: DaskWorkersOption = 2,
-    partitions: PartitionsOption = None,
-    scratch_dir: ScratchOption = None,
     verbose: VerboseOption = False,
 ) -> None:
     """Audit a period on demand and write DIR/report.html and DIR/findings.json."""
@@ -293,7 +312,6 @@ def audit_command(
         segment_by = _column_names("--segment-by", segment_by)
         parsed_filters = _pairs(filters, option="--filter", form="COLUMN=VALUE", example="--filter category=grocery")
         _column_names("--filter", list(parsed_filters))
-        scale_out = _scale_out(executor, dask_address, dask_workers, partitions, scratch_dir)
         limits = _thresholds(thresholds)
         cfg = _config(config, attributes=attributes, segment_by=segment_by, thresholds=limits)
         ingest_first = ingest_first and bool(cfg.sources)
@@ -350,18 +368,15 @@ def _outcome_line(result: AuditResult) -> str:
 
 
 @app.command()
+@scale_out_options
 def nightly(
     config: ConfigOption,
+    scale_out: ScaleOut,
     as_of: Annotated[str | None, typer.Option("--as-of", metavar="YYYY-MM-DD",
                                               help="Last day audited (default: the newest data).")] = None,
     window_days: Annotated[int | None, typer.Option(
         help="Rolling window in days, as audit.window_days (default: its value).")] = None,
     month_to_date: Annotated[bool, typer.Option(help="Also audit the month to date.")] = True,
-    executor: ExecutorOption = "local",
-    dask_address: DaskAddressOption = None,
-    dask_workers: DaskWorkersOption = 2,
-    partitions: PartitionsOption = None,
-    scratch_dir: ScratchOption = None,
     verbose: VerboseOption = False,
 ) -> None:
     """Run the nightly flow once now: ingest, audit the rolling window and the month to date, publish."""
@@ -369,7 +384,6 @@ def nightly(
     with _user_errors():
         day = _day("--as-of", as_of)
         _in_range("--window-days", window_days, "audit.window_days")
-        scale_out = _scale_out(executor, dask_address, dask_workers, partitions, scratch_dir)
         cfg = _config(config)
         from flows.pipeline import asked_columns
 
@@ -394,24 +408,20 @@ def _nightly(**parameters) -> dict[str, str]:
 
 
 @app.command()
+@scale_out_options
 def serve(
     config: ConfigOption,
+    scale_out: ScaleOut,
     ui: Annotated[bool, typer.Option(
         "--ui", help="Start a Prefect server with its UI for the deployments (what serve does when "
                      "PREFECT_API_URL is not set).")] = False,
     host: Annotated[str, typer.Option(help="Address the Prefect server started by serve listens on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port of the Prefect server started by serve.")] = 4200,
-    executor: ExecutorOption = "local",
-    dask_address: DaskAddressOption = None,
-    dask_workers: DaskWorkersOption = 2,
-    partitions: PartitionsOption = None,
-    scratch_dir: ScratchOption = None,
 ) -> None:
     """Serve both flows as Prefect deployments: nightly on the configured cron, on-demand from the UI."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     with _user_errors(), ExitStack() as stack:
         cfg = _config(config)
-        scale_out = _scale_out(executor, dask_address, dask_workers, partitions, scratch_dir)
         api_url = _prefect_server()
         if ui or api_url is None:
             from flows.prefect_server import prefect_server
