@@ -10,6 +10,7 @@ and records nothing: the CLI without a Prefect server (docs/orchestration.md). N
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -26,6 +27,7 @@ from flows.progress import say
 from flows.dask_contrast import ScaleOut
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 ON_DEMAND_SCOPE = "on-demand"
 MONTH_TO_DATE = "month-to-date"
 NIGHTLY_ARTIFACT = "nightly-audit"
@@ -157,7 +159,23 @@ def on_demand(
     run: StageRunner,
     askers: Mapping[str, str] = FLOW_PARAMETERS,
 ) -> str:
-    """The on-demand flow's body (its parameters: flows/on_demand.py); returns the report's path."""
+    """The on-demand flow (flows/on_demand.py takes its parameters from here): returns the report's path. `run`
+    runs each stage; `askers` names who asked for a column in the error when the warehouse lacks it.
+
+    Args:
+        config_path: The TOML config file, as seen by the process that runs the flow.
+        period_start: First day audited; empty: the first day of data (an on-demand question covers all the data loaded).
+        period_end: Last day audited; empty: the day of the newest transaction.
+        attributes: Customer attributes audited; empty: audit.attributes from the config.
+        segment_by: Columns whose every value gets its own findings; empty: audit.segment_by.
+        filters: Only lines with these column values, e.g. {"category": "grocery"} or {"channel": "web"}.
+        thresholds: Thresholds for this run; empty fields keep the config's values.
+        ingest_first: Load the sources' new rows before auditing.
+        out_dir: Folder for report.html and findings.json; empty: output.dir/on-demand/RUN_ID.
+        source_retries: Retries of the ingest when a source cannot be read (I/O only).
+        source_retry_delay_seconds: Wait before the first retry; each further retry waits twice as long.
+        scale_out: Where pass 2 of the disparity checks runs (this process or a Dask cluster).
+    """
     check_parameters(period_start=period_start, period_end=period_end)
     config = on_demand_config(config_path, attributes=attributes, segment_by=segment_by, thresholds=thresholds)
     if period_start and period_end and period_start > period_end:
@@ -187,6 +205,24 @@ def on_demand(
                  markdown=headline_markdown("On-demand audit", {ON_DEMAND_SCOPE: result}, {ON_DEMAND_SCOPE: report}))
     stop_if_nothing_audited({ON_DEMAND_SCOPE: result}, {ON_DEMAND_SCOPE: report})
     return str(report)
+
+
+def flow_parameters(body: Callable[..., Any]) -> Callable[[F], F]:
+    """Give a flow function that takes `**parameters` the parameters of its body (declared once, there): the
+    body's signature and docstring `Args:` without its keyword-only parameters (`run`, `askers`: the flow
+    supplies them). Prefect reads both: its UI's form, a run's validation, the deployment's schema."""
+    signature = inspect.signature(body, eval_str=True)
+    parameters = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in signature.parameters.values()
+                  if p.kind is not inspect.Parameter.KEYWORD_ONLY]
+    body_doc = inspect.cleandoc(body.__doc__ or "")
+    args = body_doc[body_doc.index("Args:"):]
+
+    def declare(flow_fn: F) -> F:
+        flow_fn.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+        flow_fn.__doc__ = f"{inspect.cleandoc(flow_fn.__doc__ or '')}\n\n{args}"
+        return flow_fn
+
+    return declare
 
 
 def check_parameters(**given: Any) -> None:
@@ -219,7 +255,18 @@ def nightly(
     *,
     run: StageRunner,
 ) -> dict[str, str]:
-    """The nightly flow's body (its parameters: flows/nightly.py); returns each window's report path."""
+    """The nightly flow (flows/nightly.py takes its parameters from here): returns each window's report path.
+    `run` runs each stage.
+
+    Args:
+        config_path: The TOML config file, as seen by the process that runs the flow.
+        as_of: Last day audited; empty: the day of the newest transaction.
+        window_days: Length of the rolling window in days; empty: audit.window_days from the config.
+        month_to_date: Also audit from the first of as_of's month to as_of.
+        source_retries: Retries of the ingest when a source cannot be read (I/O only, never bad data).
+        source_retry_delay_seconds: Wait before the first retry; each further retry waits twice as long.
+        scale_out: Where pass 2 of the disparity checks runs (this process or a Dask cluster).
+    """
     check_parameters(as_of=as_of, window_days=window_days)
     config = load_config(Path(config_path))
     try:

@@ -12,7 +12,8 @@ from prefect.utilities.callables import parameter_schema
 from audits.errors import ConfigError
 from audits.findings import AuditResult
 from audits.settings import SETTINGS
-from flows.on_demand import Thresholds, on_demand_audit
+from flows.on_demand import on_demand_audit
+from flows.pipeline import Thresholds
 
 
 def test_thresholds_become_config_overrides_only_when_set():
@@ -65,21 +66,26 @@ def test_a_reversed_period_is_a_config_error(prefect_harness, workspace):
 
 
 @pytest.mark.parametrize(("flow_name", "body_name"), [("on_demand", "on_demand"), ("nightly", "nightly")])
-def test_each_flow_declares_exactly_its_bodys_parameters(flow_name, body_name):
-    """The Prefect flows declare their parameters themselves (the UI's form and the deployments read them there)
-    and pass them to their body (flows/pipeline.py), which the CLI also calls without Prefect: the two lists
-    must stay the same, with the same types and defaults."""
+def test_each_flow_takes_its_bodys_parameters_and_their_docs(flow_name, body_name):
+    """The Prefect flows take their parameters from their body (flows/pipeline.py, which the CLI also calls
+    without Prefect): the same names, types and defaults, all by keyword, and each described in the schema the
+    UI's form and the deployments read."""
     import importlib
     import inspect
 
     from flows import pipeline
 
-    flow = {"on_demand": "on_demand_audit", "nightly": "nightly_audit"}[flow_name]
-    declared = inspect.signature(getattr(importlib.import_module(f"flows.{flow_name}"), flow).fn).parameters
-    body = inspect.signature(getattr(pipeline, body_name)).parameters
+    flow = getattr(importlib.import_module(f"flows.{flow_name}"), {"on_demand": "on_demand_audit",
+                                                                   "nightly": "nightly_audit"}[flow_name])
+    declared = inspect.signature(flow.fn).parameters
+    body = inspect.signature(getattr(pipeline, body_name), eval_str=True).parameters
     assert list(declared) == [name for name in body if name not in ("run", "askers")]
     for name, parameter in declared.items():
-        assert (parameter.annotation, parameter.default) == (body[name].annotation, body[name].default), name
+        assert (parameter.annotation, parameter.default, parameter.kind) == (
+            body[name].annotation, body[name].default, inspect.Parameter.KEYWORD_ONLY), name
+    schema = flow.parameters.model_dump()["properties"]
+    assert list(schema) == list(declared)
+    assert all(schema[name].get("description") for name in declared), schema
 
 
 def test_a_flow_runs_days_and_window_are_checked_like_the_cli_options():
