@@ -12,7 +12,11 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from audits.catalogue import EEOC, INTERNAL, RULES
+from audits.catalogue import CHECKS_BY_NAME, RULES
+
+# The basis of each threshold, in the words of the catalogue's entries
+INTERNAL = "Internal policy: threshold set in the audit configuration"
+EEOC = CHECKS_BY_NAME["discount_incidence"].basis
 
 POLICY_MAXIMUM = "the policy maximum"
 SAME_CELL = "the same product on the same day"  # the cell in words when the run does not say

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
-from audits.catalogue import CHECKS, CHECKS_BY_NAME
+from audits.catalogue import CATALOGUE, CHECKS, CHECKS_BY_NAME, load_checks
 from audits.sqlfiles import SQL_DIR, Fragment, Ident, SqlFileError, idents, load_sql, parse_sql
 
 
@@ -28,6 +29,34 @@ def test_every_check_of_the_catalogue_has_its_sql_file():
             shared = CHECKS_BY_NAME[check.measured_as]
             assert (check.kind, shared.kind, shared.measured_as) == ("disparity", "disparity", "")
     assert {c.name for c in CHECKS if c.measured_as} == {"loyalty_penalty"}
+
+
+ENTRY = '''
+[[check]]
+name = "surcharge_incidence"
+kind = "disparity"
+title = "Surcharge incidence"
+explanation = "Compares how often a group was surcharged, for {cell}."
+basis = "Internal policy"
+'''
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ("", None),
+    ('adverse = "worse"', "check 'surcharge_incidence': adverse must be one of higher, lower, got 'worse'"),
+    ("treshold = 1", "check 'surcharge_incidence': Check.__init__() got an unexpected keyword argument 'treshold'"),
+])
+def test_a_catalogue_entry_is_checked_when_it_loads(tmp_path, extra, message):
+    """The example of docs/checks.md loads; a misspelt key or a value outside its choices fails, naming the entry."""
+    path = tmp_path / "catalogue.toml"
+    path.write_text(CATALOGUE.read_text(encoding="utf-8") + ENTRY + extra + "\n", encoding="utf-8")
+    if message is None:
+        added = load_checks(path)[-1]
+        assert (added.name, added.contrast, added.adverse, len(load_checks(path))) == (
+            "surcharge_incidence", "outcome", "higher", len(CHECKS) + 1)
+    else:
+        with pytest.raises(ValueError, match=re.escape(f"{path}: {message}")):
+            load_checks(path)
 
 
 def test_parameters_are_declared_and_used():
