@@ -20,6 +20,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 NULL_TEXT = "null"  # how the exporting system writes a missing value
+NULL_GENDER_PCT = 0.02  # share of a book's customers whose gender is written as NULL_TEXT
+AGE_BANDS: tuple[int, ...] = (18, 25, 35, 50, 65)  # the books' age bands (their example configs' audit.bands)
 BAD_SPEC = "{spec}: {field} must be {rule}, got {value!r}"
 
 
@@ -64,20 +66,20 @@ def planted_record(kind: str, *, spec: dict[str, Any], rows: int, customers: int
             "example_config": f"examples/{kind}.toml"}
 
 
-def null_text_note(column: str, share: float, rows: str) -> dict[str, str]:
-    """The planted record's note on a column holding the text "null"."""
-    return {"column": column, "what": f"the text '{NULL_TEXT}' for about {share:.0%} of {rows} (missing, via "
-                                      "sources.na_values)"}
-
-
-def text_number_note(column: str, derived: str, expression: str, purpose: str) -> dict[str, str]:
-    """The planted record's note on a number stored as text, which a derived column casts."""
-    return {"column": column, "what": f"a number stored as text: derive `{derived} = \"{expression}\"` {purpose}"}
-
-
-def age_note(column: str, bands: tuple[int, ...]) -> dict[str, str]:
-    """The planted record's note on an age in years, which the audit bands."""
-    return {"column": column, "what": f"age in years: band it with audit.bands (e.g. age = {list(bands)})"}
+def messy_column_notes(*, rows: str, gender: str, age: str, number_as_text: tuple[str, str, str], purpose: str,
+                       **others: str) -> list[dict[str, str]]:
+    """The planted record's notes on a book's messy columns, as the books write them: `gender` holds the text
+    "null" for NULL_GENDER_PCT of its `rows`; `age` is in years, banded with AGE_BANDS; `number_as_text` is
+    (column, derived column, expression), a number stored as text that the derived column casts `purpose`;
+    `others`: column -> note."""
+    column, derived, expression = number_as_text
+    return [
+        {"column": gender, "what": f"the text '{NULL_TEXT}' for about {NULL_GENDER_PCT:.0%} of {rows} (missing, "
+                                   "via sources.na_values)"},
+        {"column": column, "what": f"a number stored as text: derive `{derived} = \"{expression}\"` {purpose}"},
+        {"column": age, "what": f"age in years: band it with audit.bands (e.g. age = {list(AGE_BANDS)})"},
+        *({"column": name, "what": note} for name, note in others.items()),
+    ]
 
 
 def write_book(out_dir: Path, table: pa.Table, planted: dict[str, Any], *, file_name: str) -> Path:

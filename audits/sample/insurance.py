@@ -45,8 +45,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from audits.sample.book import (age_note, naive_gap, null_text_note, numbers_as_text, planted_record,
-                                refuse_bad_fields, text_number_note, text_with_nulls, write_book)
+from audits.sample.book import (AGE_BANDS, NULL_GENDER_PCT, messy_column_notes, naive_gap, numbers_as_text,
+                                planted_record, refuse_bad_fields, text_with_nulls, write_book)
 from audits.sample.draws import cdf_rows, draw, random_stream
 
 COVERS: tuple[str, ...] = ("TPO", "TPFT", "COMP")
@@ -76,11 +76,9 @@ NEW_IN_FIRST_YEAR_PCT = 0.20
 MAX_PRIOR_TENURE_YEARS = 12
 BONUS_MALUS_FLOOR, BONUS_MALUS_MAX, BONUS_MALUS_FLOOR_PCT = 50, 180, 0.45
 RISK_SIGMA, NOISE_SIGMA = 0.30, 0.03
-NULL_GENDER_PCT = 0.02
 
 # The bands the example config (examples/insurance.toml) uses; the truth by band is stated for them.
 TENURE_BANDS: tuple[int, ...] = (0, 1, 3, 5)
-AGE_BANDS: tuple[int, ...] = (18, 25, 35, 50, 65)
 BONUS_MALUS_BANDS: tuple[int, ...] = (50, 60, 80, 100)
 
 POLICIES_FILE = "policies.parquet"
@@ -253,11 +251,8 @@ def _planted_record(spec: InsuranceSpec, table: pa.Table, *, naive_age_gap: floa
                            "same cover, vehicle class, region and year; shorter renewals pay the new-business price.",
         }],
         confounders=confounders,
-        messiness=[
-            null_text_note("Gender", NULL_GENDER_PCT, "policies"),
-            text_number_note("BonusMalus", "bonus_malus", INSURANCE_DERIVE["bonus_malus"], "to band it"),
-            age_note("DrivAge", AGE_BANDS),
-            {"column": "IDpol", "what": "one policy over several years: the customer; a row's id is "
-                                        f"`{INSURANCE_DERIVE['transaction_id']}`"},
-        ],
+        messiness=messy_column_notes(
+            rows="policies", gender="Gender", age="DrivAge", purpose="to band it",
+            number_as_text=("BonusMalus", "bonus_malus", INSURANCE_DERIVE["bonus_malus"]),
+            IDpol=f"one policy over several years: the customer; a row's id is `{INSURANCE_DERIVE['transaction_id']}`"),
     )

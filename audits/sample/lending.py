@@ -39,8 +39,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from audits.sample.book import (age_note, naive_gap, null_text_note, numbers_as_text, planted_record,
-                                refuse_bad_fields, text_number_note, text_with_nulls, write_book)
+from audits.sample.book import (AGE_BANDS, NULL_GENDER_PCT, messy_column_notes, naive_gap, numbers_as_text,
+                                planted_record, refuse_bad_fields, text_with_nulls, write_book)
 from audits.sample.draws import cdf_rows, draw, random_stream
 
 GRADES: tuple[str, ...] = ("A", "B", "C", "D", "E", "F", "G")
@@ -61,10 +61,7 @@ GENDER_SHARE = (0.48, 0.52)
 REGIONS: tuple[str, ...] = ("London", "South East", "North West", "Midlands", "Scotland", "Wales")
 REGION_SHARE = (0.18, 0.20, 0.18, 0.20, 0.14, 0.10)
 AMOUNT_MEDIAN, AMOUNT_SIGMA, AMOUNT_STEP, AMOUNT_RANGE = 9_000.0, 0.6, 50, (1_000, 50_000)
-NULL_GENDER_PCT = 0.02
 
-# The bands the example config (examples/lending.toml) uses.
-AGE_BANDS: tuple[int, ...] = (18, 25, 35, 50, 65)
 
 LOANS_FILE = "loans.parquet"
 LOANS_SCHEMA = pa.schema([
@@ -176,10 +173,7 @@ def _planted_record(spec: LendingSpec, table: pa.Table, *, naive: dict[str, floa
                            "percentage points more interest than the rate card's rate for their grade and term.",
         }],
         confounders=confounders,
-        messiness=[
-            null_text_note("gender", NULL_GENDER_PCT, "loans"),
-            text_number_note("rate_pct", "rate", LENDING_DERIVE["rate"], "to compare it"),
-            age_note("borrower_age", AGE_BANDS),
-            {"column": "group", "what": "an SQL keyword as a column name: every query must quote it"},
-        ],
+        messiness=messy_column_notes(rows="loans", gender="gender", age="borrower_age", purpose="to compare it",
+                                     number_as_text=("rate_pct", "rate", LENDING_DERIVE["rate"]),
+                                     group="an SQL keyword as a column name: every query must quote it"),
     )
