@@ -15,21 +15,20 @@ from __future__ import annotations
 
 import atexit
 import datetime as dt
-import functools
-import inspect
 import os
 import sys
 import traceback
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Sequence
+from contextlib import ExitStack
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 from typer._click.exceptions import ClickException, NoArgsIsHelpError  # typer vendors click: its exceptions live here
 
-from audits.errors import ConfigError, PriceParityError, one_line, printable, scrub
+from audits.errors import ConfigError, one_line, printable, scrub
+from flows.cli_options import ConfigOption, VerboseOption, error_line, scale_out_options, user_errors
 from flows.processes import quiet_process_exit
 from flows.progress import to_terminal
 
@@ -42,20 +41,7 @@ if TYPE_CHECKING:
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="PriceParity: pricing fairness auditor.")
 
-ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="The TOML config file.")]
-VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's and Dask's own logs.")]
-ExecutorOption = Annotated[Literal["local", "dask"], typer.Option(
-    "--executor", help="Where the disparity checks' per-customer sums run: this process, or tasks on Dask.")]
-DaskAddressOption = Annotated[str | None, typer.Option(
-    "--dask-address", help="Scheduler of an existing Dask cluster (tcp://host:8786); default: a local cluster.")]
-DaskWorkersOption = Annotated[int, typer.Option("--dask-workers", min=1, help="Workers of the local Dask cluster.")]
-PartitionsOption = Annotated[int | None, typer.Option(
-    "--partitions", min=1, help="Customer partitions, one Dask task each (default: one per Dask worker).")]
-ScratchOption = Annotated[Path | None, typer.Option(
-    "--scratch-dir", help="Folder for the run's Parquet files; on a real cluster, storage all workers can read.")]
-
 BAD_PAIR = "{option} {value!r}: expected {form}, e.g. {example}"
-ADDRESS_WITHOUT_DASK = "--dask-address {address!r} needs --executor dask"
 NOT_A_DAY = "{option} {value}: not a date (YYYY-MM-DD)"
 DAY_OUT_OF_RANGE = "{option} {value}: must be {allowed}"
 OPTION_OUT_OF_RANGE = "{option} must be {allowed}, got {value} (as the config key {key})"
@@ -66,20 +52,6 @@ BAD_THRESHOLD = "--threshold {problem}; known thresholds are {known}"
 USAGE = "{message} (see `{help}`)"
 # Who asked for a column, named in the error when the warehouse lacks it (flows.pipeline.asked_columns)
 FLAGS = {"attributes": "--attribute {column}", "segment_by": "--segment-by {column}", "filters": "--filter {column}"}
-
-
-@contextmanager
-def _user_errors() -> Iterator[None]:
-    """Turn an error the user can fix into one line on stderr and its exit code."""
-    try:
-        yield
-    except PriceParityError as err:
-        _error_line(one_line(err))
-        raise typer.Exit(err.exit_code) from None
-
-
-def _error_line(message: str) -> None:
-    typer.echo(f"error: {printable(message)}", err=True)
 
 
 def _prefect_server() -> str | None:
@@ -168,40 +140,6 @@ def _thresholds(items: list[str] | None) -> Thresholds:
                                                known=", ".join(Thresholds.model_fields))) from None
 
 
-SCALE_OUT_OPTIONS = {"executor": (ExecutorOption, "local"), "dask_address": (DaskAddressOption, None),
-                     "dask_workers": (DaskWorkersOption, 2), "partitions": (PartitionsOption, None),
-                     "scratch_dir": (ScratchOption, None)}
-
-
-def scale_out_options(command: Callable[..., None]) -> Callable[..., None]:
-    """Give a command the scale-out options, declared once (SCALE_OUT_OPTIONS): typer reads them from the
-    signature returned here, and the command gets them checked, as one ScaleOut in its `scale_out` parameter."""
-    own = [p.replace(annotation=eval(p.annotation, command.__globals__))  # typer needs the annotations' objects
-           for p in inspect.signature(command).parameters.values() if p.name != "scale_out"]
-    options = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default)
-               for name, (annotation, default) in SCALE_OUT_OPTIONS.items()]
-
-    @functools.wraps(command)
-    def with_scale_out(**given: Any) -> None:
-        with _user_errors():
-            scale_out = _scale_out(**{name: given.pop(name) for name in SCALE_OUT_OPTIONS})
-        command(**given, scale_out=scale_out)
-
-    with_scale_out.__signature__ = inspect.Signature([*own, *options])  # type: ignore[attr-defined]
-    with_scale_out.__annotations__ = {p.name: p.annotation for p in [*own, *options]}
-    return with_scale_out
-
-
-def _scale_out(executor: Literal["local", "dask"], dask_address: str | None, dask_workers: int, partitions: int | None,
-               scratch_dir: Path | None) -> ScaleOut:
-    from flows.dask_contrast import ScaleOut
-
-    if dask_address and executor != "dask":
-        raise ConfigError(ADDRESS_WITHOUT_DASK.format(address=dask_address))
-    return ScaleOut(executor=executor, dask_address=dask_address, dask_workers=dask_workers, partitions=partitions,
-                    scratch_dir=str(scratch_dir.resolve()) if scratch_dir else None)
-
-
 def _ready(config: Config, *, ingest_first: bool, asked: Sequence[Asked] = ()) -> None:
     """Before anything slow: the source files exist (when ingesting) and the warehouse has the columns asked
     for. With an ingest first, a column may arrive with the new rows: it is checked again after it."""
@@ -230,7 +168,7 @@ def sample(
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same market.")] = 7,
 ) -> None:
     """Write a sample market with planted unfair treatments and known truth (PLANTED.md in the folder)."""
-    with _user_errors():
+    with user_errors():
         if kind == "retail":
             from audits.sample import MarketSpec, write_sample_market
 
@@ -252,7 +190,7 @@ def demo(
 ) -> None:
     """Build a sample market, run the nightly flow on it once, and print the report's path."""
     _quiet(verbose)
-    with _user_errors():
+    with user_errors():
         out.mkdir(parents=True, exist_ok=True)
         config_path = out / "priceparity.toml"
         config_path.write_text(resources.files("flows").joinpath("demo.toml").read_text(encoding="utf-8"))
@@ -276,7 +214,7 @@ def _echo_reports(reports: dict[str, str]) -> None:
 def ingest_command(config: ConfigOption, verbose: VerboseOption = False) -> None:
     """Load every configured source into the warehouse (incremental, idempotent)."""
     _quiet(verbose)
-    with _user_errors():
+    with user_errors():
         cfg = _config(config)
         from flows import stages
 
@@ -304,7 +242,7 @@ def audit_command(
 ) -> None:
     """Audit a period on demand and write DIR/report.html and DIR/findings.json."""
     _quiet(verbose)
-    with _user_errors():
+    with user_errors():
         period_start, period_end = _day("--from", start), _day("--to", end)
         if period_start and period_end and period_start > period_end:
             raise ConfigError(REVERSED.format(start=period_start, end=period_end))
@@ -381,7 +319,7 @@ def nightly(
 ) -> None:
     """Run the nightly flow once now: ingest, audit the rolling window and the month to date, publish."""
     _quiet(verbose)
-    with _user_errors():
+    with user_errors():
         day = _day("--as-of", as_of)
         _in_range("--window-days", window_days, "audit.window_days")
         cfg = _config(config)
@@ -420,7 +358,7 @@ def serve(
 ) -> None:
     """Serve both flows as Prefect deployments: nightly on the configured cron, on-demand from the UI."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    with _user_errors(), ExitStack() as stack:
+    with user_errors(), ExitStack() as stack:
         cfg = _config(config)
         api_url = _prefect_server()
         if ui or api_url is None:
@@ -445,7 +383,7 @@ def main() -> None:
         code = 2
     except ClickException as err:  # a usage error: one line, as every other error
         command = err.ctx.command_path.split(" ", 1)[1:] if getattr(err, "ctx", None) else []
-        _error_line(USAGE.format(message=one_line(err.format_message()),
+        error_line(USAGE.format(message=one_line(err.format_message()),
                                  help=" ".join(["priceparity", *command, "--help"])))
         code = err.exit_code
     except typer.Abort:  # Ctrl-C
