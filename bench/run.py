@@ -108,7 +108,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="nightly runs, each on a copy of the warehouse as the first run left it; the median "
                              "one is reported, with the range (3)")
     parser.add_argument("--skip", default="",
-                        help="comma-separated parts to skip: naive, floor, pyfixest, nightly")
+                        help="comma-separated parts to skip: naive, floor, pyfixest, nightly, cold_cli")
     parser.add_argument("--stage-timeout", type=float, default=3600.0,
                         help="seconds after which a stage is stopped and recorded as a timeout (3600)")
     parser.add_argument("--regenerate", action="store_true", help="generate the markets again even if cached")
@@ -615,6 +615,26 @@ def print_size(summary: dict[str, Any]) -> None:
                   f"{c['median_se_ratio']:.3f} (its factor, median, {c['median_ssc']:.3f})")
 
 
+def cold_cli(work: Path, runs: int = 5) -> dict[str, Any]:
+    """The cold CLI stage (issue 25): bench/cold_cli.py's median of `runs` new processes of `priceparity audit
+    --no-ingest` on the demo market, a config error and --help, beside the audit's own seconds."""
+    figures = work / "cold_cli.json"
+    subprocess.run([sys.executable, str(BENCH_DIR / "cold_cli.py"), "--runs", str(runs), "--work", str(work),
+                    "--json", str(figures)], check=True)
+    return json.loads(figures.read_text(encoding="utf-8"))
+
+
+def cold_cli_targets(figures: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 25's targets: a cold audit of the demo market under 5 s, its first line and a config error
+    each within 1 s (medians)."""
+    stages = figures["stages"]
+    rows = [("cold `audit --no-ingest` of the demo market", stages["audit"]["wall"]["median"], 5.0),
+            ("its first line", stages["audit"]["first_line"]["median"], 1.0),
+            ("a config error reported", stages["config_error"]["wall"]["median"], 1.0)]
+    return [{"target": name, "measured": _fmt(value, " s"), "goal": f"< {goal:g} s",
+             "status": "met" if value < goal else "MISSED"} for name, value, goal in rows]
+
+
 def print_targets(rows: list[dict[str, Any]]) -> None:
     print("\ntargets:")
     for t in rows:
@@ -695,7 +715,8 @@ def main(argv: list[str] | None = None) -> int:
         for summary in document["sizes"].values():
             if "table" in summary:
                 print_size(summary)
-        print_targets(targets(document["sizes"]))
+        print_targets(targets(document["sizes"])
+                      + (cold_cli_targets(document["cold_cli"]) if "cold_cli" in document else []))
         return 0
     try:
         sizes = [parse_size(s) for s in args.sizes.split(",") if s.strip()]
@@ -724,6 +745,10 @@ def main(argv: list[str] | None = None) -> int:
             document["meta"]["seconds"] = time.monotonic() - started
             document["meta"]["load_average_at_end"] = os.getloadavg()
             out.write_text(json.dumps(document, indent=2, default=str) + "\n", encoding="utf-8")  # after every size
+    if "cold_cli" not in {s.strip() for s in args.skip.split(",")}:
+        document["cold_cli"] = cold_cli(args.data_dir / "cold-cli")
+        document["targets"] += cold_cli_targets(document["cold_cli"])
+        out.write_text(json.dumps(document, indent=2, default=str) + "\n", encoding="utf-8")
     print_targets(document["targets"])
     print(f"\nresults written to {out}")
     return 0

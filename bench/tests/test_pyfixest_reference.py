@@ -157,3 +157,14 @@ def test_audit_once_times_one_audit_and_rejects_a_missing_warehouse(tmp_path):
                              cwd=REPO, check=False)
     assert missing.returncode == 2
     assert missing.stderr.count("\n") == 1 and "none.duckdb" in missing.stderr
+
+
+def test_cold_cli_targets_are_the_medians_against_issue_25s_limits():
+    from bench.run import cold_cli_targets
+
+    def stage(wall, first_line):
+        return {"wall": {"median": wall}, "first_line": {"median": first_line}}
+
+    rows = cold_cli_targets({"stages": {"audit": stage(4.21, 0.41), "config_error": stage(1.2, 1.1)}})
+    assert [(r["measured"], r["goal"], r["status"]) for r in rows] == [
+        ("4.21 s", "< 5 s", "met"), ("0.41 s", "< 1 s", "met"), ("1.20 s", "< 1 s", "MISSED")]
