@@ -27,6 +27,7 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	test -f $(STAMP)-bench || { $(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,bench]' && touch $(STAMP)-bench; }
+	$(BIN)/python -m pytest -q bench/tests  # the bench's own code first: minutes of timings on broken code are lost
 	$(BIN)/python bench/run.py
 
 docs: $(STAMP)

@@ -46,6 +46,7 @@ class Estimate:
     se: float
     df: float
     p_value: float
+    n_clusters: int = 0  # G: the customers in the clustered sums (CR1's factor G/(G-1)); 0 when not clustered
 
     def interval(self, confidence: float = CONFIDENCE) -> tuple[float, float]:
         half = _t_critical(self.df, confidence) * self.se
@@ -59,7 +60,7 @@ def clustered_estimate(beta: float, sandwich: float, *, n_clusters: int, df: flo
         p_value = 0.0 if beta != 0 else 1.0
     else:
         p_value = float(2 * _special().stdtr(df, -abs(beta / se)))  # = 2 * scipy.stats.t.sf(|t|, df)
-    return Estimate(beta=beta, se=se, df=df, p_value=p_value)
+    return Estimate(beta=beta, se=se, df=df, p_value=p_value, n_clusters=n_clusters)
 
 
 def welch_satterthwaite_df(meat_group: float, n_group: int, meat_reference: float, n_reference: int) -> float:

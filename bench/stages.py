@@ -174,14 +174,14 @@ def _report(job: dict[str, Any], sampler: Sampler) -> dict[str, Any]:
     """findings.json -> report.html, and the run remembered for the next comparison."""
     from audits.findings import AuditResult
     from audits.history import record_run
-    from reports.render import render_report
+    from reports.render import index_entry, render_report
 
     config = _config(job)
     with sampler.phase("report"):
         result = AuditResult.read(Path(job["findings_path"]))
         report = render_report(result, Path(job["report_dir"]))
         with _open(config) as con:
-            record_run(con, result)
+            record_run(con, result, index=index_entry(result))
     return {"report_bytes": report.stat().st_size, "rows_audited": result.run.transactions}
 
 
@@ -231,21 +231,22 @@ def _pyfixest(job: dict[str, Any], sampler: Sampler) -> dict[str, Any]:
 def _engine_cr1(job: dict[str, Any], sampler: Sampler) -> dict[str, Any]:
     """The audit's disparity engine with plain CR1 errors (leverage_adjusted=False) over the job's period,
     every test's beta and standard error: what pyfixest's CRV1 is compared with."""
-    from audits.runner import METRICS, build_audit_lines, code_audit_lines, run_disparity
+    from audits.runner import build_audit_lines, code_audit_lines, run_disparity
+    from bench.pyfixest_reference import CHECKS
 
     config, (start, end) = _config(job), _period(job)
     tests = []
     with _open(config, read_only=True) as con, sampler.phase("engine_cr1"):
         build_audit_lines(con, config, period_start=start, period_end=end, filters={})
         coding = code_audit_lines(con, config)
-        for check in (c for c in config.checks if c in METRICS):
+        for check in (c for c in config.checks if c in CHECKS):  # the checks pyfixest fits
             for t in run_disparity(con, check, config, coding, leverage_adjusted=False):
                 if t.difference is None:
                     continue
                 segment = f"{t.dimension.segment_column}={t.segment_value}" if t.dimension.segment_column else ""
                 tests.append({"check": check, "grouping": t.dimension.attribute, "segment": segment, "group": t.group,
                               "beta": t.difference.beta, "se": t.difference.se,
-                              "n_clusters": t.n_customers_group + t.n_customers_reference})
+                              "n_clusters": t.difference.n_clusters})
     return {"tests": tests}
 
 
