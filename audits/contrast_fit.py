@@ -44,25 +44,34 @@ def pass_one(state: PassState, chunks: Iterator[dict[str, np.ndarray]]) -> None:
             line_sums.add_unit_counts(unit, line_codes(lines, ls), y, *state.counts[count_key(ls)])
 
 
-def _summing(into: np.ndarray, n_into: int, items: np.ndarray | None = None, n_items: int | None = None
-             ) -> sp.csr_matrix:
-    """n_into x n_items: row into[i] sums item items[i] (default: item i); a product adds items up by target."""
+def _summing(into: np.ndarray, n_into: int) -> sp.csr_matrix:
+    """n_into x len(into): row into[i] sums item i; a product adds items up by target."""
     import scipy.sparse as sp  # imported by the first fit, not by every import of the audit
 
-    items = np.arange(len(into)) if items is None else items
-    return sp.csr_matrix((np.ones(len(into)), (into, items)), shape=(n_into, len(into) if n_items is None else n_items))
+    return sp.csr_matrix((np.ones(len(into)), (into, np.arange(len(into)))), shape=(n_into, len(into)))
 
 
-def _slot_matrix(segment_of: np.ndarray, offsets: tuple[int, ...], n_slots: int) -> sp.csr_matrix:
-    """Slots x units: 1 where the unit belongs to the slot (the whole population's slot 0, and its segment
-    value's slot; a unit without lines in the pass adds nothing anyway)."""
-    n = segment_of.shape[0]
-    rows, cols = [np.zeros(n, np.int64)], [np.arange(n)]
+def _slot_products(a: np.ndarray, b: np.ndarray, slot_of: np.ndarray, n_slots: int) -> np.ndarray:
+    """Slots x a's columns x b's columns: per slot, the sum over its units of a[u] b[u]'."""
+    from audits import line_sums
+
+    out = np.zeros((n_slots, a.shape[1], b.shape[1]))
+    line_sums.add_slot_products(np.ascontiguousarray(a, np.float64), np.ascontiguousarray(b, np.float64), slot_of, out)
+    return out
+
+
+def _slot_sums(a: np.ndarray, slot_of: np.ndarray, n_slots: int) -> np.ndarray:
+    """Slots x a's columns: per slot, the sum over its units of a[u]."""
+    return _slot_products(a, np.ones((len(a), 1)), slot_of, n_slots)[:, :, 0]
+
+
+def _slot_of(segment_of: np.ndarray, offsets: tuple[int, ...]) -> np.ndarray:
+    """Units x (1 + segment columns): the slots each unit belongs to (-1: none): the whole population's slot 0,
+    and its segment value's slot per segment column. A unit without lines in the pass adds nothing anyway."""
+    slot_of = np.zeros((len(segment_of), 1 + len(offsets)), np.int64)
     for j, offset in enumerate(offsets):
-        inside = segment_of[:, j] >= 0
-        rows.append(offset + segment_of[inside, j])
-        cols.append(np.flatnonzero(inside))
-    return _summing(np.concatenate(rows), n_slots, np.concatenate(cols), n)
+        slot_of[:, j + 1] = np.where(segment_of[:, j] >= 0, offset + segment_of[:, j], -1)
+    return slot_of
 
 
 def fit(state: PassState, model: Model) -> Fitted:
@@ -82,7 +91,7 @@ def fit(state: PassState, model: Model) -> Fitted:
         unit_of_unit = np.arange(state.n_units)
         n, sy = n_cell, sy_cell
         segment_of = state.segment_of_unit
-    slots = _slot_matrix(segment_of, state.slots.offsets, state.n_slots)
+    slot_of, n_slots = _slot_of(segment_of, state.slots.offsets), state.n_slots
     N, SY = n.sum(axis=1), sy.sum(axis=1)
     safe = np.where(N > 0, N, 1)
     share, y_bar = n / safe[:, None], SY / safe
@@ -102,25 +111,32 @@ def fit(state: PassState, model: Model) -> Fitted:
     n_cov = q_sum.shape[1]
     q_bar = q_sum / safe[:, None]
 
-    # unweighted normal equations per slot (sums over units, see module docstring)
-    suu = slots @ (n * (1 - share))
-    suy = slots @ (sy - n * y_bar[:, None])
+    # unweighted normal equations per slot (sums over units, see module docstring); a contrast's sums all come
+    # from one compiled walk over the units (with its coverage and rate sums)
+    if model.kind == "contrast":
+        from audits import line_sums
+
+        sums = np.zeros((8, n_slots, width))
+        line_sums.add_contrast_slot_sums(n, sy, N, SY, slot_of, sums)
+        suu, suy = sums[0], sums[1]
+    else:
+        suu = _slot_sums(n * (1 - share), slot_of, n_slots)
+        suy = _slot_sums(sy - n * y_bar[:, None], slot_of, n_slots)
     if n_cov:
         if model.kind == "adjusted":  # the controls' dummies are constant within a cell: sum over cells
-            cell_slots = _slot_matrix(state.segment_of_unit, state.slots.offsets, state.n_slots)
-            sqq_raw = _qq(cell_slots, q_of_unit * n_cell.sum(axis=1)[:, None], q_of_unit)
-            sqy_raw = cell_slots @ (q_of_unit * sy_cell.sum(axis=1)[:, None])
-            squ_raw = np.stack([cell_slots @ (n_cell * q_of_unit[:, [l]]) for l in range(n_cov)], axis=2)
+            cell_slot_of = _slot_of(state.segment_of_unit, state.slots.offsets)
+            sqq_raw = _slot_products(q_of_unit * n_cell.sum(axis=1)[:, None], q_of_unit, cell_slot_of, n_slots)
+            sqy_raw = _slot_sums(q_of_unit * sy_cell.sum(axis=1)[:, None], cell_slot_of, n_slots)
+            squ_raw = _slot_products(n_cell, q_of_unit, cell_slot_of, n_slots)
         else:  # the components' dummies follow from the code
             comps = model.components
-            per_code = slots @ n
+            per_code = _slot_sums(n, slot_of, n_slots)
             sqq_raw = np.einsum("sg,gl,gm->slm", per_code, comps, comps)
-            sqy_raw = (slots @ sy) @ comps
+            sqy_raw = _slot_sums(sy, slot_of, n_slots) @ comps
             squ_raw = per_code[:, :, None] * comps[None, :, :]
-        sqq = sqq_raw - _qq(slots, N[:, None] * q_bar, q_bar)
-        sqy = sqy_raw - slots @ (q_bar * SY[:, None])
-        squ = squ_raw - np.stack([slots @ (n * q_bar[:, [l]]) for l in range(n_cov)], axis=2)
-    n_slots = state.n_slots
+        sqq = sqq_raw - _slot_products(N[:, None] * q_bar, q_bar, slot_of, n_slots)
+        sqy = sqy_raw - _slot_sums(q_bar * SY[:, None], slot_of, n_slots)
+        squ = squ_raw - _slot_products(n, q_bar, slot_of, n_slots)
     beta = np.full((n_slots, width), np.nan)
     pi = np.zeros((n_slots, width, n_cov))
     pi_y = np.zeros((n_slots, n_cov))
@@ -138,15 +154,11 @@ def fit(state: PassState, model: Model) -> Fitted:
     if model.kind == "adjusted":  # to the pass unit (cell), where the controls' deviation is constant
         per_unit = [values[unit_of_unit] for values in per_unit[:3]] + [q_of_unit - q_bar[unit_of_unit]]
     fitted = Fitted(model, np.column_stack(per_unit), beta, pi, pi_y, bread)
-    if model.kind == "contrast":
-        both = (n > 0) & (n < N[:, None])  # the unit has lines of the code and of other codes
-        reference = N[:, None] - n
-        fitted.coverage = {"lines_group": slots @ n, "lines_group_compared": slots @ (n * both),
-                           "lines_reference": slots @ reference, "lines_reference_compared": slots @ (reference * both)}
-    if model.with_rate:
-        # the reference's lines weighted by the group's share of their cell: sum p * y0 / sum p * n0
-        fitted.rate_weight = slots @ (share * (N[:, None] - n))
-        ref_sum = slots @ (share * (SY[:, None] - sy))
+    if model.kind == "contrast":  # compared: the unit has lines of the code and of other codes
+        fitted.coverage = {"lines_group": sums[2], "lines_group_compared": sums[3], "lines_reference": sums[4],
+                           "lines_reference_compared": sums[5]}
+    if model.with_rate:  # contrasts only: the reference's lines weighted by the group's share of their cell
+        fitted.rate_weight, ref_sum = sums[6], sums[7]  # sum p * n0, sum p * y0
         fitted.rate = np.where(fitted.rate_weight > 0, ref_sum / np.where(fitted.rate_weight > 0,
                                                                            fitted.rate_weight, 1), np.nan)
     fitted.totals_inputs = totals_inputs(fitted)
@@ -177,16 +189,6 @@ def solve_treatment(inverse: np.ndarray, pi_y: np.ndarray, squ: np.ndarray, suu:
     if left <= RANK_TOLERANCE * suu:
         return None
     return (suy - pi_y @ squ) / left, pi, left
-
-
-def _qq(slots: sp.csr_matrix, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Per slot: sum over units of a b' (units x covariates each)."""
-    n_cov = a.shape[1]
-    out = np.zeros((slots.shape[0], n_cov, n_cov))
-    for l in range(n_cov):
-        for m in range(n_cov):
-            out[:, l, m] = slots @ (a[:, l] * b[:, m])
-    return out
 
 
 def _control_dummies(state: PassState) -> np.ndarray:

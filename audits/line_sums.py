@@ -1,5 +1,6 @@
 """The disparity engine's loops over lines, compiled (numba): pass 2's per-customer scores
-(`add_cluster_scores`) and pass 1's unit counts (`add_unit_counts`).
+(`add_cluster_scores`), pass 1's unit counts (`add_unit_counts`), and the fits' sums per slot: a
+contrast's (`add_contrast_slot_sums`) and the covariates' cross-products (`add_slot_products`).
 
 `add_cluster_scores` walks a partition's lines in (customer, segment value) order. For each line and
 each tested code g of the model, with the line's unit u, weight k = k[u], centred measurement
@@ -238,6 +239,52 @@ def add_unit_counts(unit: np.ndarray, code: np.ndarray, y: np.ndarray, n: np.nda
             sum_y[unit[i], c] += y[i]
 
 
+@_compiled
+def add_contrast_slot_sums(n: np.ndarray, sum_y: np.ndarray, total: np.ndarray, total_y: np.ndarray,
+                           slot_of: np.ndarray, out: np.ndarray) -> None:
+    """The contrast model's sums per slot x code (contrast_fit.fit), in one walk over the units instead of a
+    units x codes array and a sparse product for each. For a unit with N lines (`total`), n_g of code g,
+    sums of y SY and sy_g, and p_g = n_g / N, it adds into each of its slots (`slot_of`, -1: none):
+    out[0] n_g (1 - p_g), out[1] sy_g - n_g SY / N, out[2] n_g, out[3] n_g when the unit has lines of g and
+    of other codes, out[4] N - n_g, out[5] N - n_g when it has both, out[6] p_g (N - n_g), out[7] p_g (SY - sy_g)."""
+    for u in range(n.shape[0]):
+        if total[u] == 0.0:
+            continue
+        y_bar = total_y[u] / total[u]
+        for g in range(n.shape[1]):
+            n_g = n[u, g]
+            share = n_g / total[u]
+            reference = total[u] - n_g
+            both = 0.0 < n_g < total[u]
+            for j in range(slot_of.shape[1]):
+                s = slot_of[u, j]
+                if s < 0:
+                    continue
+                out[0, s, g] += n_g * (1 - share)
+                out[1, s, g] += sum_y[u, g] - n_g * y_bar
+                out[2, s, g] += n_g
+                out[4, s, g] += reference
+                if both:
+                    out[3, s, g] += n_g
+                    out[5, s, g] += reference
+                out[6, s, g] += share * reference
+                out[7, s, g] += share * (total_y[u] - sum_y[u, g])
+
+
+@_compiled
+def add_slot_products(a: np.ndarray, b: np.ndarray, slot_of: np.ndarray, out: np.ndarray) -> None:
+    """Per slot, the sum over its units of a[u] b[u]' (`out`: slots x a's columns x b's columns; `slot_of`:
+    each unit's slots, -1: none): the fits' cross-products of unit statistics, in one walk over the units."""
+    for u in range(a.shape[0]):
+        for j in range(slot_of.shape[1]):
+            s = slot_of[u, j]
+            if s < 0:
+                continue
+            for i in range(a.shape[1]):
+                for m in range(b.shape[1]):
+                    out[s, i, m] += a[u, i] * b[u, m]
+
+
 def compile_kernels() -> None:
     """Compile (or load from numba's cache) the loops for the argument types the passes use, on tiny inputs:
     what a first audit on a new installation would otherwise spend inside its first check."""
@@ -247,3 +294,5 @@ def compile_kernels() -> None:
                        np.zeros((1, 1, 0)), empty, empty, np.ones((1, 1), np.uint8), one, one, one, one, one, one,
                        one, one)
     add_unit_counts(rows, ints, floats, one, one)
+    add_contrast_slot_sums(one, one, floats, floats, np.zeros((1, 1), np.int64), np.zeros((8, 1, 1)))
+    add_slot_products(one, one, np.zeros((1, 1), np.int64), np.zeros((1, 1, 1)))
