@@ -30,6 +30,7 @@ T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 ON_DEMAND_SCOPE = "on-demand"
 MONTH_TO_DATE = "month-to-date"
+SNAPSHOT_SCOPE = "snapshot"  # the nightly's one audit of data without dates (no window to roll)
 NIGHTLY_ARTIFACT = "nightly-audit"
 ON_DEMAND_ARTIFACT = "on-demand-audit"
 PERIOD_REVERSED = "period_start {start} is after period_end {end}; swap them"
@@ -275,13 +276,17 @@ def nightly(
         run.artifact(key=NIGHTLY_ARTIFACT, description="The nightly audit stopped on data quality",
                      markdown=f"# Nightly audit stopped: data quality\n\n{err}\n\nNothing was audited.\n")
         raise
-    end = as_of or run(stages.latest_day, config)
-    windows = audit_windows(end, window_days=window_days or config.window_days, month_to_date=month_to_date)
+    newest = run(stages.data_days, config)[1]
+    if newest is None:  # a snapshot without dates: its rows are in every window; audited once, as of the run
+        day = as_of or dt.date.today()
+        windows, reasons = {SNAPSHOT_SCOPE: (day, day)}, {SNAPSHOT_SCOPE: PERIOD_SNAPSHOT}
+    else:
+        days = window_days or config.window_days
+        windows = audit_windows(as_of or newest, window_days=days, month_to_date=month_to_date)
+        reasons = {scope: (NIGHTLY_WINDOW.format(days=days) if scope != MONTH_TO_DATE else NIGHTLY_MONTH)
+                   for scope in windows}
     # The windows' audits in one stage (one warehouse connection), one after another; reports are published
     # once both are done.
-    days = window_days or config.window_days
-    reasons = {scope: (NIGHTLY_WINDOW.format(days=days) if scope != MONTH_TO_DATE else NIGHTLY_MONTH)
-               for scope in windows}
     results = run(stages.audit_each_window, config, windows, data_quality=quality, scale_out=scale_out,
                   period_reasons=reasons)
     reports = {scope: run(stages.publish, config, result, config.output_dir / scope / result.run.run_id)

@@ -152,15 +152,9 @@ def ingest(config: Config) -> DataQuality:
         return data_quality_summary(con, batch_ids=[b.batch_id for b in batches])
 
 
-def latest_day(config: Config) -> dt.date:
-    """The day of the newest transaction: the end of a window over the data (today for a snapshot without
-    dates, whose rows are in every window)."""
-    return data_days(config)[1] or dt.date.today()
-
-
 def data_days(config: Config) -> tuple[dt.date | None, dt.date | None]:
-    """The days of the oldest and the newest transaction: what an on-demand audit covers by default; None and
-    None when every row is of a snapshot without dates (in every period)."""
+    """The days of the oldest and the newest transaction: what an on-demand audit covers by default, and where
+    the nightly's window ends; None and None when every row is of a snapshot without dates (in every period)."""
     with _open(config) as con:
         first, last, lines = con.execute(
             "select min(timestamp)::date, max(timestamp)::date, count(*) from transactions").fetchone()

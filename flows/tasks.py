@@ -1,6 +1,6 @@
 """The pipeline's stages as Prefect tasks, and the runner that calls them inside a flow run.
 
-PREFECT runs each stage of flows/stages.py as the task of the same name (`ingest`, `latest_day`, `data_days`, `audit`,
+PREFECT runs each stage of flows/stages.py as the task of the same name (`ingest`, `data_days`, `audit`,
 `audit_each_window`, `publish`), so the flow run of flows/nightly.py or flows/on_demand.py shows one task run per stage with
 its logs, and keeps the flows' markdown artifacts. Only ingest touches sources, so only ingest retries,
 and only on source I/O: the flow sets the number of retries and the backoff.
@@ -33,13 +33,11 @@ def _retry_on_source_io(task: Task, task_run, state) -> bool:
 
 
 ingest = task(stages.ingest, cache_policy=NONE, retry_condition_fn=_retry_on_source_io)
-latest_day = task(stages.latest_day, cache_policy=NONE)
 data_days = task(stages.data_days, cache_policy=NONE)
 audit = task(stages.audit, cache_policy=NONE)
 audit_each_window = task(stages.audit_each_window, cache_policy=NONE)
 publish = task(stages.publish, cache_policy=NONE)
-TASKS: dict[Callable[..., Any], Task] = {t.fn: t for t in (ingest, latest_day, data_days, audit, audit_each_window,
-                                                             publish)}
+TASKS: dict[Callable[..., Any], Task] = {t.fn: t for t in (ingest, data_days, audit, audit_each_window, publish)}
 
 
 class PrefectRunner:

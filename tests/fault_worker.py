@@ -10,14 +10,14 @@ import sys
 from pathlib import Path
 
 from audits.config import load_config
-from flows.tasks import audit, ingest, latest_day, publish
+from flows.tasks import audit, data_days, ingest, publish
 
 
 def main(config_path: str, out_dir: str) -> None:
     config = load_config(Path(config_path))
     print("stage ingest", flush=True)
     quality = ingest.fn(config)
-    end = latest_day.fn(config)
+    end = data_days.fn(config)[1]
     start = end.replace(day=1)
     print("stage audit", flush=True)
     result = audit.fn(config, start, end, scope="faults", data_quality=quality)

@@ -144,3 +144,24 @@ def test_an_attribute_with_more_groups_than_max_groups_is_refused(filled_workspa
     assert "names column 'store', which has about" in line and "more than audit.max_groups = 100" in line, line
     assert not (tmp_path / "st" / "report.html").exists()
     assert _counts(filled_workspace) == before
+
+
+def test_the_nightly_audits_a_snapshot_once_and_says_so(tmp_path):
+    """A loan book without dates has no window to roll: the nightly audits its rows once, as the scope
+    'snapshot' dated the day of the run, and says why, instead of 'the last 30 days' and 'the month to
+    date' over the same rows."""
+    import datetime as dt
+    import shutil
+
+    from audits.sample import write_market
+    from flows.pipeline import DIRECT, PERIOD_SNAPSHOT, SNAPSHOT_SCOPE, nightly
+
+    (tmp_path / "examples").mkdir()
+    config = shutil.copy(Path(__file__).resolve().parents[2] / "examples" / "lending.toml", tmp_path / "examples")
+    write_market(tmp_path / "out" / "lending" / "landing", kind="lending", size=600)
+    reports = nightly(str(config), run=DIRECT)
+    assert list(reports) == [SNAPSHOT_SCOPE]
+    result = AuditResult.read(Path(reports[SNAPSHOT_SCOPE]).parent / "findings.json")
+    assert result.run.period_reason == PERIOD_SNAPSHOT
+    assert result.run.period_start == result.run.period_end == dt.date.today().isoformat()
+    assert result.run.transactions == 600 and result.run.scope == SNAPSHOT_SCOPE
