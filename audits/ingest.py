@@ -40,7 +40,7 @@ from audits.ledger import (
     stored_watermark,
 )
 from audits.renames import adopt_renamed_source
-from audits.sources import SOURCE_FILE_COLUMN, SourceRead, read_source, unreadable
+from audits.sources import SOURCE_FILE_COLUMN, SourceRead, postgres_origin, read_source, unreadable
 from audits.staging import TRANSACTION_TYPES, stage_customers, stage_transactions
 from audits.warehouse import add_attribute_columns, quote_identifier
 
@@ -351,7 +351,8 @@ class _Batch:
         return result
 
     def _record(self, result: BatchResult, *, message: str | None) -> None:
-        record_batch(self.con, result, started_at=self.started_at, message=message,
+        origin = postgres_origin(self.source) if self.source.kind == "postgres" and result.status == "loaded" else None
+        record_batch(self.con, result, started_at=self.started_at, message=message, origin=origin,
                      watermark_column=self.source.watermark if self.kind == "transactions" else None)
 
     def _record_failure(self, err: BaseException) -> None:

@@ -42,20 +42,20 @@ class BatchResult:
 
 
 def record_batch(con: duckdb.DuckDBPyConnection, result: BatchResult, *, started_at: dt.datetime,
-                 watermark_column: str | None, message: str | None) -> None:
-    """Add the batch's row to `ingest_batches`."""
+                 watermark_column: str | None, message: str | None, origin: str | None = None) -> None:
+    """Add the batch's row to `ingest_batches` (`origin`: where a PostgreSQL source reads, sources.postgres_origin)."""
     con.execute(
         """insert into ingest_batches (batch_id, source, started_at, finished_at, status, watermark_column,
                watermark_from, watermark_to, rows_read, rows_loaded, rows_replaced, rows_duplicate,
-               rows_quarantined, files_read, files_skipped, seconds, message)
+               rows_quarantined, files_read, files_skipped, seconds, message, origin)
            values ($id, $source, $started, now()::timestamp, $status, $column, $from, $to, $read, $loaded,
-               $replaced, $duplicate, $quarantined, $files_read, $files_skipped, $seconds, $message)""",
+               $replaced, $duplicate, $quarantined, $files_read, $files_skipped, $seconds, $message, $origin)""",
         {"id": result.batch_id, "source": result.source, "started": started_at, "status": result.status,
          "column": watermark_column, "from": result.watermark_from, "to": result.watermark_to,
          "read": result.rows_read, "loaded": result.rows_loaded, "replaced": result.rows_replaced,
          "duplicate": result.rows_duplicate, "quarantined": result.rows_quarantined,
          "files_read": result.files_read, "files_skipped": result.files_skipped, "seconds": result.seconds,
-         "message": message})
+         "message": message, "origin": origin})
 
 
 def is_recorded(con: duckdb.DuckDBPyConnection, batch_id: int) -> bool:

@@ -33,6 +33,7 @@ Credentials come from the config or the environment (`dsn = "env:VAR"`) and neve
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import math
 import os
 import re
@@ -41,6 +42,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import duckdb
 
@@ -229,6 +231,21 @@ def resolve_dsn(source: SourceConfig) -> str:
         if not dsn:
             raise InputError(DSN_VARIABLE_UNSET.format(source=source.name, variable=variable))
     return dsn
+
+
+def postgres_origin(source: SourceConfig) -> str:
+    """Where a PostgreSQL source reads, without credentials: server, port, database and table (a query by
+    its hash). Stored with its batches, it recognises the source when the config renames it."""
+    dsn = resolve_dsn(source)
+    if re.match(r"postgres(ql)?://", dsn):
+        url = urlsplit(dsn)
+        parts = {"host": url.hostname, "port": url.port, "dbname": url.path.lstrip("/")}
+    else:  # key = value pairs, a value possibly quoted
+        parts = {key: value.strip("'") for key, value in re.findall(r"(\w+)\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", dsn)}
+    what = (f"table {source.table}" if source.table
+            else f"query {hashlib.sha256((source.query or '').encode()).hexdigest()[:16]}")
+    return (f"postgres://{parts.get('host') or parts.get('hostaddr') or 'localhost'}:{parts.get('port') or 5432}/"
+            f"{parts.get('dbname') or ''} {what}")
 
 
 def postgres_base_query(source: SourceConfig) -> str:

@@ -100,5 +100,7 @@ alter table audit_runs add column if not exists index_json varchar;
 alter table ingest_batches add column if not exists files_skipped bigint;
 alter table quarantine add column if not exists source_file varchar;
 alter table ingest_files add column if not exists fingerprint varchar;
+-- postgres: where the source reads (server, database, table), to recognise it renamed (audits/renames.py)
+alter table ingest_batches add column if not exists origin varchar;
 alter table transactions alter column timestamp drop not null;
 alter table transactions alter column unit_price drop not null;

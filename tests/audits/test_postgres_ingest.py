@@ -23,7 +23,7 @@ import pyarrow as pa
 import pytest
 
 from audits.config import load_config, parse_config
-from audits.errors import DataQualityError, InputError
+from audits.errors import ConfigError, DataQualityError, InputError
 from audits.ingest import ingest_all
 from audits.sources import postgres_incremental_query
 from audits.warehouse import apply_schema, open_warehouse
@@ -305,3 +305,24 @@ def test_a_value_postgres_refuses_is_not_quoted(sales, tmp_path):
         recorded = con.execute("select string_agg(coalesce(message, ''), ' ') from ingest_batches").fetchone()[0]
         assert con.execute("select count(*) from transactions").fetchone() == (0,)
     assert "a value that does not convert" in recorded and "SECRETCLIENT" not in recorded
+
+
+@pytest.mark.postgres
+def test_a_renamed_postgres_source_is_recognised_by_its_table_and_nothing_is_loaded_twice(sales):
+    """The same table under a new name: the old name's rows, batches and watermark are taken over, only the
+    lookback window is read again, and no row counts twice; a second source on the same table is refused."""
+    con = warehouse()
+    ingest_all(con, config_for(sales))
+    messages: list[str] = []
+    [again] = ingest_all(con, config_for(sales, name="till"), progress=messages.append)
+    assert any("till: recognised as source 'pos' renamed" in m for m in messages), messages
+    assert again.watermark_from is not None and again.rows_loaded == 0
+    assert con.execute("select source, count(*), count(distinct transaction_id) from transactions group by 1"
+                       ).fetchall() == [("till", 4, 4)]
+    [(origin,)] = con.execute("select distinct origin from ingest_batches").fetchall()
+    assert origin == f"postgres://127.0.0.1:5432/test table {sales.table}" and SECRET not in origin
+    both = parse_config({"sources": [source_config(sales, name="till"), source_config(sales, name="copy")],
+                         "validation": {"max_bad_share": 0.5}})
+    with pytest.raises(ConfigError, match=f"source 'copy': postgres://127.0.0.1:5432/test table {sales.table} was "
+                                          "loaded by source 'till'; two sources must not read the same table"):
+        ingest_all(con, both)
