@@ -6,6 +6,7 @@
 --   paid_price_dispersion: a line in a cell whose paid unit prices differ by more than the tolerance
 --     ($price_tolerance: rounding, half a cent by default), over every line; its amount is what the line
 --     paid above the cell's lowest price. With list prices, discounts make paid prices differ too.
+-- Each cell's prices are aggregated once and joined back to its lines (no window over the lines).
 -- Input: temp table `audit_lines`. Output grain: one row per line and rule (see price_arithmetic.sql).
 -- params: $price_tolerance
 with
@@ -14,40 +15,43 @@ lines as (
     select rowid as line, * from audit_lines
 ),
 
-listed as (
-    select line, cell_key, list_price, quantity, unit_price, count(*) over (partition by cell_key, list_price) as n_at_price
+list_prices as (
+    select cell_key, list_price, count(*) as n_at_price
     from lines
     where list_price is not null
+    group by all
 ),
 
 published as (
     -- the cell's most common list price (of tied ones, the lowest)
-    select *, first_value(list_price) over (partition by cell_key order by n_at_price desc, list_price)
-              as published_price
-    from listed
+    select cell_key, arg_min(list_price, (-n_at_price, list_price)) as published_price
+    from list_prices
+    group by cell_key
 ),
 
 list_rule as (
-    select 'list_price_dispersion' as metric, line,
-           list_price <> published_price as is_breach,
-           abs(list_price - published_price) * quantity as amount,
-           unit_price * quantity as revenue
-    from published
+    select 'list_price_dispersion' as metric, l.line,
+           l.list_price <> p.published_price as is_breach,
+           abs(l.list_price - p.published_price) * l.quantity as amount,
+           l.unit_price * l.quantity as revenue
+    from lines as l
+    join published as p using (cell_key)
+    where l.list_price is not null
 ),
 
-paid as (
-    select line, unit_price, quantity,
-           min(unit_price) over (partition by cell_key) as cell_low,
-           max(unit_price) over (partition by cell_key) as cell_high
+paid_range as (
+    select cell_key, min(unit_price) as cell_low, max(unit_price) as cell_high
     from lines
+    group by cell_key
 ),
 
 paid_rule as (
-    select 'paid_price_dispersion' as metric, line,
-           cell_high - cell_low > $price_tolerance as is_breach,
-           (unit_price - cell_low) * quantity as amount,
-           unit_price * quantity as revenue
-    from paid
+    select 'paid_price_dispersion' as metric, l.line,
+           r.cell_high - r.cell_low > $price_tolerance as is_breach,
+           (l.unit_price - r.cell_low) * l.quantity as amount,
+           l.unit_price * l.quantity as revenue
+    from lines as l
+    join paid_range as r using (cell_key)
 ),
 
 final as (
