@@ -31,14 +31,9 @@ def test_every_check_of_the_catalogue_has_its_sql_file():
     assert {c.name for c in CHECKS if c.measured_as} == {"loyalty_penalty"}
 
 
-ENTRY = '''
-[[check]]
-name = "surcharge_incidence"
-kind = "disparity"
-title = "Surcharge incidence"
-explanation = "Compares how often a group was surcharged, for {cell}."
-basis = "Internal policy"
-'''
+# The example entry of docs/checks.md, as a reader would paste it at the end of the catalogue
+ENTRY = re.search(r"```toml\n(.*?)```", (SQL_DIR.parent / "docs" / "checks.md").read_text(encoding="utf-8"),
+                  re.DOTALL).group(1).replace("\n   ", "\n").removeprefix("   ")
 
 
 @pytest.mark.parametrize(("extra", "message"), [
@@ -49,11 +44,11 @@ basis = "Internal policy"
 def test_a_catalogue_entry_is_checked_when_it_loads(tmp_path, extra, message):
     """The example of docs/checks.md loads; a misspelt key or a value outside its choices fails, naming the entry."""
     path = tmp_path / "catalogue.toml"
-    path.write_text(CATALOGUE.read_text(encoding="utf-8") + ENTRY + extra + "\n", encoding="utf-8")
+    path.write_text(CATALOGUE.read_text(encoding="utf-8") + "\n" + ENTRY + extra + "\n", encoding="utf-8")
     if message is None:
         added = load_checks(path)[-1]
-        assert (added.name, added.contrast, added.adverse, len(load_checks(path))) == (
-            "surcharge_incidence", "outcome", "higher", len(CHECKS) + 1)
+        assert (added.name, added.contrast, added.metric, added.adverse, len(load_checks(path))) == (
+            "surcharge_incidence", "rate", "surcharge_ratio", "higher", len(CHECKS) + 1)
     else:
         with pytest.raises(ValueError, match=re.escape(f"{path}: {message}")):
             load_checks(path)
