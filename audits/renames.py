@@ -22,13 +22,13 @@ from audits.config import SourceConfig
 from audits.errors import ConfigError, InputError
 from audits.sources import list_files, postgres_origin
 
-RENAMED = ("{new}: recognised as source '{old}' renamed (it reads the same files): its {rows:,} rows, files and "
+RENAMED = ("{new}: recognised as source '{old}' renamed (it reads the same {what}): its {rows:,} rows, files and "
            "batches now carry the new name")
 SHARED_FILE = ("source '{new}': file {path} was loaded by source '{other}'; two sources must not read the same "
                "file (its rows would count twice): take it out of one source's path")
 SHARED_TABLE = ("source '{new}': {path} was loaded by source '{other}'; two sources must not read the same "
                 "table (its rows would count twice): remove one of them")
-SEVERAL_NAMES = ("source '{new}': its files were loaded under several names ({names}) the config no longer has; "
+SEVERAL_NAMES = ("source '{new}': its {what} was loaded under several names ({names}) the config no longer has; "
                  "give the source one of them as its name")
 # Every table that says which source a row came from
 _LABELLED = ("transactions", "quarantine", "ingest_files", "ingest_batches", "expectation_results")
@@ -49,7 +49,8 @@ def adopt_renamed_source(con: duckdb.DuckDBPyConnection, source: SourceConfig, c
             shared = SHARED_TABLE if source.kind == "postgres" else SHARED_FILE
             raise ConfigError(shared.format(new=source.name, path=path, other=other))
     if len(owners) > 1:
-        raise ConfigError(SEVERAL_NAMES.format(new=source.name, names=", ".join(repr(o) for o, _ in owners)))
+        raise ConfigError(SEVERAL_NAMES.format(new=source.name, what=_what(source),
+                                               names=", ".join(repr(o) for o, _ in owners)))
     if not owners:
         return
     old = owners[0][0]
@@ -63,7 +64,12 @@ def adopt_renamed_source(con: duckdb.DuckDBPyConnection, source: SourceConfig, c
         con.execute("rollback")
         raise
     if progress:
-        progress(RENAMED.format(new=source.name, old=old, rows=rows))
+        progress(RENAMED.format(new=source.name, old=old, rows=rows, what=_what(source)))
+
+
+def _what(source: SourceConfig) -> str:
+    """What the source reads, in a message: its files, or its PostgreSQL table or query."""
+    return "files" if source.kind != "postgres" else ("table" if source.table else "query")
 
 
 def _file_owners(con: duckdb.DuckDBPyConnection, source: SourceConfig) -> list[tuple[str, str]]:

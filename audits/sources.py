@@ -239,7 +239,11 @@ def postgres_origin(source: SourceConfig) -> str:
     dsn = resolve_dsn(source)
     if re.match(r"postgres(ql)?://", dsn):
         url = urlsplit(dsn)
-        parts = {"host": url.hostname, "port": url.port, "dbname": url.path.lstrip("/")}
+        try:
+            port = url.port
+        except ValueError:  # not a number: the connection reports it, in our words (no traceback from here)
+            port = None
+        parts = {"host": url.hostname, "port": port, "dbname": url.path.lstrip("/")}
     else:  # key = value pairs, a value possibly quoted
         parts = {key: value.strip("'") for key, value in re.findall(r"(\w+)\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", dsn)}
     what = (f"table {source.table}" if source.table

@@ -315,7 +315,8 @@ def test_a_renamed_postgres_source_is_recognised_by_its_table_and_nothing_is_loa
     ingest_all(con, config_for(sales))
     messages: list[str] = []
     [again] = ingest_all(con, config_for(sales, name="till"), progress=messages.append)
-    assert any("till: recognised as source 'pos' renamed" in m for m in messages), messages
+    assert any("till: recognised as source 'pos' renamed (it reads the same table): its 4 rows" in m
+               for m in messages), messages
     assert again.watermark_from is not None and again.rows_loaded == 0
     assert con.execute("select source, count(*), count(distinct transaction_id) from transactions group by 1"
                        ).fetchall() == [("till", 4, 4)]
@@ -326,3 +327,13 @@ def test_a_renamed_postgres_source_is_recognised_by_its_table_and_nothing_is_loa
     with pytest.raises(ConfigError, match=f"source 'copy': postgres://127.0.0.1:5432/test table {sales.table} was "
                                           "loaded by source 'till'; two sources must not read the same table"):
         ingest_all(con, both)
+
+
+@pytest.mark.postgres
+def test_a_dsn_with_a_port_that_is_not_a_number_is_the_connections_error(sales, monkeypatch):
+    """Looking for a renamed source reads the dsn before the connection does: a malformed port must still end
+    as the one line naming the source, not a traceback from parsing it."""
+    monkeypatch.setenv(DSN_VARIABLE, f"postgresql://postgres:{SECRET}@127.0.0.1:54x2/test")
+    with pytest.raises(InputError, match="source 'pos': cannot connect to PostgreSQL") as raised:
+        ingest_all(warehouse(), config_for(sales))
+    assert SECRET not in str(raised.value)
