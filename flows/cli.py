@@ -327,8 +327,8 @@ def nightly(
 
         _ready(cfg, ingest_first=True, asked=asked_columns(cfg, attributes=None, segment_by=None, filters=None))
         typer.echo(f"nightly audit with {config}: new source data, then the {window_days or cfg.window_days} days "
-                   f"up to {day or 'the newest data'}{' and the month to date' if month_to_date else ''} "
-                   f"(data without dates: all of it, once){_recorded_at()}")
+                   f"up to {day or 'the newest data'}{' and the month to date' if month_to_date else ''}"
+                   f"{_recorded_at()}")
         reports = _nightly(config_path=str(config), as_of=day, window_days=window_days, month_to_date=month_to_date,
                            scale_out=scale_out)
     _echo_reports(reports)
