@@ -41,7 +41,9 @@ closed-form fits in audits/contrast_fit.py, the compiled loops over lines in aud
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import duckdb
 import numpy as np
@@ -110,10 +112,25 @@ def _in_line_order(state: PassState, lines: dict[str, np.ndarray]
 
 
 def in_process(con: duckdb.DuckDBPyConnection, relation: str, state: PassState, partitions: int) -> PartitionSums:
-    """Pass 2 over every partition of customers in this process, one after another, added up in order."""
+    """Pass 2 over every partition of customers in this process, added up in partition order.
+
+    The compiled walk releases the GIL: with more than one of DuckDB's threads allowed (warehouse.threads),
+    that many walks run at once in worker threads while the next partitions stream out of DuckDB; at most
+    one partition per worker waits, so memory stays a few partitions' lines."""
     total: PartitionSums = {}
-    for lines in _stream(con, relation, state, partitions):
-        add_sums(total, partition_sums(state, lines))
+    workers = min(int(con.execute("select current_setting('threads')").fetchone()[0]), partitions)
+    if workers < 2:
+        for lines in _stream(con, relation, state, partitions):
+            add_sums(total, partition_sums(state, lines))
+        return total
+    pending: deque[Future[PartitionSums]] = deque()
+    with ThreadPoolExecutor(workers, thread_name_prefix="pass2") as pool:
+        for lines in _stream(con, relation, state, partitions):
+            pending.append(pool.submit(partition_sums, state, lines))
+            if len(pending) > workers:
+                add_sums(total, pending.popleft().result())
+        while pending:
+            add_sums(total, pending.popleft().result())
     return total
 
 

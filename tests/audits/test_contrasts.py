@@ -2,12 +2,15 @@
 
 - A segment column that is not nested in the cells (region, a customer attribute) is compared within
   cells x segment value: each segment's figures equal those of an audit filtered to that segment.
-- Pass 2's sums do not depend on the order the lines arrive in or on how customers are partitioned.
+- Pass 2's sums do not depend on the order the lines arrive in or on how customers are partitioned, nor
+  on how many threads walk the partitions.
 - A second segment column nested in the cells gets a pass of its own and changes nothing else.
   (Each model kind's figures against statsmodels: tests/audits/test_stats_statsmodels.py.)
 """
 
 from __future__ import annotations
+
+import threading
 
 import numpy as np
 import pytest
@@ -67,6 +70,37 @@ def test_pass_two_sums_do_not_depend_on_line_order_or_partitions(con):
     assert whole.keys() == parts.keys() and whole
     for name in whole:
         np.testing.assert_allclose(parts[name], whole[name], rtol=1e-9, atol=1e-12, err_msg=name)
+
+
+def test_pass_two_in_worker_threads_gives_one_threads_sums_bit_for_bit(con, monkeypatch):
+    """With two of DuckDB's threads allowed, pass 2 walks partitions in worker threads; their sums are
+    added in partition order, so they equal one thread's exactly (and the threads really ran)."""
+    config = market_config(audit={"attributes": ["gender", "age_band"], "segment_by": ["category"]})
+    monkeypatch.setattr(contrasts, "LINES_PER_PARTITION", 500)
+    captured: dict[int, dict] = {}
+    walked_in: set[str] = set()
+    original = contrasts.partition_sums
+
+    def recorded(state, lines):
+        walked_in.add(threading.current_thread().name)
+        return original(state, lines)
+
+    def both(con, relation, state, partitions):
+        assert partitions > 4
+        before = con.execute("select current_setting('threads')").fetchone()[0]
+        for threads in (1, 2):
+            con.execute(f"set threads = {threads}")
+            captured[threads] = contrasts.in_process(con, relation, state, partitions)
+        con.execute(f"set threads = {int(before)}")
+        return captured[1]
+
+    monkeypatch.setattr(contrasts, "partition_sums", recorded)
+    build_audit_lines(con, config, period_start=SPEC.start, period_end=SPEC.end, filters={})
+    disparity.run_disparity(con, "price_gap", config, code_audit_lines(con, config), both)
+    assert captured[1].keys() == captured[2].keys() and captured[1]
+    for name in captured[1]:
+        np.testing.assert_array_equal(captured[2][name], captured[1][name], err_msg=name)
+    assert any(name.startswith("pass2") for name in walked_in) and threading.main_thread().name in walked_in
 
 
 def test_a_second_nested_segment_column_gets_a_pass_of_its_own_and_changes_nothing_else(con, monkeypatch):
