@@ -1,7 +1,8 @@
 -- name: breach_summary
--- A consistency check's rules, each summed over the lines it applies to (temp table `breaches`, written
--- from the check's SQL file): breaching lines, lines checked, the amount at stake and the revenue of the
--- breaching lines and of all lines checked. Output grain: one row per rule (metric).
+-- A consistency check's rules, each summed over the lines it applies to ({{ rules }}: the rows of the
+-- check's SQL file, one per line and rule): breaching lines, lines checked, the amount at stake and the
+-- revenue of the breaching lines and of all lines checked. Output grain: one row per rule (metric).
+-- identifiers: rules
 with
 
 rules as (
@@ -12,7 +13,7 @@ rules as (
         coalesce(sum(amount) filter (where is_breach), 0) as amount,
         coalesce(sum(revenue) filter (where is_breach), 0) as revenue,
         coalesce(sum(revenue), 0) as revenue_total
-    from breaches
+    from ({{ rules }}) as checked
     group by metric
 ),
 

@@ -10,7 +10,7 @@ breaching as materialized (
     select b.amount{% for column in columns %}, cast(l.{{ column }} as varchar) as c{{ loop.index0 }}{% endfor %}
     from breaches as b
     join audit_lines as l on l.rowid = b.line
-    where b.is_breach and b.metric = $metric
+    where b.metric = $metric
 ),
 
 by_value as (

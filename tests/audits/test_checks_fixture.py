@@ -32,6 +32,7 @@ from scipy import stats
 
 from audits.config import parse_config
 from audits.findings import AuditResult
+from audits.sqlfiles import load_sql
 from tests.audits.conftest import audit
 
 DAY = dt.date(2026, 8, 3)
@@ -198,6 +199,10 @@ def test_paid_price_dispersion_is_reported_not_judged_when_list_prices_exist(res
     assert finding.details["amount"] == pytest.approx(0.5 + 2 + (0.5 + 2.5 + 1.5) + 1)  # above each cell's lowest
     assert (finding.outcome, finding.severity) == ("not_assessed", "low") and "discounts" in finding.reason
     assert "breach_rows" not in finding.details  # not judged: no lines in breaches.csv
+    assert "top" not in finding.details  # nor lists of where to look; its cells show how far prices differ
+    worst = finding.details["cells"][0]  # the widest spread: Q1, 10 / 7.50
+    assert (worst["product_id"], worst["low"], worst["high"], worst["lines"], worst["prices"]) == ("Q1", 7.5, 10.0, 4, 4)
+    assert [c["product_id"] for c in finding.details["cells"]] == ["Q1", "Q2", "P2", "P1"]
 
 
 def test_breaches_list_transaction_ids_and_amounts_never_customers(result):
@@ -241,3 +246,23 @@ def test_within_cell_helper_matches_numpy_least_squares():
     design = np.column_stack([x, dummies])
     coefficients = np.linalg.lstsq(design, np.array(y), rcond=None)[0]
     assert within_cell(cells) == pytest.approx(coefficients[0], rel=1e-12)
+
+
+@pytest.mark.parametrize("max_rows", [1, 2, 3, 4, 5, 6, 50])
+def test_breaches_csv_keeps_the_largest_amounts_ties_broken_by_transaction_id(max_rows):
+    """breach_lines joins only the lines at or above the max_rows-th amount: the same rows as sorting all."""
+    amounts = {"t5": 3.0, "t1": 3.0, "t9": 5.0, "t2": None, "t7": 1.0, "t3": 3.0}
+    con = duckdb.connect()
+    con.execute("create temp table audit_lines (transaction_id varchar, product_id varchar, day date, channel varchar, "
+                "discount_code varchar, currency varchar, quantity decimal(18,3), list_price decimal(18,4), "
+                "unit_price decimal(18,4), line_total decimal(18,4), discount_amount decimal(18,4))")
+    con.executemany("insert into audit_lines (transaction_id) values (?)", [[t] for t in amounts])
+    con.execute("create temp table breaches as select 'rule' as metric, rowid as line, "
+                "[" + ", ".join("null" if a is None else str(a) for a in amounts.values()) + "][rowid + 1] as amount "
+                "from audit_lines")
+    sql, params = load_sql("audit/breach_lines").prepare({"check": "c", "metric": "rule", "max_rows": max_rows})
+    cursor = con.execute(sql, params)
+    column = [d[0] for d in cursor.description].index("transaction_id")
+    listed = [row[column] for row in cursor.fetchall()]
+    everything = sorted(amounts, key=lambda t: (amounts[t] is None, -(amounts[t] or 0), t))
+    assert listed == everything[:max_rows]

@@ -230,7 +230,6 @@ PAID_DISPERSION = finding(
            "list_price_dispersion judges whether one price was charged",
     summary="660 lines out of 1,000 had a unit price paid in a cell where customers paid more than one price.",
     details={"lines_checked": 1000, "amount": 5894.46, "revenue": 59559.4, "revenue_share": 0.63,
-             "top": {"product_id": [{"value": "GR-0064", "lines": 31, "amount": 82.99}]},
              "cells": [{"product_id": "SB-0007", "day": "2026-05-16", "currency": "EUR",
                         "controls": {"channel": "online"}, "low": 3.1, "high": 6.57, "spread": 2.1193548387096777,
                         "lines": 3, "prices": 3}]},
