@@ -76,6 +76,8 @@ def _slot_of(segment_of: np.ndarray, offsets: tuple[int, ...]) -> np.ndarray:
 
 def fit(state: PassState, model: Model) -> Fitted:
     """Coefficients of every tested code in every slot, from the unit statistics (closed form)."""
+    from audits import line_sums
+
     n_cell, sy_cell = state.counts[count_key(model.lineset)]
     width = model.lineset.width
     if model.kind == "adjusted":
@@ -91,37 +93,31 @@ def fit(state: PassState, model: Model) -> Fitted:
         unit_of_unit = np.arange(state.n_units)
         n, sy = n_cell, sy_cell
         segment_of = state.segment_of_unit
+    n, sy = np.ascontiguousarray(n, dtype=np.float64), np.ascontiguousarray(sy, dtype=np.float64)
     slot_of, n_slots = _slot_of(segment_of, state.slots.offsets), state.n_slots
-    N, SY = n.sum(axis=1), sy.sum(axis=1)
-    safe = np.where(N > 0, N, 1)
-    share, y_bar = n / safe[:, None], SY / safe
-    k = np.where(N > 1, np.sqrt(N / np.where(N > 1, N - 1, 1)), 0.0)
-    if not state.leverage_adjusted:
-        k = (N > 1).astype(np.float64)
-
     # covariates: per pass unit (controls) or per code (components)
-    q_of_unit = None
+    q_of_unit = _control_dummies(state) if model.kind == "adjusted" else None
     if model.kind == "adjusted":
-        q_of_unit = _control_dummies(state)
-        q_sum = to_fe @ (q_of_unit * n_cell.sum(axis=1)[:, None])  # fixed effect x covariate: sum of q
-    elif model.kind == "excess":
-        q_sum = n @ model.components
+        n_cov = q_of_unit.shape[1]
     else:
-        q_sum = np.zeros((len(N), 0))
-    n_cov = q_sum.shape[1]
+        n_cov = model.components.shape[1] if model.kind == "excess" else 0
+    # each unit's N and SY, and pass 2's unit table: k, y_bar, the tested codes' shares, then the covariates
+    tested = np.asarray(model.lineset.tested, dtype=np.int64)
+    N, SY = np.empty(len(n)), np.empty(len(n))
+    table = np.empty((len(n), 2 + len(tested) + n_cov))
+    line_sums.unit_statistics(n, sy, tested, state.leverage_adjusted, N, SY, table)
+    safe = np.where(N > 0, N, 1)
+    if model.kind == "adjusted":
+        q_sum = to_fe @ (q_of_unit * n_cell.sum(axis=1)[:, None])  # fixed effect x covariate: sum of q
+    else:
+        q_sum = n @ model.components if model.kind == "excess" else np.zeros((len(N), 0))
     q_bar = q_sum / safe[:, None]
 
-    # unweighted normal equations per slot (sums over units, see module docstring); a contrast's sums all come
-    # from one compiled walk over the units (with its coverage and rate sums)
-    if model.kind == "contrast":
-        from audits import line_sums
-
-        sums = np.zeros((8, n_slots, width))
-        line_sums.add_contrast_slot_sums(n, sy, N, SY, slot_of, sums)
-        suu, suy = sums[0], sums[1]
-    else:
-        suu = _slot_sums(n * (1 - share), slot_of, n_slots)
-        suy = _slot_sums(sy - n * y_bar[:, None], slot_of, n_slots)
+    # unweighted normal equations per slot (sums over units, see module docstring), with a contrast's coverage
+    # and rate sums, from one compiled walk over the units
+    sums = np.zeros((8, n_slots, width))
+    line_sums.add_contrast_slot_sums(n, sy, N, SY, slot_of, sums)
+    suu, suy = sums[0], sums[1]
     if n_cov:
         if model.kind == "adjusted":  # the controls' dummies are constant within a cell: sum over cells
             cell_slot_of = _slot_of(state.segment_of_unit, state.slots.offsets)
@@ -150,10 +146,12 @@ def fit(state: PassState, model: Model) -> Fitted:
                 beta[s, g], pi[s, g], bread[s, g] = solved
     # Pass 2 reads one row per line (random access to units is what it waits for): per pass unit, k, y_bar,
     # the tested codes' shares, and per covariate q_bar, or for the adjusted model the cell's z = q - q_bar
-    per_unit = [k, y_bar, share[:, list(model.lineset.tested)], q_bar]
     if model.kind == "adjusted":  # to the pass unit (cell), where the controls' deviation is constant
-        per_unit = [values[unit_of_unit] for values in per_unit[:3]] + [q_of_unit - q_bar[unit_of_unit]]
-    fitted = Fitted(model, np.column_stack(per_unit), beta, pi, pi_y, bread)
+        table = table[unit_of_unit]
+        table[:, 2 + len(tested):] = q_of_unit - q_bar[unit_of_unit]
+    else:
+        table[:, 2 + len(tested):] = q_bar
+    fitted = Fitted(model, table, beta, pi, pi_y, bread)
     if model.kind == "contrast":  # compared: the unit has lines of the code and of other codes
         fitted.coverage = {"lines_group": sums[2], "lines_group_compared": sums[3], "lines_reference": sums[4],
                            "lines_reference_compared": sums[5]}

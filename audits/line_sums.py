@@ -1,6 +1,7 @@
 """The disparity engine's loops over lines, compiled (numba): pass 2's per-customer scores
-(`add_cluster_scores`), pass 1's unit counts (`add_unit_counts`), and the fits' sums per slot: a
-contrast's (`add_contrast_slot_sums`) and the covariates' cross-products (`add_slot_products`).
+(`add_cluster_scores`), pass 1's unit counts (`add_unit_counts`), and the fits' walks over units: each
+unit's totals and pass 2's unit table (`unit_statistics`), the sums per slot of the model's normal
+equations (`add_contrast_slot_sums`) and the covariates' cross-products (`add_slot_products`).
 
 `add_cluster_scores` walks a partition's lines in (customer, segment value) order. For each line and
 each tested code g of the model, with the line's unit u, weight k = k[u], centred measurement
@@ -240,6 +241,29 @@ def add_unit_counts(unit: np.ndarray, code: np.ndarray, y: np.ndarray, n: np.nda
 
 
 @_compiled
+def unit_statistics(n: np.ndarray, sum_y: np.ndarray, tested: np.ndarray, leverage_adjusted: bool,
+                    total: np.ndarray, total_y: np.ndarray, table: np.ndarray) -> None:
+    """Per unit, from its counts and sums of y by code (pass 1): its lines N (`total`) and sum of y SY
+    (`total_y`), and the first columns of the unit table pass 2 reads (contrast_fit.fit): k = sqrt(N / (N - 1))
+    (1 without the leverage adjustment; 0 for a unit of one line), y_bar = SY / N and each tested code's share
+    n_g / N. One walk over the units instead of a units x codes array per quantity and a copy of them all."""
+    for u in range(n.shape[0]):
+        count, sy = 0.0, 0.0
+        for g in range(n.shape[1]):
+            count += n[u, g]
+            sy += sum_y[u, g]
+        total[u], total_y[u] = count, sy
+        safe = count if count > 0.0 else 1.0
+        if count > 1.0:
+            table[u, 0] = np.sqrt(count / (count - 1.0)) if leverage_adjusted else 1.0
+        else:
+            table[u, 0] = 0.0
+        table[u, 1] = sy / safe
+        for j in range(len(tested)):
+            table[u, 2 + j] = n[u, tested[j]] / safe
+
+
+@_compiled
 def add_contrast_slot_sums(n: np.ndarray, sum_y: np.ndarray, total: np.ndarray, total_y: np.ndarray,
                            slot_of: np.ndarray, out: np.ndarray) -> None:
     """The contrast model's sums per slot x code (contrast_fit.fit), in one walk over the units instead of a
@@ -295,4 +319,5 @@ def compile_kernels() -> None:
                        one, one)
     add_unit_counts(rows, ints, floats, one, one)
     add_contrast_slot_sums(one, one, floats, floats, np.zeros((1, 1), np.int64), np.zeros((8, 1, 1)))
+    unit_statistics(one, one, ints, True, floats, floats, np.zeros((1, 3)))
     add_slot_products(one, one, np.zeros((1, 1), np.int64), np.zeros((1, 1, 1)))

@@ -191,8 +191,9 @@ def test_compiled_loops_have_one_signature_which_compile_kernels_builds(con):
         tests = disparity.run_disparity(con, check, config, coding, is_candidate=lambda test: True)
         assert any(t.adjusted is not None for t in tests) or check != "price_gap"
         assert any(t.excess is not None for t in tests)
-    assert len(line_sums.add_cluster_scores.signatures) == 1
-    assert len(line_sums.add_unit_counts.signatures) == 1
+    for loop in (line_sums.add_cluster_scores, line_sums.add_unit_counts, line_sums.unit_statistics,
+                 line_sums.add_contrast_slot_sums, line_sums.add_slot_products):
+        assert len(loop.signatures) == 1, loop
 
 
 def test_compiled_loops_do_not_need_a_writable_cache_folder(monkeypatch):
