@@ -21,7 +21,7 @@ MEASURE = "y"  # what a disparity check measures per line
 MISSING_LEVEL = "(missing)"  # a control's missing value is a level of its own
 
 # columns of audit_lines that coded_lines carries for the checks' measurements
-MEASURED_COLUMNS = ("unit_price", "list_price", "discount_amount", "is_discounted", "discount_pct", "outcome_y")
+MEASURED_COLUMNS = ("unit_price", "list_price", "is_discounted", "discount_pct", "outcome_y")
 # columns the audit computes rather than reads from the warehouse
 COMPUTED_COLUMNS = ("quantity_band", "tenure")
 

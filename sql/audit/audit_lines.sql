@@ -58,7 +58,9 @@ lines as (
         transaction_id, customer_id, product_id, timestamp::date as day, currency,
         {% for unit, name in grains %}date_trunc({{ unit }}, timestamp)::date as {{ name }}, {% endfor %}
         category, channel, quantity, list_price, unit_price, discount_amount, line_total, discount_code,
-        coalesce(unit_price < list_price, false) or coalesce(discount_amount > 0, false) as is_discounted,
+        -- unknown (null) when the line has neither a list price nor a discount amount, not 'no discount'
+        case when list_price is not null or discount_amount is not null then
+            coalesce(unit_price < list_price, false) or coalesce(discount_amount > 0, false) end as is_discounted,
         -- the discount as a fraction of the list price, from the unit price or from a line discount
         -- amount when the unit price was recorded before the discount
         case when list_price > 0 then greatest(1 - unit_price / list_price,

@@ -13,7 +13,7 @@ lines as (
 final as (
     select *, is_discounted::double as y
     from lines
-    where list_price is not null or discount_amount is not null  -- otherwise unknown, not 'no discount'
+    where is_discounted is not null  -- unknown without a list price or discount amount (audit_lines.sql)
 )
 
 select * from final
