@@ -13,7 +13,9 @@ rules as (
         coalesce(sum(amount) filter (where is_breach), 0) as amount,
         coalesce(sum(revenue) filter (where is_breach), 0) as revenue,
         coalesce(sum(revenue), 0) as revenue_total
-    from ({{ rules }}) as checked
+    from (
+        {{ rules }}
+    ) as checked  -- on lines of their own: the check's SQL may end in a comment
     group by metric
 ),
 

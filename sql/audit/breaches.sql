@@ -10,7 +10,9 @@ with
 
 final as (
     select metric, line, amount
-    from ({{ rules }}) as checked
+    from (
+        {{ rules }}
+    ) as checked  -- on lines of their own: the check's SQL may end in a comment
     where is_breach and list_contains($metrics, metric)
 )
 

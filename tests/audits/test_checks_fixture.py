@@ -32,7 +32,7 @@ from scipy import stats
 
 from audits.config import parse_config
 from audits.findings import AuditResult
-from audits.sqlfiles import load_sql
+from audits.sqlfiles import Fragment, load_sql
 from tests.audits.conftest import audit
 
 DAY = dt.date(2026, 8, 3)
@@ -266,3 +266,12 @@ def test_breaches_csv_keeps_the_largest_amounts_ties_broken_by_transaction_id(ma
     listed = [row[column] for row in cursor.fetchall()]
     everything = sorted(amounts, key=lambda t: (amounts[t] is None, -(amounts[t] or 0), t))
     assert listed == everything[:max_rows]
+
+
+def test_a_rule_query_ending_in_a_comment_is_summed_and_its_breaches_kept():
+    """The check's SQL is wrapped as a subquery; a comment on its last line must not swallow the wrapper."""
+    rules = Fragment("select 'r' as metric, 7 as line, true as is_breach, 2.0 as amount, 3.0 as revenue  -- a note")
+    con = duckdb.connect()
+    assert con.execute(load_sql("audit/breach_summary").render(rules=rules)).fetchall() == [("r", 1, 1, 2.0, 3.0, 3.0)]
+    con.execute(load_sql("audit/breaches").render(rules=rules), {"metrics": ["r"]})
+    assert con.execute("select metric, line from breaches").fetchall() == [("r", 7)]
