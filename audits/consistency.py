@@ -40,15 +40,15 @@ def run_consistency(con: duckdb.DuckDBPyConnection, check: str, config: Config, 
     rules, values = Fragment(query.sql), query.bind(config.sql_values())
     summary = con.execute(load_sql("audit/breach_summary").render(rules=rules), values).fetchall()
     judged = {metric: not (metric == "paid_price_dispersion" and has_list_price) for metric, *_ in summary}
-    # the breaching lines, kept only for the rules whose details list lines
-    listed = [metric for metric, count, *_ in summary if count and judged[metric]]
-    if listed:
-        con.execute(load_sql("audit/breaches").render(rules=rules), {**values, "metrics": listed})
     # the amounts' currency, when the lines share one (else amounts add several and say so)
     currency = con.execute("select case when count(distinct currency) = 1 then any_value(currency) end "
                            "from audit_lines").fetchone()[0]
+    # the breaching lines, kept only for the rules whose details list lines
+    listed = [metric for metric, count, *_ in summary if count and judged[metric]]
     findings, tables = [], []
     try:
+        if listed:
+            con.execute(load_sql("audit/breaches").render(rules=rules), {**values, "metrics": listed})
         for metric, count, total, amount, revenue, revenue_total in summary:
             details: dict[str, Any] = {"lines_checked": int(total), "currency": currency, "amount": float(amount),
                                        "revenue": float(revenue),
