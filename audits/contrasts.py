@@ -31,7 +31,8 @@ the whole.
 A pass has at most one segment column: the main pass may carry one nested segment column; every other
 segment column gets a pass of its own (audits/disparity.py plans them).
 
-Memory: pass 1 holds units x groups arrays and one scan's lines; pass 2 one partition's lines.
+Memory: pass 1 holds units x groups arrays and one scan's lines; pass 2 a partition's lines per worker thread
+(warehouse.threads), and one more waiting for each.
 
 This module runs the passes (`fit_pass`: reading the lines, pass 2 and its executors) and assembles each
 test's sums (`results`); the types it passes around are in audits/contrast_model.py, pass 1 and the
