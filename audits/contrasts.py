@@ -31,8 +31,8 @@ the whole.
 A pass has at most one segment column: the main pass may carry one nested segment column; every other
 segment column gets a pass of its own (audits/disparity.py plans them).
 
-Memory: pass 1 holds units x groups arrays and one scan's lines; pass 2 a partition's lines per worker thread
-(warehouse.threads), and one more waiting for each.
+Memory: pass 1 holds units x groups arrays and one scan's lines; pass 2 one partition's lines per worker
+thread (as many as warehouse.threads), one waiting and the one streaming in.
 
 This module runs the passes (`fit_pass`: reading the lines, pass 2 and its executors) and assembles each
 test's sums (`results`); the types it passes around are in audits/contrast_model.py, pass 1 and the
@@ -116,8 +116,8 @@ def in_process(con: duckdb.DuckDBPyConnection, relation: str, state: PassState, 
     """Pass 2 over every partition of customers in this process, added up in partition order.
 
     The compiled walk releases the GIL: with more than one of DuckDB's threads allowed (warehouse.threads),
-    that many walks run at once in worker threads while the next partitions stream out of DuckDB; at most
-    one partition per worker waits, so memory stays a few partitions' lines."""
+    that many walks run at once in worker threads while the next partitions stream out of DuckDB; one
+    partition waits beyond those being walked, so memory stays a few partitions' lines."""
     total: PartitionSums = {}
     workers = min(int(con.execute("select current_setting('threads')").fetchone()[0]), partitions)
     if workers < 2:
