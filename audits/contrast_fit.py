@@ -80,48 +80,42 @@ def fit(state: PassState, model: Model) -> Fitted:
 
     n_cell, sy_cell = state.counts[count_key(model.lineset)]
     width = model.lineset.width
+    # covariates: per pass unit (controls) or per code (components), summed per model unit (q_sum)
     if model.kind == "adjusted":
         unit_of_unit = state.fe_of_unit
         to_fe = _summing(unit_of_unit, state.n_fe)
         n, sy = to_fe @ n_cell, to_fe @ sy_cell
+        cell_lines = n_cell.sum(axis=1)
         # a fixed effect's segment values are its cells' (nested: every cell of it has the same); a cell
         # without lines in this pass has neither, and must not write its defaults over fixed effect 0's
         segment_of = np.full((state.n_fe, state.segment_of_unit.shape[1]), -1, np.int64)
-        has_lines = n_cell.sum(axis=1) > 0
+        has_lines = cell_lines > 0
         segment_of[unit_of_unit[has_lines]] = state.segment_of_unit[has_lines]
+        q_of_unit = _control_dummies(state)
+        q_sum = to_fe @ (q_of_unit * cell_lines[:, None])  # fixed effect x covariate: sum of q
     else:
         unit_of_unit = np.arange(state.n_units)
         n, sy = n_cell, sy_cell
         segment_of = state.segment_of_unit
+        q_sum = n @ model.components if model.kind == "excess" else np.zeros((len(n), 0))
     n, sy = np.ascontiguousarray(n, dtype=np.float64), np.ascontiguousarray(sy, dtype=np.float64)
-    slot_of, n_slots = _slot_of(segment_of, state.slots.offsets), state.n_slots
-    # covariates: per pass unit (controls) or per code (components)
-    q_of_unit = _control_dummies(state) if model.kind == "adjusted" else None
-    if model.kind == "adjusted":
-        n_cov = q_of_unit.shape[1]
-    else:
-        n_cov = model.components.shape[1] if model.kind == "excess" else 0
+    slot_of, n_slots, n_cov = _slot_of(segment_of, state.slots.offsets), state.n_slots, q_sum.shape[1]
     # each unit's N and SY, and pass 2's unit table: k, y_bar, the tested codes' shares, then the covariates
     tested = np.asarray(model.lineset.tested, dtype=np.int64)
     N, SY = np.empty(len(n)), np.empty(len(n))
     table = np.empty((len(n), 2 + len(tested) + n_cov))
     line_sums.unit_statistics(n, sy, tested, state.leverage_adjusted, N, SY, table)
-    safe = np.where(N > 0, N, 1)
-    if model.kind == "adjusted":
-        q_sum = to_fe @ (q_of_unit * n_cell.sum(axis=1)[:, None])  # fixed effect x covariate: sum of q
-    else:
-        q_sum = n @ model.components if model.kind == "excess" else np.zeros((len(N), 0))
-    q_bar = q_sum / safe[:, None]
+    q_bar = q_sum / np.where(N > 0, N, 1)[:, None]
 
     # unweighted normal equations per slot (sums over units, see module docstring), with a contrast's coverage
     # and rate sums, from one compiled walk over the units
     sums = np.zeros((8, n_slots, width))
-    line_sums.add_contrast_slot_sums(n, sy, N, SY, slot_of, sums)
+    line_sums.add_code_slot_sums(n, sy, N, SY, slot_of, sums)
     suu, suy = sums[0], sums[1]
     if n_cov:
         if model.kind == "adjusted":  # the controls' dummies are constant within a cell: sum over cells
             cell_slot_of = _slot_of(state.segment_of_unit, state.slots.offsets)
-            sqq_raw = _slot_products(q_of_unit * n_cell.sum(axis=1)[:, None], q_of_unit, cell_slot_of, n_slots)
+            sqq_raw = _slot_products(q_of_unit * cell_lines[:, None], q_of_unit, cell_slot_of, n_slots)
             sqy_raw = _slot_sums(q_of_unit * sy_cell.sum(axis=1)[:, None], cell_slot_of, n_slots)
             squ_raw = _slot_products(n_cell, q_of_unit, cell_slot_of, n_slots)
         else:  # the components' dummies follow from the code

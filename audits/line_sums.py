@@ -1,7 +1,7 @@
 """The disparity engine's loops over lines, compiled (numba): pass 2's per-customer scores
 (`add_cluster_scores`), pass 1's unit counts (`add_unit_counts`), and the fits' walks over units: each
-unit's totals and pass 2's unit table (`unit_statistics`), the sums per slot of the model's normal
-equations (`add_contrast_slot_sums`) and the covariates' cross-products (`add_slot_products`).
+unit's totals and pass 2's unit table (`unit_statistics`), the sums per slot and code of the model's
+normal equations (`add_code_slot_sums`) and the covariates' cross-products (`add_slot_products`).
 
 `add_cluster_scores` walks a partition's lines in (customer, segment value) order. For each line and
 each tested code g of the model, with the line's unit u, weight k = k[u], centred measurement
@@ -264,10 +264,11 @@ def unit_statistics(n: np.ndarray, sum_y: np.ndarray, tested: np.ndarray, levera
 
 
 @_compiled
-def add_contrast_slot_sums(n: np.ndarray, sum_y: np.ndarray, total: np.ndarray, total_y: np.ndarray,
-                           slot_of: np.ndarray, out: np.ndarray) -> None:
-    """The contrast model's sums per slot x code (contrast_fit.fit), in one walk over the units instead of a
-    units x codes array and a sparse product for each. For a unit with N lines (`total`), n_g of code g,
+def add_code_slot_sums(n: np.ndarray, sum_y: np.ndarray, total: np.ndarray, total_y: np.ndarray,
+                       slot_of: np.ndarray, out: np.ndarray) -> None:
+    """A model's sums per slot x code (contrast_fit.fit): every kind's normal-equation sums (out[0], out[1]),
+    and a contrast's coverage and rate sums, in one walk over the model's units instead of a units x codes
+    array and a sparse product for each. For a unit with N lines (`total`), n_g of code g,
     sums of y SY and sy_g, and p_g = n_g / N, it adds into each of its slots (`slot_of`, -1: none):
     out[0] n_g (1 - p_g), out[1] sy_g - n_g SY / N, out[2] n_g, out[3] n_g when the unit has lines of g and
     of other codes, out[4] N - n_g, out[5] N - n_g when it has both, out[6] p_g (N - n_g), out[7] p_g (SY - sy_g)."""
@@ -318,6 +319,6 @@ def compile_kernels() -> None:
                        np.zeros((1, 1, 0)), empty, empty, np.ones((1, 1), np.uint8), one, one, one, one, one, one,
                        one, one)
     add_unit_counts(rows, ints, floats, one, one)
-    add_contrast_slot_sums(one, one, floats, floats, np.zeros((1, 1), np.int64), np.zeros((8, 1, 1)))
+    add_code_slot_sums(one, one, floats, floats, np.zeros((1, 1), np.int64), np.zeros((8, 1, 1)))
     unit_statistics(one, one, ints, True, floats, floats, np.zeros((1, 3)))
     add_slot_products(one, one, np.zeros((1, 1), np.int64), np.zeros((1, 1, 1)))

@@ -192,7 +192,7 @@ def test_compiled_loops_have_one_signature_which_compile_kernels_builds(con):
         assert any(t.adjusted is not None for t in tests) or check != "price_gap"
         assert any(t.excess is not None for t in tests)
     for loop in (line_sums.add_cluster_scores, line_sums.add_unit_counts, line_sums.unit_statistics,
-                 line_sums.add_contrast_slot_sums, line_sums.add_slot_products):
+                 line_sums.add_code_slot_sums, line_sums.add_slot_products):
         assert len(loop.signatures) == 1, loop
 
 
