@@ -33,16 +33,14 @@ NOT_JUDGED = ("reported, not judged: with list prices, paid prices differ by des
               "list_price_dispersion judges whether one price was charged")
 
 
-def run_consistency(con: duckdb.DuckDBPyConnection, check: str, config: Config, *, has_list_price: bool
-                    ) -> tuple[list[Finding], Any]:
-    """The check's findings (one per rule that had lines to check) and its breaching lines (Arrow)."""
+def run_consistency(con: duckdb.DuckDBPyConnection, check: str, config: Config, *, has_list_price: bool,
+                    currency: str | None) -> tuple[list[Finding], Any]:
+    """The check's findings (one per rule that had lines to check) and its breaching lines (Arrow).
+    `currency`: the audited lines' one currency, or None when they have several (their amounts add them)."""
     query = load_sql(CHECKS_BY_NAME[check].sql)
     rules, values = Fragment(query.sql), query.bind(config.sql_values())
     summary = con.execute(load_sql("audit/breach_summary").render(rules=rules), values).fetchall()
     judged = {metric: not (metric == "paid_price_dispersion" and has_list_price) for metric, *_ in summary}
-    # the amounts' currency, when the lines share one (else amounts add several and say so)
-    currency = con.execute("select case when count(distinct currency) = 1 then any_value(currency) end "
-                           "from audit_lines").fetchone()[0]
     # the breaching lines, kept only for the rules whose details list lines
     listed = [metric for metric, count, *_ in summary if count and judged[metric]]
     findings, tables = [], []

@@ -72,9 +72,11 @@ def run_audit(
     filters = filters or {}
     build_audit_lines(con, config, period_start=period_start, period_end=period_end, filters=filters)
     refuse_identifying_columns(con, config)
-    n_lines, n_customers, fingerprint, *counts = con.execute(
+    # the amounts' currency, when the lines share one (else consistency amounts add several and say so)
+    n_lines, n_customers, fingerprint, currency, *counts = con.execute(
         "select count(*), count(distinct customer_id), "
         "coalesce(sum(hash(customer_id, product_id, day, unit_price, list_price, quantity))::varchar, '0'), "
+        "case when count(distinct currency) = 1 then any_value(currency) end, "
         + ", ".join(f"count({c})" for c in PRESENCE) + " from audit_lines").fetchone()
     present = {"outcome" if c == "outcome_y" else c for c, n in zip(PRESENCE, counts, strict=True) if n}
     checks: list[CheckRun] = []
@@ -88,7 +90,8 @@ def run_audit(
     for check in (c for c in config.checks if c in CONSISTENCY_CHECKS and c not in skipped):
         clock = time.monotonic()
         try:
-            found, breaching = run_consistency(con, check, config, has_list_price="list_price" in present)
+            found, breaching = run_consistency(con, check, config, has_list_price="list_price" in present,
+                                               currency=currency)
         except CHECK_ERRORS as err:
             checks.append(CheckRun(check, "errored", time.monotonic() - clock, _reason(err)))
             continue

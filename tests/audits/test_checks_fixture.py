@@ -186,6 +186,7 @@ def test_price_dispersion_counts_lines_off_their_cells_list_price(result):
     assert finding.count == 2  # P1: 10.50 against 10.00 twice; P2: 22 against 20 (a tie counts once)
     assert finding.estimate == pytest.approx(2 / 14)
     assert finding.details["amount"] == pytest.approx(0.5 + 2.0)  # P1 0.50 off; P2's tie: 20 taken, 22 is 2 off
+    assert finding.details["currency"] == "EUR"  # the lines' one currency: the amount is in it
     assert {row["value"]: row["lines"] for row in finding.details["top"]["product_id"]} == {"P1": 1, "P2": 1}
     worst = finding.details["cells"][0]  # the widest spread: P2, 22 / 20
     assert (worst["product_id"], worst["low"], worst["high"], worst["lines"]) == ("P2", 20.0, 22.0, 2)
