@@ -16,7 +16,7 @@ from audits.lines import build_audit_lines
 from audits.sample import NO_EFFECTS, MarketSpec, PlantedEffect, generate_market
 from audits.sqlfiles import SqlQuery, load_sql
 from audits.warehouse import apply_schema
-from tests.audits.conftest import audit, audit_market, load_market, load_tables, market_config
+from tests.audits.conftest import SMALL_SPEC, audit, audit_market, load_market, load_tables, market_config
 
 SMALL = MarketSpec(n_customers=1_500, days=21, n_products=40, seed=4, effects=NO_EFFECTS)
 
@@ -199,3 +199,24 @@ def test_quantity_band_is_the_highest_band_at_or_below_the_quantity(bands, label
     build_audit_lines(con, config, period_start=dt.date(2026, 1, 1),
                       period_end=dt.date(2026, 1, 31), filters={})
     assert [b for (b,) in con.execute("select quantity_band from audit_lines order by quantity").fetchall()] == labels
+
+
+@pytest.mark.parametrize("tolerance", [0.005, 0.5])
+def test_a_dispersion_rules_worst_cells_are_the_cells_with_its_breaching_lines(con, monkeypatch, tolerance):
+    """The worst cells come from the audited lines per cell (sql/audit/breach_cells.sql restates the rule's
+    tolerance): they must be exactly the cells holding a breaching line of the rule's own SQL."""
+    from audits import consistency
+
+    monkeypatch.setattr(consistency, "TOP_CELLS", 10**9)  # every such cell, not the worst ten
+    config = market_config(audit={"price_tolerance": tolerance})
+    build_audit_lines(con, config, period_start=SMALL_SPEC.start, period_end=SMALL_SPEC.end, filters={})
+    rules = load_sql("checks/price_dispersion")
+    for metric in consistency.DISPERSION_PRICE:
+        cells, lines = con.execute(
+            f"select count(distinct l.cell_key), count(*) from ({rules.sql}) as b join audit_lines as l "
+            "on l.rowid = b.line where b.is_breach and b.metric = $metric",
+            {**rules.bind(config.sql_values()), "metric": metric}).fetchone()
+        listed = consistency._cells(con, metric, config)
+        assert cells > 0 and len(listed) == cells, metric
+        if metric == "paid_price_dispersion":  # every line of such a cell breaches the rule
+            assert sum(c["lines"] for c in listed) == lines
