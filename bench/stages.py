@@ -143,8 +143,7 @@ def audit_windows(job: dict[str, Any], sampler: Sampler) -> list[dict[str, Any]]
         with _open(config) as con:
             settings = _duckdb_settings(con)
             quality = data_quality_summary(con)
-            results = run_audits(con, config, windows, data_quality=quality)
-            results = {scope: compare_with_previous(con, result) for scope, result in results.items()}
+            results = run_audits(con, config, windows, data_quality=quality, then=compare_with_previous)
     out = []
     for window in job["windows"]:
         result = results[window["scope"]]

@@ -188,24 +188,27 @@ def audit_each_window(
     scale_out: ScaleOut | None = None,
     period_reasons: Mapping[str, str] | None = None,
 ) -> dict[str, AuditResult]:
-    """Run every configured check on each window (scope -> first and last day), one after another
+    """Run every configured check on each window (scope -> first and last day), side by side
     (audits.runner.run_audits), and compare each with its scope's previous run; `period_reasons` says why
     each window's days."""
     scale_out = scale_out or ScaleOut()
-    results = {}
+    started = time.monotonic()
+
+    def finish(con: duckdb.DuckDBPyConnection, result: AuditResult) -> AuditResult:
+        result = compare_with_previous(con, result)
+        run = result.run
+        say(f"audit {run.scope} {run.period_start} to {run.period_end}: {run.transactions:,} lines, "
+            f"{len(result.findings)} tests, {len(result.flagged)} flagged in {time.monotonic() - started:.1f} s")
+        return result
+
     with contrast_executor(scale_out, config, run_label="-".join(windows)) as contrast, _open(config) as con:
         quality = data_quality if data_quality is not None else data_quality_summary(con)
         for scope, (start, end) in windows.items():
             why = (period_reasons or {}).get(scope)
             say(f"audit {scope} {start} to {end}{f' ({why})' if why else ''} ...")
-            started = time.monotonic()
-            with _heartbeat(f"audit {scope}"):
-                result = run_audits(con, config, {scope: (start, end)}, data_quality=quality, filters=filters,
-                                    contrast=contrast, period_reasons=period_reasons)[scope]
-                results[scope] = result = compare_with_previous(con, result)
-            say(f"audit {scope} {start} to {end}: {result.run.transactions:,} lines, {len(result.findings)} tests, "
-                f"{len(result.flagged)} flagged in {time.monotonic() - started:.1f} s")
-    return results
+        with _heartbeat(f"audit {', '.join(windows)}"):
+            return run_audits(con, config, windows, data_quality=quality, filters=filters, contrast=contrast,
+                              period_reasons=period_reasons, then=finish)
 
 
 def publish(config: Config, result: AuditResult, out_dir: Path) -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
 from html.parser import HTMLParser
 
 import duckdb
@@ -220,3 +221,48 @@ def test_a_dispersion_rules_worst_cells_are_the_cells_with_its_breaching_lines(c
         assert cells > 0 and len(listed) == cells, metric
         if metric == "paid_price_dispersion":  # every line of such a cell breaches the rule
             assert sum(c["lines"] for c in listed) == lines
+
+
+def test_windows_audited_side_by_side_equal_each_window_audited_alone(con):
+    """run_audits audits its windows at once, each on its own cursor (as many as DuckDB's threads): every
+    field of every finding equals the window's audit alone; `then` gets each result on its window's thread,
+    and an error there is raised once the other windows are done."""
+    from audits.findings import DataQuality
+    from audits.runner import run_audit, run_audits
+    from tests.audits.conftest import assert_same_findings
+
+    config = market_config()
+    start, end = SMALL_SPEC.start, SMALL_SPEC.end
+    windows = {"late": (end - dt.timedelta(days=6), end), "all": (start, end),
+               "early": (start, start + dt.timedelta(days=9))}
+    seen: dict[str, str] = {}
+
+    def then(cursor, result):
+        assert cursor.execute("select count(*) from coded_lines").fetchone()[0] > 0  # the window's own tables
+        seen[result.run.scope] = threading.current_thread().name
+        return result
+
+    before = con.execute("select current_setting('threads')").fetchone()[0]
+    con.execute("set threads = 3")
+    try:
+        side = run_audits(con, config, windows, data_quality=DataQuality(passed=True),
+                          run_ids=dict.fromkeys(windows, "test"), then=then)
+        assert list(side) == list(windows)
+        assert len(set(seen.values())) == 3 and all(name.startswith("window") for name in seen.values())
+        for scope, (first, last) in windows.items():
+            alone = run_audit(con, config, period_start=first, period_end=last, scope=scope,
+                              data_quality=DataQuality(passed=True), run_id="test")
+            assert (side[scope].run.scope, side[scope].run.period_start) == (scope, first.isoformat())
+            assert side[scope].run.transactions == alone.run.transactions
+            assert [c.status for c in side[scope].checks] == [c.status for c in alone.checks]
+            assert_same_findings(alone.findings, side[scope].findings, rel=1e-12)
+
+        def fails_early(cursor, result):
+            if result.run.scope == "early":
+                raise ValueError("the early window's comparison failed")
+            return result
+
+        with pytest.raises(ValueError, match="early window"):
+            run_audits(con, config, windows, data_quality=DataQuality(passed=True), then=fails_early)
+    finally:
+        con.execute(f"set threads = {int(before)}")
