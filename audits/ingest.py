@@ -21,6 +21,7 @@ import hashlib
 import re
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any, Literal
 
 import duckdb
@@ -119,6 +120,7 @@ class _Batch:
         self.mapped: dict[str, str | None] = {}
         self.attributes: dict[str, str] = {}  # warehouse column -> source column
         self.derived: dict[str, Derived] = {}  # derived column name -> its checked expression
+        self.great_expectations: Future[Any] | None = None  # GE's import, started once rows are known to come
         self.started = time.monotonic()
         self.started_at = dt.datetime.now()
         self.batch_id = con.execute("select nextval('batch_ids')").fetchall()[0][0]
@@ -148,6 +150,10 @@ class _Batch:
                                  file=str(self.config.path or "<config>"))
             source_types |= {item.column: types[name] for name, item in self.derived.items()}
         self._say_meaning(source_types)
+        if self.kind == "transactions":  # GE's import (seconds) runs while DuckDB stages and writes the rows
+            from audits.validate import import_in_background
+
+            self.great_expectations = import_in_background()
         try:
             if self.kind == "transactions":
                 stage_transactions(self.con, source, self.config, read, mapped=self.mapped,
@@ -292,7 +298,10 @@ class _Batch:
         self.con.execute("drop table if exists src_rows")
 
     def _validate(self) -> list[dict[str, Any]]:
-        from audits.validate import validate_transactions  # Great Expectations takes seconds to import
+        from audits.validate import validate_transactions
+
+        if self.great_expectations is not None:
+            self.great_expectations.result()  # imported beside the staging; its error, if any, is raised here
 
         optional = [c for c in ("timestamp", "unit_price", "list_price", "currency") if self.mapped.get(c)]
         if self.source.currency and "currency" not in optional:

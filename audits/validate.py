@@ -33,6 +33,7 @@ import threading
 import time
 import types
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from typing import Any
 
 import duckdb
@@ -130,6 +131,23 @@ def import_great_expectations() -> Any:
             if enabled:
                 gc.enable()
     return great_expectations
+
+
+def import_in_background() -> Future[Any]:
+    """Start `import_great_expectations` on a thread and return its Future. The ingest stages and writes a
+    batch in DuckDB, which releases the GIL, while the import runs; the batch's validation waits on the
+    Future, so an error of the import is raised there. A daemon thread: a batch that stops before it
+    validates does not keep the process alive for an import nobody needs."""
+    future: Future[Any] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(import_great_expectations())
+        except BaseException as err:  # handed to whoever waits on the Future
+            future.set_exception(err)
+
+    threading.Thread(target=run, name="great-expectations-import", daemon=True).start()
+    return future
 
 
 def build_suite(config: Config, *, optional_columns: Sequence[str] = OPTIONAL_COLUMNS) -> list[Any]:

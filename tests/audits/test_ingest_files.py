@@ -275,3 +275,34 @@ def test_a_damaged_parquet_page_is_an_input_error_naming_the_file(warehouse, tmp
     with pytest.raises(InputError, match=r"tx\.parquet: cannot read source 'shop' as parquet"):
         ingest_all(warehouse, config_for(tmp_path, "tx.parquet", kind="parquet"))
     assert rows(warehouse, "select count(*) from transactions") == [(0,)]
+
+
+def test_great_expectations_is_imported_beside_the_staging_and_its_error_stops_the_batch(warehouse, tmp_path,
+                                                                                         monkeypatch):
+    """GE's import starts on its own thread once a batch has rows; the validation waits on it, and an error
+    of that import stops the batch there (recorded as failed, nothing loaded), not swallowed on the thread."""
+    import threading
+
+    from audits import validate
+
+    imported_on: list[str] = []
+    real = validate.import_great_expectations
+
+    def recorded():
+        imported_on.append(threading.current_thread().name)
+        return real()
+
+    monkeypatch.setattr(validate, "import_great_expectations", recorded)
+    write_csv(tmp_path / "tx.csv", LINES)
+    [batch] = ingest_all(warehouse, config_for(tmp_path, "tx.csv"))
+    assert batch.status == "loaded" and imported_on[0] == "great-expectations-import"
+
+    def broken():
+        raise ImportError("great_expectations is damaged")
+
+    monkeypatch.setattr(validate, "import_great_expectations", broken)
+    write_csv(tmp_path / "more" / "tx.csv", [line.replace("T", "U", 1) for line in LINES])
+    with pytest.raises(ImportError, match="damaged"):
+        ingest_all(warehouse, config_for(tmp_path, "more/tx.csv"))
+    assert rows(warehouse, "select count(*) from transactions where transaction_id like 'U%'") == [(0,)]
+    assert rows(warehouse, "select status from ingest_batches order by batch_id desc limit 1") == [("failed",)]
