@@ -9,6 +9,7 @@ then corrected together with Benjamini-Hochberg before severities are assigned (
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 import hashlib
 import time
@@ -184,7 +185,9 @@ def run_audits(
     if workers < 2:
         return {scope: audit(scope, start, end) for scope, (start, end) in windows.items()}
     with ThreadPoolExecutor(workers, thread_name_prefix="window") as pool:
-        futures = {scope: pool.submit(audit, scope, start, end) for scope, (start, end) in windows.items()}
+        # each in a copy of the caller's context: a Prefect task's run context, so that `then`'s lines reach its log
+        futures = {scope: pool.submit(contextvars.copy_context().run, audit, scope, start, end)
+                   for scope, (start, end) in windows.items()}
         return {scope: future.result() for scope, future in futures.items()}
 
 

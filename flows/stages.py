@@ -8,6 +8,7 @@ no connection between stages. The same functions run as Prefect tasks (flows/tas
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 import glob
 import os
@@ -91,7 +92,8 @@ def _heartbeat(label: str, *, every: float = HEARTBEAT_SECONDS) -> Iterator[None
         while not done.wait(every):
             say(f"{label}: still running ({time.monotonic() - started:.0f} s)")
 
-    thread = threading.Thread(target=beat, name="heartbeat", daemon=True)
+    # in a copy of this context: inside a Prefect run, the beats reach the run's log (say)
+    thread = threading.Thread(target=contextvars.copy_context().run, args=(beat,), name="heartbeat", daemon=True)
     thread.start()
     try:
         yield

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 import json
 import threading
@@ -226,7 +227,7 @@ def test_a_dispersion_rules_worst_cells_are_the_cells_with_its_breaching_lines(c
 def test_windows_audited_side_by_side_equal_each_window_audited_alone(con):
     """run_audits audits its windows at once, each on its own cursor (as many as DuckDB's threads): every
     field of every finding equals the window's audit alone; `then` gets each result on its window's thread,
-    and an error there is raised once the other windows are done."""
+    in the caller's context, and an error there is raised once the other windows are done."""
     from audits.findings import DataQuality
     from audits.runner import run_audit, run_audits
     from tests.audits.conftest import assert_same_findings
@@ -236,9 +237,12 @@ def test_windows_audited_side_by_side_equal_each_window_audited_alone(con):
     windows = {"late": (end - dt.timedelta(days=6), end), "all": (start, end),
                "early": (start, start + dt.timedelta(days=9))}
     seen: dict[str, str] = {}
+    caller = contextvars.ContextVar("caller")
+    caller.set("the flow's task")  # as Prefect's run context: what say() needs to log into the task run
 
     def then(cursor, result):
         assert cursor.execute("select count(*) from coded_lines").fetchone()[0] > 0  # the window's own tables
+        assert caller.get(None) == "the flow's task"
         seen[result.run.scope] = threading.current_thread().name
         return result
 

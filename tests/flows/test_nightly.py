@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import time
 from pathlib import Path
 
@@ -52,6 +53,22 @@ def _finished_task_runs(flow_run_id, name_prefix: str, count: int) -> list[dict]
         runs = [run for run in response.json() if run["name"].startswith(name_prefix)]
         if sum(run["end_time"] is not None for run in runs) >= count or time.monotonic() > deadline:
             return runs
+        time.sleep(0.2)
+
+
+def _task_log(task_run_id: str, *, until) -> list[str]:
+    """A task run's log messages, once `until(messages)` holds (logs reach the API in batches: waits up to
+    30 s, then returns what there is)."""
+    from prefect.client.orchestration import get_client
+
+    deadline = time.monotonic() + 30
+    while True:
+        with get_client(sync_client=True) as client:
+            response = client.request("POST", "/logs/filter", json={
+                "logs": {"task_run_id": {"any_": [task_run_id]}}, "limit": 200})
+        messages = [log["message"] for log in response.json()]
+        if until(messages) or time.monotonic() > deadline:
+            return messages
         time.sleep(0.2)
 
 
@@ -126,11 +143,17 @@ def test_nightly_twice_loads_nothing_twice_and_marks_findings_persisting(prefect
     index = json.dumps(sorted(p.name for p in (config_path.parent / "reports").iterdir()))
     assert index == json.dumps(["index.html", "month-to-date", "rolling-30d"])
 
-    # the two windows were audited in one task (in one pass per check: tests/audits/test_shared_windows.py),
-    # and each found what it finds alone (statuses included: a third run compares with the second, as the
-    # second did with the first), numbers to their last digits
+    # the two windows were audited in one task (side by side: tests/audits/test_runner_checks.py), each
+    # window's line reached the task run's log from its thread, and each found what it finds alone
+    # (statuses included: a third run compares with the second, as the second did with the first),
+    # numbers to their last digits
     audits = _finished_task_runs(second_state.state_details.flow_run_id, "audit_each_window-", 1)
     assert len(audits) == 1
+    done = [re.compile(rf"audit {scope} \S+ to \S+: [\d,]+ lines, \d+ tests, \d+ flagged in \d+\.\d s")
+            for scope in ("rolling-30d", "month-to-date")]
+    logged = _task_log(audits[0]["id"], until=lambda messages: all(any(d.fullmatch(m) for m in messages)
+                                                                 for d in done))
+    assert all(any(d.fullmatch(m) for m in logged) for d in done), logged
     config = load_config(config_path)
     for scope, start in (("rolling-30d", end - dt.timedelta(days=29)), ("month-to-date", end.replace(day=1))):
         alone = stages.audit(config, start, end, scope=scope)
