@@ -15,7 +15,8 @@ import hashlib
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from contextlib import suppress
 from dataclasses import replace
 from typing import Any
 
@@ -52,6 +53,7 @@ UNKNOWN_REFERENCE = ("config key 'audit.reference.{attribute}' names group {grou
 PRESENCE = ("list_price", "unit_price", "discount_amount", "line_total", "quantity", "tenure", "outcome_y")
 # What a failing check may raise; anything else is a bug of ours and stops the run.
 CHECK_ERRORS = (duckdb.Error, ArithmeticError, ValueError, SqlFileError)
+# ... except an interrupted query (run_audits stopping a window): that stops the audit
 
 
 def run_audit(
@@ -94,6 +96,8 @@ def run_audit(
         try:
             found, breaching = run_consistency(con, check, config, has_list_price="list_price" in present,
                                                currency=currency)
+        except duckdb.InterruptException:
+            raise
         except CHECK_ERRORS as err:
             checks.append(CheckRun(check, "errored", time.monotonic() - clock, _reason(err)))
             continue
@@ -114,6 +118,8 @@ def run_audit(
             try:
                 tests = run_disparity(con, check, config, coding, contrast, notes=notes,
                                       is_candidate=lambda test: is_candidate(test, config))
+            except duckdb.InterruptException:
+                raise
             except CHECK_ERRORS as err:
                 checks.append(CheckRun(check, "errored", time.monotonic() - clock, _reason(err)))
                 continue
@@ -171,15 +177,21 @@ def run_audits(
     Windows are audited side by side, each on its own cursor (its own temp tables), as many at once as
     DuckDB has threads (warehouse.threads): while one audit is in Python (pass 1's tables, the fits), the
     other's SQL and compiled walks use the core it leaves idle. The nightly's two windows at 10M take about
-    a tenth less time so (docs/performance.md). An error in one window is raised once the others finish."""
+    a tenth less time so (docs/performance.md). An error in one window, or an interrupt (Ctrl-C) while
+    waiting, stops the others at their next query (`_stop`) and is raised."""
+    cursors: set[duckdb.DuckDBPyConnection] = set()
 
     def audit(scope: str, start: dt.date, end: dt.date) -> AuditResult:
         with con.cursor() as cursor:
-            cursor.execute("set enable_progress_bar = false")  # a session setting (audits/warehouse.py)
-            result = run_audit(cursor, config, period_start=start, period_end=end, data_quality=data_quality,
-                               scope=scope, filters=filters, run_id=(run_ids or {}).get(scope), contrast=contrast,
-                               period_reason=(period_reasons or {}).get(scope, ""))
-            return then(cursor, result) if then is not None else result
+            cursors.add(cursor)
+            try:
+                cursor.execute("set enable_progress_bar = false")  # a session setting (audits/warehouse.py)
+                result = run_audit(cursor, config, period_start=start, period_end=end, data_quality=data_quality,
+                                   scope=scope, filters=filters, run_id=(run_ids or {}).get(scope),
+                                   contrast=contrast, period_reason=(period_reasons or {}).get(scope, ""))
+                return then(cursor, result) if then is not None else result
+            finally:
+                cursors.discard(cursor)
 
     workers = min(len(windows), int(con.execute("select current_setting('threads')").fetchone()[0]))
     if workers < 2:
@@ -188,7 +200,28 @@ def run_audits(
         # each in a copy of the caller's context: a Prefect task's run context, so that `then`'s lines reach its log
         futures = {scope: pool.submit(contextvars.copy_context().run, audit, scope, start, end)
                    for scope, (start, end) in windows.items()}
-        return {scope: future.result() for scope, future in futures.items()}
+        try:
+            done, _ = wait(futures.values(), return_when=FIRST_EXCEPTION)
+            for future in done:
+                future.result()  # the first error, if any
+            return {scope: future.result() for scope, future in futures.items()}
+        except BaseException:
+            _stop(list(futures.values()), cursors)
+            raise
+
+
+def _stop(futures: list[Future[AuditResult]], cursors: set[duckdb.DuckDBPyConnection]) -> None:
+    """Stop the windows still being audited: those not started are cancelled, the others' cursors are
+    interrupted until they end (an interrupt only stops the query then running: a window in Python when
+    one comes would go on to its next query). An interrupted query raises out of run_audit, not as a
+    check's error."""
+    for future in futures:
+        future.cancel()
+    while not all(future.done() for future in futures):
+        for cursor in list(cursors):
+            with suppress(duckdb.Error):  # closed since it was listed
+                cursor.interrupt()
+        wait(futures, timeout=0.05)
 
 
 def code_audit_lines(con: duckdb.DuckDBPyConnection, config: Config) -> Coding:

@@ -194,7 +194,6 @@ def audit_each_window(
     (audits.runner.run_audits), and compare each with its scope's previous run; `period_reasons` says why
     each window's days."""
     scale_out = scale_out or ScaleOut()
-    started = time.monotonic()
 
     def finish(con: duckdb.DuckDBPyConnection, result: AuditResult) -> AuditResult:
         result = compare_with_previous(con, result)
@@ -208,6 +207,7 @@ def audit_each_window(
         for scope, (start, end) in windows.items():
             why = (period_reasons or {}).get(scope)
             say(f"audit {scope} {start} to {end}{f' ({why})' if why else ''} ...")
+        started = time.monotonic()
         with _heartbeat(f"audit {', '.join(windows)}"):
             return run_audits(con, config, windows, data_quality=quality, filters=filters, contrast=contrast,
                               period_reasons=period_reasons, then=finish)

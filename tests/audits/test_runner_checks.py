@@ -224,10 +224,11 @@ def test_a_dispersion_rules_worst_cells_are_the_cells_with_its_breaching_lines(c
             assert sum(c["lines"] for c in listed) == lines
 
 
-def test_windows_audited_side_by_side_equal_each_window_audited_alone(con):
+def test_windows_audited_side_by_side_equal_each_window_audited_alone(con, monkeypatch):
     """run_audits audits its windows at once, each on its own cursor (as many as DuckDB's threads): every
     field of every finding equals the window's audit alone; `then` gets each result on its window's thread,
-    in the caller's context, and an error there is raised once the other windows are done."""
+    in the caller's context; a window that fails stops the others and its error is raised."""
+    from audits import runner
     from audits.findings import DataQuality
     from audits.runner import run_audit, run_audits
     from tests.audits.conftest import assert_same_findings
@@ -261,12 +262,18 @@ def test_windows_audited_side_by_side_equal_each_window_audited_alone(con):
             assert [c.status for c in side[scope].checks] == [c.status for c in alone.checks]
             assert_same_findings(alone.findings, side[scope].findings, rel=1e-12)
 
-        def fails_early(cursor, result):
-            if result.run.scope == "early":
-                raise ValueError("the early window's comparison failed")
-            return result
+        # a window that fails stops the others at their next query: they never reach `then`
+        real, finished = runner.run_audit, []
 
-        with pytest.raises(ValueError, match="early window"):
-            run_audits(con, config, windows, data_quality=DataQuality(passed=True), then=fails_early)
+        def fails_at_once(cursor, config, **kwargs):
+            if kwargs["scope"] == "broken":
+                raise ValueError("the broken window's audit failed")
+            return real(cursor, config, **kwargs)
+
+        monkeypatch.setattr(runner, "run_audit", fails_at_once)
+        with pytest.raises(ValueError, match="broken window"):
+            run_audits(con, config, {"broken": (start, end), **windows}, data_quality=DataQuality(passed=True),
+                       then=lambda cursor, result: finished.append(result.run.scope) or result)
+        assert finished == []
     finally:
         con.execute(f"set threads = {int(before)}")
