@@ -176,7 +176,7 @@ SETTINGS: tuple[Setting, ...] = (
             "DuckDB memory limit; beyond it DuckDB spills to disk. The audit holds up to about 0.8 GB of "
             "arrays besides (10M lines), so 1.5GB keeps a run under 2.5 GB.", rule=MEMORY_SIZE),
     Setting("warehouse.threads", "int", 0,
-            "DuckDB threads, and the audit's pass-2 walks run at once; 0 means one per core.", rule=between(0, 1024)),
+            "DuckDB threads, and the audit's pass-2 walks and the night's windows run at once; 0 means one per core.", rule=between(0, 1024)),
     Setting("warehouse.lock_timeout_seconds", "float", 60.0,
             "How long a run waits for another run's writer lock before failing.", rule=between(0, 86_400)),
     Setting("output.dir", "path", "out/reports", "Where reports and findings.json are written (one folder per run).",
