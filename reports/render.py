@@ -11,6 +11,7 @@ so a group name such as `<img src=x onerror=...>` can only ever be shown as text
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import os
 import tempfile
@@ -265,7 +266,9 @@ def related_text(row: Row, cause: Cause, level: str) -> str:
     return list_price_text(row.finding, echo=echo, level=level)
 
 
+@functools.cache
 def _environment() -> jinja2.Environment:
+    """One per process: each template is compiled once (a night publishes two reports and two indexes)."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
         autoescape=True,
