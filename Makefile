@@ -2,6 +2,8 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# the tests spread over the cores, at most 4 workers (pytest-xdist); PARALLEL= runs them in one process
+PARALLEL ?= -n auto --maxprocesses=4
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)
 
 .PHONY: demo test test-fast bench docs system-deps clean
@@ -20,10 +22,10 @@ system-deps:
 	bash .ci/system-deps
 
 test: $(STAMP) system-deps
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PARALLEL)
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not browser and not postgres and not slow"
+	$(BIN)/python -m pytest $(PARALLEL) -m "not browser and not postgres and not slow"
 
 bench: $(STAMP)
 	test -f $(STAMP)-bench || { $(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,bench]' && touch $(STAMP)-bench; }
