@@ -176,9 +176,9 @@ def run_audits(
 
     Windows are audited side by side, each on its own cursor (its own temp tables), as many at once as
     DuckDB has threads (warehouse.threads): while one audit is in Python (pass 1's tables, the fits), the
-    other's SQL and compiled walks use the core it leaves idle. The nightly's two windows at 10M take about
-    a tenth less time so (docs/performance.md). An error in one window, or an interrupt (Ctrl-C) while
-    waiting, stops the others at their next query (`_stop`) and is raised."""
+    other's SQL and compiled walks use the core it leaves idle (the A/B: docs/performance.md). An error in
+    one window, or an interrupt (Ctrl-C) while waiting, stops the others at their next query (`_stop`) and
+    is raised."""
     cursors: set[duckdb.DuckDBPyConnection] = set()
 
     def audit(scope: str, start: dt.date, end: dt.date) -> AuditResult:
