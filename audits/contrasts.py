@@ -51,6 +51,7 @@ import numpy as np
 
 from audits.contrast_fit import fit, pass_one
 from audits.contrast_model import Executor, Model, PartitionSums, PassState, Slots, TestSums, count_key, line_codes
+from audits.warehouse import threads
 
 # Lines per partition of customers (a range of customer indexes) streamed out of DuckDB and summed at
 # once: bounds what pass 2 holds per partition.
@@ -119,7 +120,7 @@ def in_process(con: duckdb.DuckDBPyConnection, relation: str, state: PassState, 
     that many walks run at once in worker threads while the next partitions stream out of DuckDB; one
     partition waits beyond those being walked, so memory stays a few partitions' lines."""
     total: PartitionSums = {}
-    workers = min(int(con.execute("select current_setting('threads')").fetchone()[0]), partitions)
+    workers = min(threads(con), partitions)
     if workers < 2:
         for lines in _stream(con, relation, state, partitions):
             add_sums(total, partition_sums(state, lines))

@@ -42,6 +42,7 @@ from audits.judgement import is_candidate, judge, min_customers_to_judge
 from audits.lines import build_audit_lines, ordered_columns, ordered_levels, refuse_identifying_columns
 from audits.sqlfiles import SQL_DIR, SqlFileError
 from audits.trend import trend_tests
+from audits.warehouse import threads
 from audits.wording import cell_words
 
 NO_LINES = "no lines in the period after filters"
@@ -193,7 +194,7 @@ def run_audits(
             finally:
                 cursors.discard(cursor)
 
-    workers = min(len(windows), int(con.execute("select current_setting('threads')").fetchone()[0]))
+    workers = min(len(windows), threads(con))
     if workers < 2:
         return {scope: audit(scope, start, end) for scope, (start, end) in windows.items()}
     with ThreadPoolExecutor(workers, thread_name_prefix="window") as pool:

@@ -127,6 +127,12 @@ def apply_schema(con: duckdb.DuckDBPyConnection) -> None:
     con.execute((SQL_DIR / "schema" / "warehouse.sql").read_text(encoding="utf-8"))
 
 
+def threads(con: duckdb.DuckDBPyConnection) -> int:
+    """DuckDB's threads (warehouse.threads, or one per core): also how many of the audit's pass-2 walks and
+    of the night's windows run at once."""
+    return int(con.execute("select current_setting('threads')").fetchone()[0])
+
+
 def table_columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
     rows = con.execute(
         "select column_name from information_schema.columns where table_name = ? order by ordinal_position",
