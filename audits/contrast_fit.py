@@ -1,5 +1,5 @@
-"""Pass 1 of the disparity engine and the fits: per unit x code counts and sums of the lines, and from
-them, in closed form, every model's coefficients in every slot (the model: audits/contrasts.py).
+"""Pass 1 of the disparity engine and the fits: the lines' counts and sums per (unit, code) pair with lines,
+and from them, in closed form, every model's coefficients in every slot (the model: audits/contrasts.py).
 """
 
 from __future__ import annotations
@@ -9,18 +9,23 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from audits.contrast_model import Fitted, Model, PassState, count_key, line_codes
+from audits.contrast_model import Fitted, Model, PassState, UnitCodes, count_key, line_codes
 
 if TYPE_CHECKING:
     import scipy.sparse as sp
 
 # Relative size below which a covariate's variance, or D's variance left after the covariates, is zero.
 RANK_TOLERANCE = 1e-9
+# Pass 1 sums a line set into units x codes arrays in place while they hold at most this many entries per
+# line; a wider one (an intersection of many groups over small cells) is summed by sorting its lines'
+# (unit, code) pairs, so its memory follows the lines, not units x codes (docs/performance.md).
+DENSE_PER_LINE = 4
 
 
-def pass_one(state: PassState, chunks: Iterator[dict[str, np.ndarray]]) -> None:
-    """Pass 1: each line's count and measurement added to its unit x code, per line set of the pass's
-    models; and each unit's fixed effect, controls and segment values (constant within a unit)."""
+def pass_one(state: PassState, chunks: Iterator[dict[str, np.ndarray]], n_lines: int) -> None:
+    """Pass 1 over `n_lines` lines in chunks: each line's count and measurement summed per (unit, code), per
+    line set of the pass's models, kept as the pairs with lines (UnitCodes); and each unit's fixed effect,
+    controls and segment values (constant within a unit)."""
     from audits import line_sums  # numba: imported by the first pass, not by every import of the audit
 
     units = state.n_units
@@ -28,8 +33,10 @@ def pass_one(state: PassState, chunks: Iterator[dict[str, np.ndarray]]) -> None:
     state.control_of_unit = np.zeros((units, len(state.controls)), np.int64)
     state.segment_of_unit = np.full((units, len(state.slots.segment_keys)), -1, np.int64)
     linesets = list({count_key(m.lineset): m.lineset for m in state.models}.values())
-    for ls in linesets:
-        state.counts[count_key(ls)] = (np.zeros((units, ls.width)), np.zeros((units, ls.width)))
+    # per line set: units x codes arrays summed in place, or each chunk's pairs (a wide line set)
+    sums: dict[tuple, tuple[np.ndarray, np.ndarray] | list[UnitCodes]] = {
+        count_key(ls): (np.zeros((units, ls.width)), np.zeros((units, ls.width)))
+        if units * ls.width <= DENSE_PER_LINE * max(n_lines, 1) else [] for ls in linesets}
     for lines in chunks:
         unit = np.asarray(lines[state.unit_key], dtype=np.int64)
         if state.fe_key in lines:
@@ -41,7 +48,15 @@ def pass_one(state: PassState, chunks: Iterator[dict[str, np.ndarray]]) -> None:
             state.segment_of_unit[unit, j] = lines[key]
         y = np.asarray(lines["y"], dtype=np.float64)
         for ls in linesets:
-            line_sums.add_unit_counts(unit, line_codes(lines, ls), y, *state.counts[count_key(ls)])
+            target = sums[count_key(ls)]
+            if isinstance(target, list):
+                target.append(UnitCodes.of_lines(unit, line_codes(lines, ls), y, units, ls.width))
+            else:
+                line_sums.add_unit_counts(unit, line_codes(lines, ls), y, *target)
+    for ls in linesets:
+        target = sums.pop(count_key(ls))
+        state.counts[count_key(ls)] = UnitCodes.merged(target, units, ls.width) if isinstance(target, list) \
+            else UnitCodes.from_dense(*target)
 
 
 def _summing(into: np.ndarray, n_into: int) -> sp.csr_matrix:
@@ -58,6 +73,23 @@ def _slot_products(a: np.ndarray, b: np.ndarray, slot_of: np.ndarray, n_slots: i
     out = np.zeros((n_slots, a.shape[1], b.shape[1]))
     line_sums.add_slot_products(np.ascontiguousarray(a, np.float64), np.ascontiguousarray(b, np.float64), slot_of, out)
     return out
+
+
+def _pair_slot_products(pairs: UnitCodes, weight: np.ndarray, b: np.ndarray, slot_of: np.ndarray, n_slots: int,
+                        width: int) -> np.ndarray:
+    """Slots x codes x b's columns: per slot, the sum over its units' pairs (unit u, code g) of weight b[u]'."""
+    from audits import line_sums
+
+    out = np.zeros((n_slots, width, b.shape[1]))
+    line_sums.add_pair_slot_products(pairs.unit, pairs.code, weight, np.ascontiguousarray(b, np.float64), slot_of, out)
+    return out
+
+
+def _by_unit(pairs: UnitCodes, width: int) -> sp.csr_matrix:
+    """Units x codes: the pairs' lines, as a sparse matrix (a product with codes x covariates sums per unit)."""
+    import scipy.sparse as sp
+
+    return sp.csr_matrix((pairs.n, (pairs.unit, pairs.code)), shape=(pairs.n_units, width))
 
 
 def _slot_sums(a: np.ndarray, slot_of: np.ndarray, n_slots: int) -> np.ndarray:
@@ -78,55 +110,59 @@ def fit(state: PassState, model: Model) -> Fitted:
     """Coefficients of every tested code in every slot, from the unit statistics (closed form)."""
     from audits import line_sums
 
-    n_cell, sy_cell = state.counts[count_key(model.lineset)]
+    cells = state.counts[count_key(model.lineset)]
     width = model.lineset.width
     # covariates: per pass unit (controls) or per code (components), summed per model unit (q_sum)
     if model.kind == "adjusted":
         unit_of_unit = state.fe_of_unit
-        to_fe = _summing(unit_of_unit, state.n_fe)
-        n, sy = to_fe @ n_cell, to_fe @ sy_cell
-        cell_lines = n_cell.sum(axis=1)
+        pairs = cells.summed_to(unit_of_unit, state.n_fe, width)
+        cell_lines, cell_y = cells.totals()
         # a fixed effect's segment values are its cells' (nested: every cell of it has the same); a cell
         # without lines in this pass has neither, and must not write its defaults over fixed effect 0's
         segment_of = np.full((state.n_fe, state.segment_of_unit.shape[1]), -1, np.int64)
         has_lines = cell_lines > 0
         segment_of[unit_of_unit[has_lines]] = state.segment_of_unit[has_lines]
         q_of_unit = _control_dummies(state)
-        q_sum = to_fe @ (q_of_unit * cell_lines[:, None])  # fixed effect x covariate: sum of q
+        q_sum = _summing(unit_of_unit, state.n_fe) @ (q_of_unit * cell_lines[:, None])  # fixed effect x covariate
     else:
         unit_of_unit = np.arange(state.n_units)
-        n, sy = n_cell, sy_cell
+        pairs = cells
         segment_of = state.segment_of_unit
-        q_sum = n @ model.components if model.kind == "excess" else np.zeros((len(n), 0))
-    n, sy = np.ascontiguousarray(n, dtype=np.float64), np.ascontiguousarray(sy, dtype=np.float64)
+        q_sum = _by_unit(pairs, width) @ model.components if model.kind == "excess" else np.zeros((state.n_units, 0))
     slot_of, n_slots, n_cov = _slot_of(segment_of, state.slots.offsets), state.n_slots, q_sum.shape[1]
     # each unit's N and SY, and pass 2's unit table: k, y_bar, the tested codes' shares, then the covariates
     tested = np.asarray(model.lineset.tested, dtype=np.int64)
-    N, SY = np.empty(len(n)), np.empty(len(n))
-    table = np.empty((len(n), 2 + len(tested) + n_cov))
-    line_sums.unit_statistics(n, sy, tested, state.leverage_adjusted, N, SY, table)
+    column = np.full(width, -1, np.int64)
+    column[tested] = np.arange(len(tested))
+    N, SY = np.zeros(pairs.n_units), np.zeros(pairs.n_units)
+    table = np.zeros((pairs.n_units, 2 + len(tested) + n_cov))
+    line_sums.unit_statistics(pairs.unit, pairs.code, pairs.n, pairs.sy, column, state.leverage_adjusted, N, SY,
+                              table)
     q_bar = q_sum / np.where(N > 0, N, 1)[:, None]
 
     # unweighted normal equations per slot (sums over units, see module docstring), with a contrast's coverage
-    # and rate sums, from one compiled walk over the units
+    # and rate sums, from one compiled walk over the (unit, code) pairs
     sums = np.zeros((8, n_slots, width))
-    line_sums.add_code_slot_sums(n, sy, N, SY, slot_of, sums)
+    line_sums.add_pair_slot_sums(pairs.unit, pairs.code, pairs.n, pairs.sy, N, SY, slot_of, sums)
+    # the reference's lines: every line of the slot's units but the code's (N > 0: units with lines)
+    sums[4] = _slot_sums(N[:, None], slot_of, n_slots) - sums[2]
     suu, suy = sums[0], sums[1]
     if n_cov:
         if model.kind == "adjusted":  # the controls' dummies are constant within a cell: sum over cells
             cell_slot_of = _slot_of(state.segment_of_unit, state.slots.offsets)
             sqq_raw = _slot_products(q_of_unit * cell_lines[:, None], q_of_unit, cell_slot_of, n_slots)
-            sqy_raw = _slot_sums(q_of_unit * sy_cell.sum(axis=1)[:, None], cell_slot_of, n_slots)
-            squ_raw = _slot_products(n_cell, q_of_unit, cell_slot_of, n_slots)
+            sqy_raw = _slot_sums(q_of_unit * cell_y[:, None], cell_slot_of, n_slots)
+            squ_raw = _pair_slot_products(cells, cells.n, q_of_unit, cell_slot_of, n_slots, width)
         else:  # the components' dummies follow from the code
             comps = model.components
-            per_code = _slot_sums(n, slot_of, n_slots)
+            per_code = _pair_slot_products(pairs, pairs.n, np.ones((state.n_units, 1)), slot_of, n_slots, width)[:, :, 0]
             sqq_raw = np.einsum("sg,gl,gm->slm", per_code, comps, comps)
-            sqy_raw = _slot_sums(sy, slot_of, n_slots) @ comps
+            sqy_raw = _pair_slot_products(pairs, pairs.sy, np.ones((state.n_units, 1)), slot_of, n_slots,
+                                          width)[:, :, 0] @ comps
             squ_raw = per_code[:, :, None] * comps[None, :, :]
         sqq = sqq_raw - _slot_products(N[:, None] * q_bar, q_bar, slot_of, n_slots)
         sqy = sqy_raw - _slot_sums(q_bar * SY[:, None], slot_of, n_slots)
-        squ = squ_raw - _slot_products(n, q_bar, slot_of, n_slots)
+        squ = squ_raw - _pair_slot_products(pairs, pairs.n, q_bar, slot_of, n_slots, width)
     beta = np.full((n_slots, width), np.nan)
     pi = np.zeros((n_slots, width, n_cov))
     pi_y = np.zeros((n_slots, n_cov))

@@ -117,6 +117,62 @@ class Slots:
         return len(self.columns)
 
 
+@dataclass(frozen=True)
+class UnitCodes:
+    """Pass 1's sums for one line set over the (unit, code) pairs that have lines, in unit then code order:
+    the lines n and the sum of y of each pair. Most units hold a few of a grouping's codes (an intersection
+    of three attributes has a hundred and more), so the fits walk these pairs, not units x codes."""
+
+    unit: np.ndarray  # int64 per pair
+    code: np.ndarray  # int64 per pair
+    n: np.ndarray  # float64 per pair
+    sy: np.ndarray  # float64 per pair
+    n_units: int
+
+    @classmethod
+    def from_dense(cls, n: np.ndarray, sy: np.ndarray) -> UnitCodes:
+        """From units x codes arrays (pass 1's in-place sums): their pairs with lines."""
+        from audits import line_sums
+
+        size = np.count_nonzero(n)
+        unit, code, n_pair, sy_pair = np.empty(size, np.int64), np.empty(size, np.int64), np.empty(size), np.empty(size)
+        line_sums.pairs_of(n, sy, unit, code, n_pair, sy_pair)
+        return cls(unit, code, n_pair, sy_pair, n.shape[0])
+
+    @classmethod
+    def of_lines(cls, unit: np.ndarray, code: np.ndarray, y: np.ndarray, n_units: int, width: int) -> UnitCodes:
+        """Lines summed per (unit, code) pair (code -1: outside the line set), each pair's in line order."""
+        kept = code >= 0
+        return cls._summed(unit[kept] * width + code[kept], np.ones(int(kept.sum())), y[kept], n_units, width)
+
+    @classmethod
+    def merged(cls, parts: list[UnitCodes], n_units: int, width: int) -> UnitCodes:
+        """Several sets of sums over the same units added up (pass 1's scans), each pair's in part order."""
+        if len(parts) == 1:
+            return parts[0]
+        if not parts:
+            return cls(*(np.zeros(0, dtype) for dtype in (np.int64, np.int64, np.float64, np.float64)), n_units)
+        return cls._summed(np.concatenate([p.unit * width + p.code for p in parts]),
+                           np.concatenate([p.n for p in parts]), np.concatenate([p.sy for p in parts]), n_units, width)
+
+    def totals(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per unit: its lines N and its sum of y SY (summed over its pairs in code order)."""
+        return (np.bincount(self.unit, self.n, minlength=self.n_units),
+                np.bincount(self.unit, self.sy, minlength=self.n_units))
+
+    def summed_to(self, target: np.ndarray, n_target: int, width: int) -> UnitCodes:
+        """The pairs summed to coarser units (`target`: each unit's, e.g. a cell's fixed effect), each
+        target's pairs added in unit order."""
+        return self._summed(target[self.unit] * width + self.code, self.n, self.sy, n_target, width)
+
+    @classmethod
+    def _summed(cls, key: np.ndarray, n: np.ndarray, sy: np.ndarray, n_units: int, width: int) -> UnitCodes:
+        """n and sy summed per key (unit x width + code), in the order given, the pairs in key order."""
+        keys, inverse = np.unique(key, return_inverse=True)
+        return cls(keys // width, keys % width, np.bincount(inverse, n, minlength=len(keys)),
+                   np.bincount(inverse, sy, minlength=len(keys)), n_units)
+
+
 @dataclass
 class PassState:
     """Pass 1's results for one pass: unit statistics per line set and every model's coefficients."""
@@ -133,8 +189,8 @@ class PassState:
     fe_of_unit: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     control_of_unit: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.int64))
     segment_of_unit: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.int64))
-    # n, sum y per unit x code, per line set's codes (see count_key)
-    counts: dict[tuple[str, tuple[int, int] | None], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    # pass 1's sums per line set's codes (see count_key)
+    counts: dict[tuple[str, tuple[int, int] | None], UnitCodes] = field(default_factory=dict)
     fitted: list[Fitted] = field(default_factory=list)
 
     def columns(self, *, first_pass: bool = False) -> list[str]:

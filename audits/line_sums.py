@@ -1,7 +1,9 @@
 """The disparity engine's loops over lines, compiled (numba): pass 2's per-customer scores
-(`add_cluster_scores`), pass 1's unit counts (`add_unit_counts`), and the fits' walks over units: each
-unit's totals and pass 2's unit table (`unit_statistics`), the sums per slot and code of the model's
-normal equations (`add_code_slot_sums`) and the covariates' cross-products (`add_slot_products`).
+(`add_cluster_scores`), pass 1's unit counts (`add_unit_counts`), and the fits' walks over the (unit, code)
+pairs with lines (`pairs_of`): each unit's totals and pass 2's unit table (`unit_statistics`), the sums
+per slot and code of the model's normal equations (`add_pair_slot_sums`) and
+the pairs' cross-products with unit statistics (`add_pair_slot_products`); and over units, the
+covariates' cross-products (`add_slot_products`).
 
 `add_cluster_scores` walks a partition's lines in (customer, segment value) order. For each line and
 each tested code g of the model, with the line's unit u, weight k = k[u], centred measurement
@@ -17,7 +19,7 @@ with the slot's beta and pi, known from pass 1, and squares the score into the s
 cluster's lines end (split into the group's customers and the others), with the counts the judgement
 needs and the reference's rate residual sum (1 - D_g) p_g (y - rate). Lines outside the model's line set
 (code -1) add nothing. Each line reads one row of the model's unit table (k, y_bar, the tested codes'
-shares, the covariates' part, built once per model in `contrasts._fit`): random access to units is what
+shares, the covariates' part, built once per model in `contrast_fit.fit`): random access to units is what
 this loop waits for.
 
 The loops release the GIL. Compiled code is cached next to this file (numba's cache): only the first
@@ -241,59 +243,88 @@ def add_unit_counts(unit: np.ndarray, code: np.ndarray, y: np.ndarray, n: np.nda
 
 
 @_compiled
-def unit_statistics(n: np.ndarray, sum_y: np.ndarray, tested: np.ndarray, leverage_adjusted: bool,
-                    total: np.ndarray, total_y: np.ndarray, table: np.ndarray) -> None:
-    """Per unit, from its counts and sums of y by code (pass 1): its lines N (`total`) and sum of y SY
-    (`total_y`), and the first columns of the unit table pass 2 reads (contrast_fit.fit): k = sqrt(N / (N - 1))
-    (1 without the leverage adjustment; 0 for a unit of one line), y_bar = SY / N and each tested code's share
-    n_g / N. One walk over the units instead of a units x codes array per quantity and a copy of them all."""
+def pairs_of(n: np.ndarray, sum_y: np.ndarray, unit: np.ndarray, code: np.ndarray, n_pair: np.ndarray,
+             sy_pair: np.ndarray) -> None:
+    """Pass 1's units x codes sums as their pairs with lines, by unit then code (the outputs are as long as
+    there are such pairs: np.count_nonzero(n))."""
+    i = 0
     for u in range(n.shape[0]):
-        count, sy = 0.0, 0.0
         for g in range(n.shape[1]):
-            count += n[u, g]
-            sy += sum_y[u, g]
-        total[u], total_y[u] = count, sy
-        safe = count if count > 0.0 else 1.0
-        if count > 1.0:
-            table[u, 0] = np.sqrt(count / (count - 1.0)) if leverage_adjusted else 1.0
-        else:
-            table[u, 0] = 0.0
-        table[u, 1] = sy / safe
-        for j in range(len(tested)):
-            table[u, 2 + j] = n[u, tested[j]] / safe
+            if n[u, g] != 0.0:
+                unit[i], code[i], n_pair[i], sy_pair[i] = u, g, n[u, g], sum_y[u, g]
+                i += 1
 
 
 @_compiled
-def add_code_slot_sums(n: np.ndarray, sum_y: np.ndarray, total: np.ndarray, total_y: np.ndarray,
-                       slot_of: np.ndarray, out: np.ndarray) -> None:
+def unit_statistics(unit: np.ndarray, code: np.ndarray, n: np.ndarray, sum_y: np.ndarray, column: np.ndarray,
+                    leverage_adjusted: bool, total: np.ndarray, total_y: np.ndarray, table: np.ndarray) -> None:
+    """Per unit, from its (unit, code) pairs (by unit, then code): its lines N (`total`) and sum of y SY
+    (`total_y`), and the first columns of the unit table pass 2 reads (contrast_fit.fit): k = sqrt(N / (N - 1))
+    (1 without the leverage adjustment; 0 for a unit of one line), y_bar = SY / N and the share n_g / N of
+    each tested code g (`column[g]`: its column among the tested, -1: not tested). Units without pairs keep
+    the zeros they came with."""
+    first = 0
+    while first < len(unit):
+        u = unit[first]
+        last, count, sy = first, 0.0, 0.0
+        while last < len(unit) and unit[last] == u:
+            count += n[last]
+            sy += sum_y[last]
+            last += 1
+        total[u], total_y[u] = count, sy
+        if count > 1.0:
+            table[u, 0] = np.sqrt(count / (count - 1.0)) if leverage_adjusted else 1.0
+        table[u, 1] = sy / count
+        for i in range(first, last):
+            if column[code[i]] >= 0:
+                table[u, 2 + column[code[i]]] = n[i] / count
+        first = last
+
+
+@_compiled
+def add_pair_slot_sums(unit: np.ndarray, code: np.ndarray, n: np.ndarray, sum_y: np.ndarray, total: np.ndarray,
+                       total_y: np.ndarray, slot_of: np.ndarray, out: np.ndarray) -> None:
     """A model's sums per slot x code (contrast_fit.fit): every kind's normal-equation sums (out[0], out[1]),
-    and a contrast's coverage and rate sums, in one walk over the model's units instead of a units x codes
-    array and a sparse product for each. For a unit with N lines (`total`), n_g of code g,
-    sums of y SY and sy_g, and p_g = n_g / N, it adds into each of its slots (`slot_of`, -1: none):
-    out[0] n_g (1 - p_g), out[1] sy_g - n_g SY / N, out[2] n_g, out[3] n_g when the unit has lines of g and
-    of other codes, out[4] N - n_g, out[5] N - n_g when it has both, out[6] p_g (N - n_g), out[7] p_g (SY - sy_g)."""
-    for u in range(n.shape[0]):
-        if total[u] == 0.0:
-            continue
+    and a contrast's coverage and rate sums, in one walk over the model's (unit, code) pairs with lines. For a
+    unit with N lines (`total`) and sum of y SY (`total_y`), and its pair with code g, n_g lines, sum of y sy_g
+    and p_g = n_g / N, it adds into each of the unit's slots (`slot_of`, -1: none): out[0] n_g (1 - p_g),
+    out[1] sy_g - n_g SY / N, out[2] n_g, out[3] n_g when the unit has lines of g and of other codes, out[5]
+    N - n_g when it has both, out[6] p_g (N - n_g), out[7] p_g (SY - sy_g). A code without lines in a unit adds
+    nothing to these; out[4], N - n_g over every unit of the slot, is the caller's (slot lines - out[2])."""
+    for i in range(len(unit)):
+        u, g = unit[i], code[i]
+        n_g = n[i]
         y_bar = total_y[u] / total[u]
-        for g in range(n.shape[1]):
-            n_g = n[u, g]
-            share = n_g / total[u]
-            reference = total[u] - n_g
-            both = 0.0 < n_g < total[u]
-            for j in range(slot_of.shape[1]):
-                s = slot_of[u, j]
-                if s < 0:
-                    continue
-                out[0, s, g] += n_g * (1 - share)
-                out[1, s, g] += sum_y[u, g] - n_g * y_bar
-                out[2, s, g] += n_g
-                out[4, s, g] += reference
-                if both:
-                    out[3, s, g] += n_g
-                    out[5, s, g] += reference
-                out[6, s, g] += share * reference
-                out[7, s, g] += share * (total_y[u] - sum_y[u, g])
+        share = n_g / total[u]
+        reference = total[u] - n_g
+        both = 0.0 < n_g < total[u]
+        for j in range(slot_of.shape[1]):
+            s = slot_of[u, j]
+            if s < 0:
+                continue
+            out[0, s, g] += n_g * (1 - share)
+            out[1, s, g] += sum_y[i] - n_g * y_bar
+            out[2, s, g] += n_g
+            if both:
+                out[3, s, g] += n_g
+                out[5, s, g] += reference
+            out[6, s, g] += share * reference
+            out[7, s, g] += share * (total_y[u] - sum_y[i])
+
+
+@_compiled
+def add_pair_slot_products(unit: np.ndarray, code: np.ndarray, weight: np.ndarray, b: np.ndarray,
+                           slot_of: np.ndarray, out: np.ndarray) -> None:
+    """Per slot and code, the sum over the slot's (unit, code) pairs of weight b[unit]' (`out`: slots x codes x
+    b's columns): the fits' cross-products of the pairs' counts with unit statistics, in one walk."""
+    for i in range(len(unit)):
+        u, g = unit[i], code[i]
+        for j in range(slot_of.shape[1]):
+            s = slot_of[u, j]
+            if s < 0:
+                continue
+            for m in range(b.shape[1]):
+                out[s, g, m] += weight[i] * b[u, m]
 
 
 @_compiled
@@ -319,6 +350,8 @@ def compile_kernels() -> None:
                        np.zeros((1, 1, 0)), empty, empty, np.ones((1, 1), np.uint8), one, one, one, one, one, one,
                        one, one)
     add_unit_counts(rows, ints, floats, one, one)
-    add_code_slot_sums(one, one, floats, floats, np.zeros((1, 1), np.int64), np.zeros((8, 1, 1)))
-    unit_statistics(one, one, ints, True, floats, floats, np.zeros((1, 3)))
+    pairs_of(one, one, rows, rows, floats, floats)
+    unit_statistics(rows, rows, np.ones(1), floats, ints, True, floats, floats, np.zeros((1, 3)))
+    add_pair_slot_sums(rows, rows, floats, floats, np.ones(1), floats, np.zeros((1, 1), np.int64), np.zeros((8, 1, 1)))
+    add_pair_slot_products(rows, rows, floats, one, np.zeros((1, 1), np.int64), np.zeros((1, 1, 1)))
     add_slot_products(one, one, np.zeros((1, 1), np.int64), np.zeros((1, 1, 1)))

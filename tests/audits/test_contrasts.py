@@ -177,6 +177,43 @@ def test_many_partitions_of_customers_give_what_one_gives(con, monkeypatch):
                 assert x == y if x is None or y is None else x == pytest.approx(y, rel=1e-10, abs=1e-14)
 
 
+def test_pass_one_sums_pairs_by_sorting_as_in_place_in_arrays(con, monkeypatch):
+    """Pass 1 sums a wide line set by sorting its lines' (unit, code) pairs instead of in units x codes arrays
+    (contrast_fit.DENSE_PER_LINE): the same pairs and sums, to the bit in one scan, and to rounding over
+    several scans (each pair's sums are added scan by scan)."""
+    from audits import contrast_fit
+
+    config = market_config(audit={"attributes": ["gender", "age_band"], "intersections": [["gender", "age_band"]],
+                                  "segment_by": ["category"], "controls": ["channel"]})
+    build_audit_lines(con, config, period_start=SPEC.start, period_end=SPEC.end, filters={})
+    coding = code_audit_lines(con, config)
+    counts, tests = {}, {}
+    for way, per_line, scan in (("arrays", 10**9, 2_000_000), ("sorted", 0, 2_000_000), ("sorted, scans", 0, 700)):
+        monkeypatch.setattr(contrast_fit, "DENSE_PER_LINE", per_line)
+        monkeypatch.setattr(contrasts, "LINES_PER_SCAN", scan)
+
+        def kept(con, relation, state, partitions, way=way):
+            counts.setdefault(way, []).append(state.counts)
+            return contrasts.in_process(con, relation, state, partitions)
+
+        tests[way] = disparity.run_disparity(con, "price_gap", config, coding, kept, is_candidate=lambda t: True)
+    for way, exact in (("sorted", True), ("sorted, scans", False)):
+        for dense, other in zip(counts["arrays"], counts[way], strict=True):
+            assert dense.keys() == other.keys() and dense
+            for key in dense:
+                a, b = dense[key], other[key]
+                np.testing.assert_array_equal(b.unit, a.unit)
+                np.testing.assert_array_equal(b.code, a.code)
+                np.testing.assert_array_equal(b.n, a.n)
+                if exact:
+                    np.testing.assert_array_equal(b.sy, a.sy)
+                else:
+                    np.testing.assert_allclose(b.sy, a.sy, rtol=1e-12)
+        check = (lambda x, y: x == y) if exact else (lambda x, y: x == pytest.approx(y, rel=1e-9))
+        assert all(check(b.estimate, a.estimate) and check(b.p_value, a.p_value)
+                   for a, b in zip(tests["arrays"], tests[way], strict=True) if a.estimate is not None)
+
+
 def test_compiled_loops_have_one_signature_which_compile_kernels_builds(con):
     """Every model kind (contrast with rates, adjusted, excess) calls the compiled loops with the same
     argument types as `compile_kernels` (the bench compiles them before timing): no audit compiles again."""
@@ -191,8 +228,8 @@ def test_compiled_loops_have_one_signature_which_compile_kernels_builds(con):
         tests = disparity.run_disparity(con, check, config, coding, is_candidate=lambda test: True)
         assert any(t.adjusted is not None for t in tests) or check != "price_gap"
         assert any(t.excess is not None for t in tests)
-    for loop in (line_sums.add_cluster_scores, line_sums.add_unit_counts, line_sums.unit_statistics,
-                 line_sums.add_code_slot_sums, line_sums.add_slot_products):
+    for loop in (line_sums.add_cluster_scores, line_sums.add_unit_counts, line_sums.add_pair_slot_sums,
+                 line_sums.add_pair_slot_products, line_sums.add_slot_products):
         assert len(loop.signatures) == 1, loop
 
 
