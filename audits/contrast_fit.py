@@ -85,6 +85,11 @@ def _pair_slot_products(pairs: UnitCodes, weight: np.ndarray, b: np.ndarray, slo
     return out
 
 
+def _pair_slot_sums(pairs: UnitCodes, weight: np.ndarray, slot_of: np.ndarray, n_slots: int, width: int) -> np.ndarray:
+    """Slots x codes: per slot, the sum over its units' pairs (unit, code g) of weight."""
+    return _pair_slot_products(pairs, weight, np.ones((pairs.n_units, 1)), slot_of, n_slots, width)[:, :, 0]
+
+
 def _by_unit(pairs: UnitCodes, width: int) -> sp.csr_matrix:
     """Units x codes: the pairs' lines, as a sparse matrix (a product with codes x covariates sums per unit)."""
     import scipy.sparse as sp
@@ -155,10 +160,9 @@ def fit(state: PassState, model: Model) -> Fitted:
             squ_raw = _pair_slot_products(cells, cells.n, q_of_unit, cell_slot_of, n_slots, width)
         else:  # the components' dummies follow from the code
             comps = model.components
-            per_code = _pair_slot_products(pairs, pairs.n, np.ones((state.n_units, 1)), slot_of, n_slots, width)[:, :, 0]
+            per_code = _pair_slot_sums(pairs, pairs.n, slot_of, n_slots, width)
             sqq_raw = np.einsum("sg,gl,gm->slm", per_code, comps, comps)
-            sqy_raw = _pair_slot_products(pairs, pairs.sy, np.ones((state.n_units, 1)), slot_of, n_slots,
-                                          width)[:, :, 0] @ comps
+            sqy_raw = _pair_slot_sums(pairs, pairs.sy, slot_of, n_slots, width) @ comps
             squ_raw = per_code[:, :, None] * comps[None, :, :]
         sqq = sqq_raw - _slot_products(N[:, None] * q_bar, q_bar, slot_of, n_slots)
         sqy = sqy_raw - _slot_sums(q_bar * SY[:, None], slot_of, n_slots)

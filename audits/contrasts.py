@@ -31,9 +31,9 @@ the whole.
 A pass has at most one segment column: the main pass may carry one nested segment column; every other
 segment column gets a pass of its own (audits/disparity.py plans them).
 
-Memory: pass 1 holds units x groups arrays and one scan's lines, and keeps the (unit, group) pairs with
-lines; each model a unit table; pass 2 one partition's
-lines per worker thread (as many as warehouse.threads), one waiting and the one streaming in.
+Memory: pass 1 holds units x groups arrays (a wide line set: its lines' (unit, group) pairs instead) and one
+scan's lines, and keeps the pairs with lines; each model a unit table; pass 2 one partition's lines per
+worker thread (as many as warehouse.threads), one waiting and the one streaming in.
 
 This module runs the passes (`fit_pass`: reading the lines, pass 2 and its executors) and assembles each
 test's sums (`results`); the types it passes around are in audits/contrast_model.py, pass 1 and the

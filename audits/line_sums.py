@@ -1,7 +1,7 @@
 """The disparity engine's loops over lines, compiled (numba): pass 2's per-customer scores
-(`add_cluster_scores`), pass 1's unit counts (`add_unit_counts`), and the fits' walks over the (unit, code)
-pairs with lines (`pairs_of`): each unit's totals and pass 2's unit table (`unit_statistics`), the sums
-per slot and code of the model's normal equations (`add_pair_slot_sums`) and
+(`add_cluster_scores`), pass 1's unit counts (`add_unit_counts`) and their (unit, code) pairs with lines
+(`pairs_of`), and the fits' walks over those pairs: each unit's totals and pass 2's unit table
+(`unit_statistics`), the sums per slot and code of the model's normal equations (`add_pair_slot_sums`) and
 the pairs' cross-products with unit statistics (`add_pair_slot_products`); and over units, the
 covariates' cross-products (`add_slot_products`).
 
