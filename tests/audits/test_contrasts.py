@@ -187,16 +187,19 @@ def test_pass_one_sums_pairs_by_sorting_as_in_place_in_arrays(con, monkeypatch):
                                   "segment_by": ["category"], "controls": ["channel"]})
     build_audit_lines(con, config, period_start=SPEC.start, period_end=SPEC.end, filters={})
     coding = code_audit_lines(con, config)
-    counts, tests = {}, {}
+    counts, tests, lines = {}, {}, []
     for way, per_line, scan in (("arrays", 10**9, 2_000_000), ("sorted", 0, 2_000_000), ("sorted, scans", 0, 700)):
         monkeypatch.setattr(contrast_fit, "DENSE_PER_LINE", per_line)
         monkeypatch.setattr(contrasts, "LINES_PER_SCAN", scan)
 
         def kept(con, relation, state, partitions, way=way):
             counts.setdefault(way, []).append(state.counts)
+            lines.append(con.execute(f"select count(*) from {relation}").fetchone()[0])
             return contrasts.in_process(con, relation, state, partitions)
 
         tests[way] = disparity.run_disparity(con, "price_gap", config, coding, kept, is_candidate=lambda t: True)
+    assert max(lines) > 2 * 700  # the last way really reads its lines in several scans
+    assert any(t.estimate is not None for t in tests["arrays"])
     for way, exact in (("sorted", True), ("sorted, scans", False)):
         for dense, other in zip(counts["arrays"], counts[way], strict=True):
             assert dense.keys() == other.keys() and dense
