@@ -4,7 +4,7 @@ The audit runs pass 1 (unit statistics and coefficients, audits/contrasts.py) in
 process as usual; `DaskContrast` then writes the measured lines (one Parquet folder per customer
 partition) and pass 1's state to a run-scoped scratch folder, submits one task per partition, and adds
 the partial sums up. Inside a Prefect run each partition is a Prefect task
-(flows/tasks.py `contrast_partition_task`) on prefect-dask's DaskTaskRunner, recorded with the flow run;
+(flows/partition_task.py) on prefect-dask's DaskTaskRunner, recorded with the flow run;
 in a direct run (no Prefect server) it is a plain Dask future of `audits.partitioned.partition_sums_from`.
 On a real cluster the scratch folder must be storage every worker can read (docs/orchestration.md).
 """
@@ -106,7 +106,7 @@ def _dask(scale_out: ScaleOut) -> Iterator[tuple[Submit, int]]:
     if in_prefect_run():
         from prefect_dask import DaskTaskRunner  # imports distributed: only when asked for
 
-        from flows.tasks import contrast_partition_task
+        from flows.partition_task import contrast_partition_task
 
         runner = DaskTaskRunner(address=scale_out.dask_address) if scale_out.dask_address else \
             DaskTaskRunner(cluster_kwargs=_local_cluster(scale_out))

@@ -3,22 +3,19 @@
 PREFECT runs each stage of flows/stages.py as the task of the same name (`ingest`, `data_days`, `audit`,
 `audit_each_window`, `publish`), so the flow run of flows/nightly.py or flows/on_demand.py shows one task run per stage with
 its logs, and keeps the flows' markdown artifacts. Only ingest touches sources, so only ingest retries,
-and only on source I/O: the flow sets the number of retries and the backoff.
-The one Prefect task besides: `contrast_partition_task`, the Dask partitions' sums (flows/dask_contrast.py).
+and only on source I/O: the flow sets the number of retries and the backoff. (Scale-out's partition task
+is flows/partition_task.py's.)
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 from prefect import Task, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 
-from audits.contrast_model import PartitionSums
-from audits.partitioned import partition_sums_from
 from flows import stages
 
 T = TypeVar("T")
@@ -56,9 +53,3 @@ class PrefectRunner:
 
 
 PREFECT = PrefectRunner()
-
-
-@task(cache_policy=NONE)
-def contrast_partition_task(folder: str, partition: int) -> PartitionSums:
-    """Pass-2 sums of one customer partition, read from the run's scratch files."""
-    return partition_sums_from(Path(folder), partition=partition)
