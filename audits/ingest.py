@@ -42,8 +42,9 @@ from audits.ledger import (
 )
 from audits.renames import adopt_renamed_source
 from audits.sources import SOURCE_FILE_COLUMN, SourceRead, postgres_origin, read_source, unreadable
+from audits.sqlfiles import Fragment, Ident, idents, load_sql
 from audits.staging import TRANSACTION_TYPES, stage_customers, stage_transactions
-from audits.warehouse import add_attribute_columns, quote_identifier
+from audits.warehouse import add_attribute_columns
 
 __all__ = ["BatchResult", "data_quality_summary", "ingest_all", "ingest_customers", "ingest_transactions"]
 
@@ -280,21 +281,11 @@ class _Batch:
         """Temp table `bad_rows`: each bad row as the quarantine keeps it (reasons, values as read, file and
         row within it); then drop the raw rows' copy, so that validation and loading run with less memory.
         The raw rows are read again only when some are bad (from the files themselves for Parquet)."""
-        q = quote_identifier
-        raw = ", ".join(f"{q(c)} := s.{q(c)}" for c in read.columns)
-        self.con.execute(f"""
-            create or replace temp table bad_rows as
-            with bad as (select source_row, reasons from staged where len(reasons) > 0),
-            raw_rows as (select {read.row_id} as raw_row, * from {read.relation} where $any_bad),
-            first_rows as (
-                select {SOURCE_FILE_COLUMN} as source_file, min(raw_row) as first_row from raw_rows group by all)
-            select $batch_id::bigint as batch_id, $source as source, s.{SOURCE_FILE_COLUMN} as source_file,
-                   bad.source_row - coalesce(f.first_row, 0) + 1 as source_row,
-                   array_to_string(bad.reasons, '; ') as reason, to_json(struct_pack({raw}))::varchar as raw
-            from bad
-            join raw_rows as s on s.raw_row = bad.source_row
-            left join first_rows as f on f.source_file = s.{SOURCE_FILE_COLUMN}""",
-            {**read.params, "batch_id": self.batch_id, "source": self.source.name, "any_bad": rows_bad > 0})
+        sql, params = load_sql("ingest/bad_rows").prepare(
+            {**read.params, "batch_id": self.batch_id, "source": self.source.name, "any_bad": rows_bad > 0},
+            rows=Fragment(read.relation), row_id=Fragment(read.row_id), file_column=Ident(SOURCE_FILE_COLUMN),
+            columns=idents(read.columns))
+        self.con.execute(sql, {**read.params, **params})  # the raw rows' relation may use read.params
         self.con.execute("drop table if exists src_rows")
 
     def _validate(self) -> list[dict[str, Any]]:
@@ -310,40 +301,28 @@ class _Batch:
                                      label=self.source.name, progress=self.progress)
 
     def _upsert(self) -> tuple[int, int, int]:
-        """Insert new keys, replace changed rows, leave identical ones; returns (new, replaced, identical).
-
-        Only the keys already in the warehouse are set apart (`matched`); new rows go straight from
-        `staged` to the table, so a first load of many rows copies them once.
-        """
-        q = quote_identifier
-        table = self.kind
-        if table == "transactions":
-            columns, keys, source = [*TRANSACTION_TYPES, *self.attributes], ("source", "transaction_id"), "$source"
+        """Merge the accepted rows into the table (sql/ingest/merge_*.sql): insert new keys, replace changed
+        rows, leave identical ones; returns (new, replaced, identical). Only the keys already in the warehouse
+        are set apart (`matched`); new rows go straight from `staged` to the table, so a first load of many
+        rows copies them once."""
+        if self.kind == "transactions":
+            columns, keys = [*TRANSACTION_TYPES, *self.attributes], ("source", "transaction_id")
         else:
-            columns, keys, source = ["customer_id", "customer_since", *self.attributes], ("customer_id",), None
-        names = ", ".join(q(c) for c in columns)
-        same = " and ".join(f"s.{q(c)} is not distinct from t.{q(c)}" for c in columns)
-        key_match = " and ".join(f"m.{q(k)} = t.{q(k)}" for k in keys)
-        accepted = f"(select {names}{f', {source} as source' if source else ''} from staged " \
-                   "where len(reasons) = 0 and not is_repeat)"
-        params = {"source": self.source.name} if source else {}
-        self.con.execute(f"""
-            create or replace temp table matched as
-            select {", ".join(f"s.{q(k)}" for k in keys)}, {same} as is_same
-            from {accepted} as s join {q(table)} as t on {" and ".join(f"s.{q(k)} = t.{q(k)}" for k in keys)}""",
-            params)
-        total, changed, same_count = self.con.execute(
-            f"select (select count(*) from {accepted}), count(*) filter (not is_same), count(*) filter (is_same) "
-            "from matched", params).fetchall()[0]
+            columns, keys = ["customer_id", "customer_since", *self.attributes], ("customer_id",)
+        shape = {"table": Ident(self.kind), "keys": idents(keys), "columns": idents(columns),
+                 "with_source": self.kind == "transactions"}
+        values = {"source": self.source.name, "batch_id": self.batch_id}
+
+        def run(name: str, *identifiers: str) -> duckdb.DuckDBPyConnection:
+            sql, params = load_sql(f"ingest/{name}").prepare(values, **{k: shape[k] for k in identifiers})
+            return self.con.execute(sql, params)
+
+        run("merge_matched", "table", "keys", "columns", "with_source")
+        total, changed, same_count = run("merge_counts").fetchall()[0]
         if changed:
-            self.con.execute(f"delete from {q(table)} as t using matched as m where not m.is_same and {key_match}")
+            run("merge_delete", "table", "keys")
         if total > same_count:
-            all_names = names + (", source" if source else "")
-            self.con.execute(
-                f"""insert into {q(table)} ({all_names}, batch_id)
-                    select {all_names}, $batch_id from {accepted} as t
-                    where not exists (select 1 from matched as m where m.is_same and {key_match})""",
-                {**params, "batch_id": self.batch_id})
+            run("merge_insert", "table", "keys", "columns", "with_source")
         return total - changed - same_count, changed, same_count
 
     def _nothing_new(self, read: SourceRead) -> BatchResult:

@@ -1,10 +1,12 @@
 """Staging: type the raw rows of a batch into canonical columns and list every reason a row is bad.
 
-Two SQL statements per batch, run inside DuckDB, create temp table `staged`: one row per source row
-with the canonical typed columns, `reasons` (empty for a good row; one 'column: what is wrong' per
-broken rule) and `is_repeat` (the row repeats, value for value, a later row with the same id in the
-same batch: counted as a duplicate, not loaded twice and not quarantined). Nothing is dropped: a
-value that does not convert is a reason, never a silent null.
+Two SQL statements per batch (sql/ingest/staged.sql, which states the rules, then
+mark_duplicates.sql), run inside DuckDB, create temp table `staged`: one row per source row with the
+canonical typed columns, `reasons` (empty for a good row; one 'column: what is wrong' per broken rule)
+and `is_repeat` (the row repeats, value for value, a later row with the same id in the same batch:
+counted as a duplicate, not loaded twice and not quarantined). Nothing is dropped: a value that does
+not convert is a reason, never a silent null. This module builds each column's conversion from its
+source type (`convert`); the statements are the SQL files'.
 
 Conversions depend on the source column's type: text is trimmed and a value in the source's
 `na_values` is missing; text and float numbers go through DOUBLE so that 'nan' and 'inf' are caught,
@@ -30,6 +32,7 @@ import duckdb
 from audits.config import Config, SourceConfig
 from audits.derive import FAILED, Derived, derived_relation
 from audits.errors import InputError
+from audits.sqlfiles import Fragment, Ident, idents, load_sql
 from audits.warehouse import quote_identifier
 
 if TYPE_CHECKING:
@@ -54,6 +57,7 @@ TRANSACTION_TYPES: dict[str, str] = {
 ONE_PRODUCT = "(all)"  # the product of a source without products
 _KIND = {"varchar": "id", "timestamp": "timestamp", "date": "date"}
 _REQUIRED = ("transaction_id", "timestamp", "customer_id", "product_id", "quantity", "unit_price")
+_OPTIONAL_NUMBERS = ("list_price", "discount_amount", "line_total")
 _TZ_TYPES = ("TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ")
 DUPLICATE_CHANGED = "transaction_id: duplicate within batch with other values (last row kept)"
 CUSTOMER_DUPLICATE = "customer_id: duplicate within batch with other values (last row kept)"
@@ -202,38 +206,15 @@ def stage_transactions(
     # compare as numbers when the next read asks PostgreSQL for ids above it
     watermark = (values["timestamp"] if source.watermark == "timestamp"
                  else f"s.{q(watermark_column)}" if watermark_column else "null")
-    rules = [
-        # a column the source has must be there on every row; one it lacks has its meaning (module docstring)
-        *(f"case when not has_{c} then '{c}: missing' when {q(c)} is null then '{c}: not a valid "
-          f"{_KIND.get(TRANSACTION_TYPES[c], 'number')}' end" for c in _REQUIRED if mapped.get(c)),
-        *(f"case when has_{c} and {q(c)} is null then '{c}: not a valid number' end"
-          for c in ("list_price", "discount_amount", "line_total")),
-        *(f"case when {q(item.failed_column)} then '{FAILED.format(name=item.name)}' end" for item in derived.values()),
-        "case when quantity <= 0 then 'quantity: zero or negative (a return or cancellation?)' end",
-        "case when unit_price < 0 then 'unit_price: negative' when unit_price = 0 then 'unit_price: zero' end",
-        "case when list_price < 0 then 'list_price: negative' end",
-        f"case when {q('timestamp')} > $latest then 'timestamp: in the future' "
-        f"when {q('timestamp')} < $earliest then 'timestamp: implausibly early' end",
-        "case when currency is not null and not list_contains($currencies, currency) then 'currency: unknown code' end",
-    ]
-    if not config.allow_above_list:
-        rules.append("case when unit_price > list_price then 'unit_price: above list_price' end")
     columns = [*TRANSACTION_TYPES, *attributes]
-    typed = ", ".join(f"{values[c]} as {q(c)}" for c in columns)
-    flags = ", ".join(f"{present[c]} as has_{c}" for c in (*_REQUIRED, "list_price", "discount_amount", "line_total"))
-    failed = "".join(f", s.{q(item.failed_column)}" for item in derived.values())
-    row_hash = f"hash({', '.join(q(c) for c in columns)})"
-    sql = f"""
-        create or replace temp table staged as
-        with typed as (
-            select s.{row_id} as source_row, {typed}, {flags},
-                   {watermark} as watermark_value{failed}
-            from {rows} as s)
-        select source_row, {", ".join(q(c) for c in columns)}, watermark_value, hash(transaction_id) as id_hash,
-               list_filter([{", ".join(rules)}], lambda r: r is not null) as reasons, false as is_repeat,
-               {row_hash} as row_hash
-        from typed"""
-    _run_in_utc(con, sql, params)
+    kind = {c: _KIND.get(TRANSACTION_TYPES[c], "number") for c in _REQUIRED}
+    _stage(con, read, derived, params, transactions=True, rows=rows, row_id=row_id,
+           typed=[(values[c], c) for c in columns],
+           flags=[(present[c], f"has_{c}") for c in (*_REQUIRED, *_OPTIONAL_NUMBERS)], watermark=watermark,
+           required=[(Ident(c), Ident(f"has_{c}"), _literal(f"{c}: missing"), _literal(f"{c}: not a valid {kind[c]}"))
+                     for c in _REQUIRED if mapped.get(c)],
+           numbers=[(Ident(c), Ident(f"has_{c}"), _literal(f"{c}: not a valid number")) for c in _OPTIONAL_NUMBERS],
+           allow_above_list=config.allow_above_list)
     _mark_duplicates(con, key="transaction_id", reason=DUPLICATE_CHANGED)
 
 
@@ -251,34 +232,36 @@ def stage_customers(
     """Create temp table `staged` of customers from the raw rows (as for stage_transactions); `attributes`
     maps name -> source column."""
     derived = derived or {}
-    q = quote_identifier
     check_types(source, {"customer_id": "varchar", "customer_since": "date"},
                 {"customer_id": id_column, "customer_since": since_column}, source_types, derived)
     rows, row_id = _raw_rows(read, derived, source_types)
     customer_id, has_id = convert(id_column, source_types[id_column], "varchar")
     since, has_since = convert(since_column, source_types.get(since_column or "", "VARCHAR"), "date")
-    attribute_sql = "".join(
-        f", {convert(column, source_types[column], 'varchar')[0]} as {q(name)}" for name, column in attributes.items())
-    failed = "".join(f", s.{q(item.failed_column)}" for item in derived.values())
-    failed_rules = "".join(f"case when {q(item.failed_column)} then '{FAILED.format(name=item.name)}' end, "
-                           for item in derived.values())
-    columns = ["customer_id", "customer_since", *attributes]
-    sql = f"""
-        create or replace temp table staged as
-        with typed as (
-            select s.{row_id} as source_row, {customer_id} as customer_id,
-                   {since} as customer_since {attribute_sql}, {has_id} as has_id, {has_since} as has_since{failed}
-            from {rows} as s)
-        select source_row, {", ".join(q(c) for c in columns)},
-               list_filter([
-                   {failed_rules}
-                   case when not has_id then 'customer_id: missing' end,
-                   case when has_since and customer_since is null then 'customer_since: not a valid date' end
-               ], lambda r: r is not null) as reasons, false as is_repeat,
-               hash({", ".join(q(c) for c in columns)}) as row_hash
-        from typed"""
-    _run_in_utc(con, sql, {**read.params, "na_values": list(source.na_values)})
+    typed = [(customer_id, "customer_id"), (since, "customer_since"),
+             *((convert(column, source_types[column], "varchar")[0], name) for name, column in attributes.items())]
+    _stage(con, read, derived, {"na_values": list(source.na_values)}, transactions=False, rows=rows, row_id=row_id,
+           typed=typed, flags=[(has_id, "has_id"), (has_since, "has_since")], watermark="null", required=[],
+           numbers=[], allow_above_list=True)
     _mark_duplicates(con, key="customer_id", reason=CUSTOMER_DUPLICATE)
+
+
+def _stage(con: duckdb.DuckDBPyConnection, read: SourceRead, derived: Mapping[str, Derived],
+           params: dict[str, Any], *, typed: list[tuple[str, str]], flags: list[tuple[str, str]], rows: str,
+           row_id: str, watermark: str, **identifiers: Any) -> None:
+    """Temp table `staged` (sql/ingest/staged.sql) from the rows' SQL (`rows`, numbered by `row_id`), each
+    column's typed value and presence flag (SQL this module built: (value, column) and (present, flag))."""
+    sql = load_sql("ingest/staged").render(
+        rows=Fragment(rows), row_id=Fragment(row_id), typed=[(Fragment(v), Ident(c)) for v, c in typed],
+        flags=[(Fragment(p), Ident(f)) for p, f in flags], watermark=Fragment(watermark),
+        failed=idents(item.failed_column for item in derived.values()), columns=idents(c for _, c in typed),
+        **identifiers)
+    _run_in_utc(con, sql, {**read.params, **params,
+                           "derived_failures": [FAILED.format(name=item.name) for item in derived.values()]})
+
+
+def _literal(text: str) -> Fragment:
+    """One of this module's reasons (constant text) as a SQL string literal."""
+    return Fragment("'" + text.replace("'", "''") + "'")
 
 
 def _raw_rows(read: SourceRead, derived: Mapping[str, Derived], source_types: dict[str, str]) -> tuple[str, str]:
@@ -290,24 +273,10 @@ def _raw_rows(read: SourceRead, derived: Mapping[str, Derived], source_types: di
 
 
 def _mark_duplicates(con: duckdb.DuckDBPyConnection, *, key: str, reason: str) -> None:
-    """Among rows of `staged` sharing a key, the last one read is kept; each earlier one is a repeat
-    (value for value the same as the last: counted, not loaded twice) or gets `reason` (quarantined).
-
-    Only the rows whose key occurs more than once are ranked, so a batch without duplicates pays for
-    one hash aggregate instead of sorting every row (a window over the whole batch).
-    """
-    k = quote_identifier(key)
-    con.execute(f"""
-        update staged as s
-        set reasons = case when d.last_hash <> s.row_hash then list_append(s.reasons, '{reason}') else s.reasons end,
-            is_repeat = d.last_hash = s.row_hash and len(s.reasons) = 0
-        from (
-            select source_row, row_number() over latest_first as occurrence,
-                   first_value(row_hash) over latest_first as last_hash
-            from staged
-            where {k} in (select {k} from staged where {k} is not null group by all having count(*) > 1)
-            window latest_first as (partition by {k} order by source_row desc)) as d
-        where s.source_row = d.source_row and d.occurrence > 1""")
+    """Among rows of `staged` sharing a key, the last one read is kept; each earlier one is a repeat or
+    gets `reason` (sql/ingest/mark_duplicates.sql)."""
+    sql, params = load_sql("ingest/mark_duplicates").prepare({"reason": reason}, key=Ident(key))
+    con.execute(sql, params)
 
 
 def _run_in_utc(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]) -> None:

@@ -18,6 +18,8 @@ def test_every_shipped_query_loads():
         query = load_sql(str(path.relative_to(SQL_DIR).with_suffix("")))
         assert query.name == path.stem
         assert query.doc, f"{path} needs comment lines saying what it detects and its grain"
+        if query.sql.split(None, 1)[0].lower() in ("update", "delete", "insert"):
+            continue  # a statement that writes (the ingest's merge) has no final select
         assert query.sql.rstrip().splitlines()[-1].strip().startswith(("select * from final", "order by", "limit")), path
 
 
