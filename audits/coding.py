@@ -128,8 +128,8 @@ def code_lines(
          measured=idents(MEASURED_COLUMNS), order=order)
 
     for combo, group_set in list(sets.items()):
-        found = [row[0] for row in con.execute(
-            f"select distinct {group_set.key} from {CODED_LINES} where {group_set.key} >= 0 order by 1").fetchall()]
+        sql = load_sql("audit/group_codes").render(source=Ident(CODED_LINES), key=Ident(group_set.key))
+        found = [row[0] for row in con.execute(sql).fetchall()]
         labels = {}
         for code in found:
             parts, rest = [], code
@@ -172,8 +172,8 @@ def _segment(con: duckdb.DuckDBPyConnection, j: int, column: str, values: list[s
              order: list[Ident]) -> SegmentCoding:
     """Nested segments reuse the overall indexes; others get cell x value and fixed effect x value indexes."""
     key = segment_key(j)
-    cells, fes = con.execute(
-        f"select count(distinct ({CELL}, {key})), count(distinct ({FIXED_EFFECT}, {key})) from {CODED_LINES}").fetchone()
+    cells, fes = con.execute(load_sql("audit/segment_counts").render(
+        source=Ident(CODED_LINES), cell=Ident(CELL), fixed_effect=Ident(FIXED_EFFECT), segment=Ident(key))).fetchone()
     if cells == n_cells and fes == n_fe:
         return SegmentCoding(column, key, tuple(values), CELL, FIXED_EFFECT, n_cells, n_fe)
     for index, base in ((segment_cell_key(j), CELL), (segment_fe_key(j), FIXED_EFFECT)):

@@ -136,8 +136,9 @@ def data_quality_summary(con: duckdb.DuckDBPyConnection, *, batch_ids: list[int]
     keys = ("batch_id", "source", "status", "rows_read", "rows_loaded", "rows_replaced", "rows_duplicate",
             "rows_quarantined", "files_read", "files_skipped", "watermark_to", "seconds")
     batches = con.execute(
-        f"""select {", ".join(keys[:-1])}, round(seconds, 2)
-            from ingest_batches where list_contains($ids, batch_id) order by batch_id""", {"ids": batch_ids}).fetchall()
+        """select batch_id, source, status, rows_read, rows_loaded, rows_replaced, rows_duplicate, rows_quarantined,
+                  files_read, files_skipped, watermark_to, round(seconds, 2)
+           from ingest_batches where list_contains($ids, batch_id) order by batch_id""", {"ids": batch_ids}).fetchall()
     batch_dicts = [dict(zip(keys, b, strict=True)) for b in batches]
     expectations = [
         {"batch": b, "source": s, "expectation": e, "column": c, "success": ok, "unexpected_count": n,
