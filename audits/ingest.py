@@ -22,7 +22,7 @@ import re
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import duckdb
 
@@ -112,6 +112,21 @@ def ingest_customers(
     return _Batch(con, source, config, kind="customers", progress=progress).run()
 
 
+class _Counts(NamedTuple):
+    """A staged batch's rows: read, bad (quarantined), repeats within the batch, each reason's count, and the
+    largest watermark of its good rows (transactions that may load)."""
+
+    read: int
+    bad: int
+    repeat: int
+    reasons: dict[str, int]
+    batch_max: Any
+
+    @property
+    def share(self) -> float:
+        return self.bad / self.read
+
+
 class _Batch:
     """One source's batch: read and stage, then write, validate and record it in one transaction."""
 
@@ -145,6 +160,24 @@ class _Batch:
             return self._nothing_new(read)
         if read.rows == 0:
             raise InputError(EMPTY.format(where=_where(source), source=source.name))
+        self._stage(read)
+        counts = self._count(read)
+        result, failed = self._commit(read, counts)
+        self._say_done(result)
+        if failed and counts.share <= self.config.max_bad_share:
+            names = ", ".join(f"{e['expectation']}({e['column']})" for e in failed)
+            raise DataQualityError(FAILED_EXPECTATIONS.format(where=_where(source), source=source.name, names=names,
+                                                              batch_id=self.batch_id))
+        if result.status != "loaded":
+            top = ", ".join(f"{reason} ({n:,})" for reason, n in list(counts.reasons.items())[:3])
+            raise DataQualityError(TOO_MANY_BAD.format(
+                where=_where(source), bad=counts.bad, read=counts.read, share=counts.share, source=source.name,
+                limit=self.config.max_bad_share, reasons=top, batch_id=self.batch_id))
+        return result
+
+    def _stage(self, read: SourceRead) -> None:
+        """Temp table `staged`: the rows read, typed, each with its reasons (audits/staging.py)."""
+        source = self.source
         source_types = dict(read.columns)
         if self.derived:
             types = bind_derived(self.con, self.derived, read.relation, read.params,
@@ -167,6 +200,9 @@ class _Batch:
             if read.relation == "src_rows":  # staged from the copy in DuckDB: not a reading error
                 raise
             raise unreadable(source, read.files, err) from err
+
+    def _count(self, read: SourceRead) -> _Counts:
+        """The staged rows counted (and the bad ones kept for the quarantine, the raw rows let go)."""
         rows_read, rows_bad, rows_repeat = self.con.execute(
             "select count(*), count(*) filter (len(reasons) > 0), count(*) filter (is_repeat) from staged"
         ).fetchall()[0]
@@ -174,18 +210,23 @@ class _Batch:
         reasons = dict(self.con.execute(
             "select reason, count(*) from (select unnest(reasons) as reason from staged) "
             "group by all order by 2 desc, 1").fetchall())
-        share = rows_bad / rows_read
-        loadable = share <= self.config.max_bad_share  # and, for transactions, every expectation met
         batch_max = None
-        if self.kind == "transactions" and loadable:
+        if self.kind == "transactions" and rows_bad / rows_read <= self.config.max_bad_share:
             batch_max = self.con.execute(
                 "select max(watermark_value) from staged where len(reasons) = 0").fetchall()[0][0]
+        return _Counts(rows_read, rows_bad, rows_repeat, reasons, batch_max)
 
+    def _commit(self, read: SourceRead, counts: _Counts) -> tuple[BatchResult, list[dict[str, Any]]]:
+        """In one transaction: the quarantine, the rows (when loadable), their validation, the batch's record;
+        a failed expectation rolls the rows back and keeps the rest. Returns the result and the failed
+        expectations."""
+        source = self.source
+        loadable = counts.share <= self.config.max_bad_share  # and, for transactions, every expectation met
         self.con.execute("begin transaction")
         try:
             # The rows are written first and validated before COMMIT: a failed expectation rolls them back
             loaded, replaced, duplicate = self._write(loadable)
-            expectations = self._validate() if self.kind == "transactions" and rows_read > rows_bad else []
+            expectations = self._validate() if self.kind == "transactions" and counts.read > counts.bad else []
             failed = [e for e in expectations if not e["success"]]
             status = "loaded" if loadable and not failed else "failed_quality"
             if loadable and failed:  # undo the rows; the quarantine and the record of the batch stay
@@ -194,32 +235,22 @@ class _Batch:
                 loaded, replaced, duplicate = self._write(False)
             watermark_to = self.previous_watermark  # a failed batch moves nothing, the watermark neither
             if status == "loaded":
-                duplicate += rows_repeat
+                duplicate += counts.repeat
                 record_files(self.con, source.name, self.batch_id, [
                     (f.path, f.size_bytes, f.modified_ns, read.rows_per_file.get(f.path, 0)) for f in read.files],
                     fingerprint=_fingerprint(source, self.config))
                 if self.kind == "transactions":
-                    watermark_to = later_watermark(self.previous_watermark, batch_max)
-            result = BatchResult(self.batch_id, source.name, rows_read, loaded, replaced, duplicate, rows_bad,
-                                 time.monotonic() - self.started, status, expectations, reasons, len(read.files),
-                                 read.files_skipped, read.watermark_from, watermark_to)
+                    watermark_to = later_watermark(self.previous_watermark, counts.batch_max)
+            result = BatchResult(self.batch_id, source.name, counts.read, loaded, replaced, duplicate, counts.bad,
+                                 time.monotonic() - self.started, status, expectations, counts.reasons,
+                                 len(read.files), read.files_skipped, read.watermark_from, watermark_to)
             self._record(result, message=None if status == "loaded" else "stopped: see quarantine")
             record_expectations(self.con, self.batch_id, source.name, expectations)
             self.con.execute("commit")
         except BaseException:
             self.con.execute("rollback")
             raise
-        self._say_done(result)
-        if failed and share <= self.config.max_bad_share:
-            names = ", ".join(f"{e['expectation']}({e['column']})" for e in failed)
-            raise DataQualityError(FAILED_EXPECTATIONS.format(where=_where(source), source=source.name, names=names,
-                                                              batch_id=self.batch_id))
-        if status != "loaded":
-            top = ", ".join(f"{reason} ({n:,})" for reason, n in list(reasons.items())[:3])
-            raise DataQualityError(TOO_MANY_BAD.format(
-                where=_where(source), bad=rows_bad, read=rows_read, share=share, source=source.name,
-                limit=self.config.max_bad_share, reasons=top, batch_id=self.batch_id))
-        return result
+        return result, failed
 
     def _write(self, load: bool) -> tuple[int, int, int]:
         """In the open transaction: the quarantined rows and, when `load`, the upsert of the accepted ones;
