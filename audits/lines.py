@@ -148,8 +148,7 @@ def refuse_identifying_columns(con: duckdb.DuckDBPyConnection, config: Config) -
             grouping.setdefault(name, key)
     if not grouping:
         return
-    counted = ", ".join(f"approx_count_distinct({Ident(name).sql()})" for name in grouping)
-    customers, *values = con.execute(f"select approx_count_distinct(customer_id), {counted} from audit_lines").fetchone()
+    customers, *values = con.execute(load_sql("audit/grouping_values").render(columns=idents(grouping))).fetchone()
     for (name, key), n in zip(grouping.items(), values, strict=True):
         if n > config.max_groups:
             raise ConfigError(TOO_MANY_GROUPS.format(key=ASKED_BY[key], column=name, values=n, limit=config.max_groups))
