@@ -158,27 +158,52 @@ def stage_transactions(
     derived = derived or {}
     check_types(source, {**TRANSACTION_TYPES, **dict.fromkeys(attributes, "varchar")}, mapped, source_types, derived)
     rows, row_id = _raw_rows(read, derived, source_types)
+    values, present, bound = _transaction_values(source, mapped, attributes, source_types, row_id)
     params: dict[str, Any] = {
         **read.params,
+        **bound,
         "latest": dt.datetime.now() + dt.timedelta(days=config.max_future_days),
         "earliest": dt.datetime.fromisoformat(config.earliest),
         "currencies": [c.upper() for c in config.currencies],
         "na_values": list(source.na_values),
     }
+    watermark_column = mapped.get(source.watermark)
+    # timestamp: the canonical UTC value; an id: the source's own value, so that numeric ids
+    # compare as numbers when the next read asks PostgreSQL for ids above it
+    watermark = (values["timestamp"] if source.watermark == "timestamp"
+                 else f"s.{quote_identifier(watermark_column)}" if watermark_column else "null")
+    kind = {c: _KIND.get(TRANSACTION_TYPES[c], "number") for c in _REQUIRED}
+    _stage(con, read, derived, params, transactions=True, rows=rows, row_id=row_id,
+           typed=[(values[c], c) for c in (*TRANSACTION_TYPES, *attributes)],
+           flags=[(present[c], f"has_{c}") for c in (*_REQUIRED, *_OPTIONAL_NUMBERS)], watermark=watermark,
+           required=[(Ident(c), Ident(f"has_{c}"), _literal(f"{c}: missing"), _literal(f"{c}: not a valid {kind[c]}"))
+                     for c in _REQUIRED if mapped.get(c)],
+           numbers=[(Ident(c), Ident(f"has_{c}"), _literal(f"{c}: not a valid number")) for c in _OPTIONAL_NUMBERS],
+           allow_above_list=config.allow_above_list)
+    _mark_duplicates(con, key="transaction_id", reason=DUPLICATE_CHANGED)
+
+
+def _transaction_values(source: SourceConfig, mapped: dict[str, str | None], attributes: list[str],
+                        source_types: dict[str, str], row_id: str
+                        ) -> tuple[dict[str, str], dict[str, str], dict[str, Any]]:
+    """Each canonical column's and attribute's typed value (SQL over the raw rows, alias s), each canonical
+    column's presence flag, and the values those bind: a column the source lacks takes its documented
+    meaning (module docstring)."""
     values: dict[str, str] = {}
     present: dict[str, str] = {}
+    bound: dict[str, Any] = {}
     for canonical, target in TRANSACTION_TYPES.items():
         column = mapped.get(canonical)
         values[canonical], present[canonical] = convert(
             column, source_types.get(column or "", "VARCHAR"), target, timestamp_format=source.timestamp_format)
     if source.timestamp_format:  # bound only where a text timestamp uses it (_run_in_utc)
-        params["timestamp_format"] = source.timestamp_format
+        bound["timestamp_format"] = source.timestamp_format
     if mapped.get("currency"):
         values["currency"] = f"upper({values['currency']})"
     else:
         values["currency"] = "cast($default_currency as varchar)"
         present["currency"] = "($default_currency is not null)"
-        params["default_currency"] = source.currency.upper() if source.currency else None
+        bound["default_currency"] = source.currency.upper() if source.currency else None
     q = quote_identifier
     if mapped.get("transaction_id") is None:
         # No line id in the source: derive a stable one from the line's content and its occurrence,
@@ -188,34 +213,19 @@ def stage_transactions(
         values["transaction_id"] = (f"md5(concat_ws('|', $source, {content}, "
                                     f"row_number() over (partition by {content} order by s.{row_id})))")
         present["transaction_id"] = "true"
-        params["source"] = source.name
+        bound["source"] = source.name
     if mapped.get("customer_id") is None:  # each row is its own customer
         values["customer_id"] = f"md5(concat_ws('|', 'row', $source, {values['transaction_id']}))"
-        params["source"] = source.name
+        bound["source"] = source.name
     if mapped.get("product_id") is None:
         values["product_id"] = "cast($one_product as varchar)"
-        params["one_product"] = ONE_PRODUCT
+        bound["one_product"] = ONE_PRODUCT
     if mapped.get("quantity") is None:
         values["quantity"] = f"cast(1 as {TRANSACTION_TYPES['quantity']})"
     for attribute in attributes:
         column = mapped[attribute]
         values[attribute], _ = convert(column, source_types.get(column, "VARCHAR"), "varchar")
-
-    watermark_column = mapped.get(source.watermark)
-    # timestamp: the canonical UTC value; an id: the source's own value, so that numeric ids
-    # compare as numbers when the next read asks PostgreSQL for ids above it
-    watermark = (values["timestamp"] if source.watermark == "timestamp"
-                 else f"s.{q(watermark_column)}" if watermark_column else "null")
-    columns = [*TRANSACTION_TYPES, *attributes]
-    kind = {c: _KIND.get(TRANSACTION_TYPES[c], "number") for c in _REQUIRED}
-    _stage(con, read, derived, params, transactions=True, rows=rows, row_id=row_id,
-           typed=[(values[c], c) for c in columns],
-           flags=[(present[c], f"has_{c}") for c in (*_REQUIRED, *_OPTIONAL_NUMBERS)], watermark=watermark,
-           required=[(Ident(c), Ident(f"has_{c}"), _literal(f"{c}: missing"), _literal(f"{c}: not a valid {kind[c]}"))
-                     for c in _REQUIRED if mapped.get(c)],
-           numbers=[(Ident(c), Ident(f"has_{c}"), _literal(f"{c}: not a valid number")) for c in _OPTIONAL_NUMBERS],
-           allow_above_list=config.allow_above_list)
-    _mark_duplicates(con, key="transaction_id", reason=DUPLICATE_CHANGED)
+    return values, present, bound
 
 
 def stage_customers(
