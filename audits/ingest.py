@@ -113,13 +113,15 @@ def ingest_customers(
 
 
 class _Counts(NamedTuple):
-    """A staged batch's rows: read, bad (quarantined), repeats within the batch, each reason's count, and the
-    largest watermark of its good rows (transactions that may load)."""
+    """A staged batch's rows: read, bad (quarantined), repeats within the batch, each reason's count, whether
+    few enough are bad for the batch to load (audit.max_bad_share; transactions must also meet every
+    expectation), and the largest watermark of its good rows (transactions that may load)."""
 
     read: int
     bad: int
     repeat: int
     reasons: dict[str, int]
+    loadable: bool
     batch_max: Any
 
     @property
@@ -164,7 +166,7 @@ class _Batch:
         counts = self._count(read)
         result, failed = self._commit(read, counts)
         self._say_done(result)
-        if failed and counts.share <= self.config.max_bad_share:
+        if failed and counts.loadable:
             names = ", ".join(f"{e['expectation']}({e['column']})" for e in failed)
             raise DataQualityError(FAILED_EXPECTATIONS.format(where=_where(source), source=source.name, names=names,
                                                               batch_id=self.batch_id))
@@ -210,18 +212,18 @@ class _Batch:
         reasons = dict(self.con.execute(
             "select reason, count(*) from (select unnest(reasons) as reason from staged) "
             "group by all order by 2 desc, 1").fetchall())
+        loadable = rows_bad / rows_read <= self.config.max_bad_share
         batch_max = None
-        if self.kind == "transactions" and rows_bad / rows_read <= self.config.max_bad_share:
+        if self.kind == "transactions" and loadable:
             batch_max = self.con.execute(
                 "select max(watermark_value) from staged where len(reasons) = 0").fetchall()[0][0]
-        return _Counts(rows_read, rows_bad, rows_repeat, reasons, batch_max)
+        return _Counts(rows_read, rows_bad, rows_repeat, reasons, loadable, batch_max)
 
     def _commit(self, read: SourceRead, counts: _Counts) -> tuple[BatchResult, list[dict[str, Any]]]:
         """In one transaction: the quarantine, the rows (when loadable), their validation, the batch's record;
         a failed expectation rolls the rows back and keeps the rest. Returns the result and the failed
         expectations."""
-        source = self.source
-        loadable = counts.share <= self.config.max_bad_share  # and, for transactions, every expectation met
+        source, loadable = self.source, counts.loadable
         self.con.execute("begin transaction")
         try:
             # The rows are written first and validated before COMMIT: a failed expectation rolls them back
@@ -313,7 +315,7 @@ class _Batch:
         row within it); then drop the raw rows' copy, so that validation and loading run with less memory.
         The raw rows are read again only when some are bad (from the files themselves for Parquet)."""
         sql, params = load_sql("ingest/bad_rows").prepare(
-            {**read.params, "batch_id": self.batch_id, "source": self.source.name, "any_bad": rows_bad > 0},
+            {"batch_id": self.batch_id, "source": self.source.name, "any_bad": rows_bad > 0},
             rows=Fragment(read.relation), row_id=Fragment(read.row_id), file_column=Ident(SOURCE_FILE_COLUMN),
             columns=idents(read.columns))
         self.con.execute(sql, {**read.params, **params})  # the raw rows' relation may use read.params

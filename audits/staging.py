@@ -160,7 +160,6 @@ def stage_transactions(
     rows, row_id = _raw_rows(read, derived, source_types)
     values, present, bound = _transaction_values(source, mapped, attributes, source_types, row_id)
     params: dict[str, Any] = {
-        **read.params,
         **bound,
         "latest": dt.datetime.now() + dt.timedelta(days=config.max_future_days),
         "earliest": dt.datetime.fromisoformat(config.earliest),
