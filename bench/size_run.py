@@ -197,6 +197,7 @@ class SizeRun:
                 if len(runs) < every_stage or any(run.status != "ok" for run in runs.values()):
                     break  # a failure is reported as it is, not measured again
         finally:
+            restore()  # the warehouse as the first run left it, for whatever runs on it next (an A/B of a night)
             for copy in saved.values():
                 copy.unlink(missing_ok=True)
 
