@@ -5,7 +5,7 @@ and from them, in closed form, every model's coefficients in every slot (the mod
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -111,39 +111,42 @@ def _slot_of(segment_of: np.ndarray, offsets: tuple[int, ...]) -> np.ndarray:
     return slot_of
 
 
+class _Units(NamedTuple):
+    """A model's units: the pass's cells, or for the adjusted model the fixed effects they make up."""
+
+    unit_of_cell: np.ndarray  # pass unit (cell) -> model unit
+    pairs: UnitCodes  # the lines per (model unit, code)
+    segment_of: np.ndarray  # model unit x segment column: its value (-1: none)
+    q_sum: np.ndarray  # model unit x covariate: the covariates summed over the unit's lines
+    q_of_cell: np.ndarray | None  # adjusted: cell x control dummy (constant within a cell); else None
+
+
+class _Covariates(NamedTuple):
+    """Per slot, the covariates' cross-products demeaned within units: Sqq, Sqy and per code Squ."""
+
+    sqq: np.ndarray  # slots x covariates x covariates
+    sqy: np.ndarray  # slots x covariates
+    squ: np.ndarray  # slots x codes x covariates
+
+
 def fit(state: PassState, model: Model) -> Fitted:
     """Coefficients of every tested code in every slot, from the unit statistics (closed form)."""
     from audits import line_sums
 
     cells = state.counts[count_key(model.lineset)]
-    width = model.lineset.width
-    # covariates: per pass unit (controls) or per code (components), summed per model unit (q_sum)
-    if model.kind == "adjusted":
-        unit_of_unit = state.fe_of_unit
-        pairs = cells.summed_to(unit_of_unit, state.n_fe, width)
-        cell_lines, cell_y = cells.totals()
-        # a fixed effect's segment values are its cells' (nested: every cell of it has the same); a cell
-        # without lines in this pass has neither, and must not write its defaults over fixed effect 0's
-        segment_of = np.full((state.n_fe, state.segment_of_unit.shape[1]), -1, np.int64)
-        has_lines = cell_lines > 0
-        segment_of[unit_of_unit[has_lines]] = state.segment_of_unit[has_lines]
-        q_of_unit = _control_dummies(state)
-        q_sum = _summing(unit_of_unit, state.n_fe) @ (q_of_unit * cell_lines[:, None])  # fixed effect x covariate
-    else:
-        unit_of_unit = np.arange(state.n_units)
-        pairs = cells
-        segment_of = state.segment_of_unit
-        q_sum = _by_unit(pairs, width) @ model.components if model.kind == "excess" else np.zeros((state.n_units, 0))
-    slot_of, n_slots, n_cov = _slot_of(segment_of, state.slots.offsets), state.n_slots, q_sum.shape[1]
+    width, n_slots = model.lineset.width, state.n_slots
+    units = _model_units(state, model, cells)
+    slot_of, n_cov = _slot_of(units.segment_of, state.slots.offsets), units.q_sum.shape[1]
     # each unit's N and SY, and pass 2's unit table: k, y_bar, the tested codes' shares, then the covariates
     tested = np.asarray(model.lineset.tested, dtype=np.int64)
     column = np.full(width, -1, np.int64)
     column[tested] = np.arange(len(tested))
+    pairs = units.pairs
     N, SY = np.zeros(pairs.n_units), np.zeros(pairs.n_units)
     table = np.zeros((pairs.n_units, 2 + len(tested) + n_cov))
     line_sums.unit_statistics(pairs.unit, pairs.code, pairs.n, pairs.sy, column, state.leverage_adjusted, N, SY,
                               table)
-    q_bar = q_sum / np.where(N > 0, N, 1)[:, None]
+    q_bar = units.q_sum / np.where(N > 0, N, 1)[:, None]
 
     # unweighted normal equations per slot (sums over units, see module docstring), with a contrast's coverage
     # and rate sums, from one compiled walk over the (unit, code) pairs
@@ -151,38 +154,13 @@ def fit(state: PassState, model: Model) -> Fitted:
     line_sums.add_pair_slot_sums(pairs.unit, pairs.code, pairs.n, pairs.sy, N, SY, slot_of, sums)
     # the reference's lines: every line of the slot's units but the code's (N > 0: units with lines)
     sums[4] = _slot_sums(N[:, None], slot_of, n_slots) - sums[2]
-    suu, suy = sums[0], sums[1]
-    if n_cov:
-        if model.kind == "adjusted":  # the controls' dummies are constant within a cell: sum over cells
-            cell_slot_of = _slot_of(state.segment_of_unit, state.slots.offsets)
-            sqq_raw = _slot_products(q_of_unit * cell_lines[:, None], q_of_unit, cell_slot_of, n_slots)
-            sqy_raw = _slot_sums(q_of_unit * cell_y[:, None], cell_slot_of, n_slots)
-            squ_raw = _pair_slot_products(cells, cells.n, q_of_unit, cell_slot_of, n_slots, width)
-        else:  # the components' dummies follow from the code
-            comps = model.components
-            per_code = _pair_slot_sums(pairs, pairs.n, slot_of, n_slots, width)
-            sqq_raw = np.einsum("sg,gl,gm->slm", per_code, comps, comps)
-            sqy_raw = _pair_slot_sums(pairs, pairs.sy, slot_of, n_slots, width) @ comps
-            squ_raw = per_code[:, :, None] * comps[None, :, :]
-        sqq = sqq_raw - _slot_products(N[:, None] * q_bar, q_bar, slot_of, n_slots)
-        sqy = sqy_raw - _slot_sums(q_bar * SY[:, None], slot_of, n_slots)
-        squ = squ_raw - _pair_slot_products(pairs, pairs.n, q_bar, slot_of, n_slots, width)
-    beta = np.full((n_slots, width), np.nan)
-    pi = np.zeros((n_slots, width, n_cov))
-    pi_y = np.zeros((n_slots, n_cov))
-    bread = np.zeros((n_slots, width))
-    for s in range(n_slots):
-        inverse = _scaled_pinv(sqq[s]) if n_cov else np.zeros((0, 0))
-        pi_y[s] = inverse @ sqy[s] if n_cov else pi_y[s]
-        for g in model.lineset.tested:
-            solved = solve_treatment(inverse, pi_y[s], squ[s, g] if n_cov else np.zeros(0), suu[s, g], suy[s, g])
-            if solved is not None:
-                beta[s, g], pi[s, g], bread[s, g] = solved
+    covariates = _covariate_sums(state, model, cells, units, N, SY, q_bar, slot_of) if n_cov else None
+    beta, pi, pi_y, bread = _solve(model, sums[0], sums[1], covariates, n_cov)
     # Pass 2 reads one row per line (random access to units is what it waits for): per pass unit, k, y_bar,
     # the tested codes' shares, and per covariate q_bar, or for the adjusted model the cell's z = q - q_bar
-    if model.kind == "adjusted":  # to the pass unit (cell), where the controls' deviation is constant
-        table = table[unit_of_unit]
-        table[:, 2 + len(tested):] = q_of_unit - q_bar[unit_of_unit]
+    if units.q_of_cell is not None:  # to the pass unit (cell), where the controls' deviation is constant
+        table = table[units.unit_of_cell]
+        table[:, 2 + len(tested):] = units.q_of_cell - q_bar[units.unit_of_cell]
     else:
         table[:, 2 + len(tested):] = q_bar
     fitted = Fitted(model, table, beta, pi, pi_y, bread)
@@ -195,6 +173,68 @@ def fit(state: PassState, model: Model) -> Fitted:
                                                                            fitted.rate_weight, 1), np.nan)
     fitted.totals_inputs = totals_inputs(fitted)
     return fitted
+
+
+def _model_units(state: PassState, model: Model, cells: UnitCodes) -> _Units:
+    """The model's units and their covariates: per pass unit (controls) or per code (components), summed
+    per model unit (q_sum)."""
+    width = model.lineset.width
+    if model.kind != "adjusted":
+        q_sum = _by_unit(cells, width) @ model.components if model.kind == "excess" else np.zeros((state.n_units, 0))
+        return _Units(np.arange(state.n_units), cells, state.segment_of_unit, q_sum, None)
+    fe_of_cell = state.fe_of_unit
+    cell_lines, _ = cells.totals()
+    # a fixed effect's segment values are its cells' (nested: every cell of it has the same); a cell
+    # without lines in this pass has neither, and must not write its defaults over fixed effect 0's
+    segment_of = np.full((state.n_fe, state.segment_of_unit.shape[1]), -1, np.int64)
+    has_lines = cell_lines > 0
+    segment_of[fe_of_cell[has_lines]] = state.segment_of_unit[has_lines]
+    q_of_cell = _control_dummies(state)
+    q_sum = _summing(fe_of_cell, state.n_fe) @ (q_of_cell * cell_lines[:, None])  # fixed effect x covariate
+    return _Units(fe_of_cell, cells.summed_to(fe_of_cell, state.n_fe, width), segment_of, q_sum, q_of_cell)
+
+
+def _covariate_sums(state: PassState, model: Model, cells: UnitCodes, units: _Units, N: np.ndarray, SY: np.ndarray,
+                    q_bar: np.ndarray, slot_of: np.ndarray) -> _Covariates:
+    """Sqq, Sqy and Squ per slot: raw sums over lines, less each unit's mean times its sum."""
+    n_slots, width, pairs = state.n_slots, model.lineset.width, units.pairs
+    if units.q_of_cell is not None:  # the controls' dummies are constant within a cell: sum over cells
+        q_of_cell = units.q_of_cell
+        cell_lines, cell_y = cells.totals()
+        cell_slot_of = _slot_of(state.segment_of_unit, state.slots.offsets)
+        sqq_raw = _slot_products(q_of_cell * cell_lines[:, None], q_of_cell, cell_slot_of, n_slots)
+        sqy_raw = _slot_sums(q_of_cell * cell_y[:, None], cell_slot_of, n_slots)
+        squ_raw = _pair_slot_products(cells, cells.n, q_of_cell, cell_slot_of, n_slots, width)
+    else:  # the components' dummies follow from the code
+        comps = model.components
+        per_code = _pair_slot_sums(pairs, pairs.n, slot_of, n_slots, width)
+        sqq_raw = np.einsum("sg,gl,gm->slm", per_code, comps, comps)
+        sqy_raw = _pair_slot_sums(pairs, pairs.sy, slot_of, n_slots, width) @ comps
+        squ_raw = per_code[:, :, None] * comps[None, :, :]
+    return _Covariates(sqq_raw - _slot_products(N[:, None] * q_bar, q_bar, slot_of, n_slots),
+                       sqy_raw - _slot_sums(q_bar * SY[:, None], slot_of, n_slots),
+                       squ_raw - _pair_slot_products(pairs, pairs.n, q_bar, slot_of, n_slots, width))
+
+
+def _solve(model: Model, suu: np.ndarray, suy: np.ndarray, covariates: _Covariates | None, n_cov: int
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per slot and tested code: beta, pi (the covariates' coefficients on D) and the bread (sum of D~^2);
+    and per slot pi_y. A code whose D has no variance left keeps beta NaN."""
+    n_slots, width = suu.shape
+    beta = np.full((n_slots, width), np.nan)
+    pi = np.zeros((n_slots, width, n_cov))
+    pi_y = np.zeros((n_slots, n_cov))
+    bread = np.zeros((n_slots, width))
+    for s in range(n_slots):
+        inverse = _scaled_pinv(covariates.sqq[s]) if covariates is not None else np.zeros((0, 0))
+        if covariates is not None:
+            pi_y[s] = inverse @ covariates.sqy[s]
+        for g in model.lineset.tested:
+            squ = covariates.squ[s, g] if covariates is not None else np.zeros(0)
+            solved = solve_treatment(inverse, pi_y[s], squ, suu[s, g], suy[s, g])
+            if solved is not None:
+                beta[s, g], pi[s, g], bread[s, g] = solved
+    return beta, pi, pi_y, bread
 
 
 def totals_inputs(fitted: Fitted) -> tuple[np.ndarray, ...]:
