@@ -277,10 +277,27 @@ def forest_figure(
         shown = [_label(_shorten(text, limit)) for text in texts]
         return [f"<b>{label}</b>" if f.key == focus.key else label for f, label in zip(rows, shown, strict=True)]
 
+    layout = _layout(
+        display, height=100 + 30 * len(rows), left=16,
+        xaxis={"title": {"text": display.axis_title}, "zeroline": False, "gridcolor": "#eaecf0"},
+        yaxis={"tickvals": list(range(len(rows))), "ticktext": labels(LABEL_CHARS), "range": [-0.7, len(rows) - 0.3],
+               "showgrid": False, "zeroline": False, "automargin": True},
+    )
+    four_fifths = (thresholds or {}).get("adverse_impact_ratio")
+    annotations = _four_fifths_line(layout, four_fifths) if focus.metric == "adverse_impact_ratio" else []
+    narrow = _narrow_layout(layout, display, annotations, labels(NARROW_LABEL_CHARS))
+    longest = max(len(_shorten(text, LABEL_CHARS)) for text in texts)
+    below = longest * LABEL_CHAR_PX + layout["margin"]["l"] + layout["margin"]["r"] + MIN_PLOT_PX
+    return {"data": [_forest_trace(rows, display, level)], "layout": layout,
+            "narrow": {"below": below, "layout": narrow}}
+
+
+def _forest_trace(rows: Sequence[Finding], display: MetricDisplay, level: str) -> dict[str, Any]:
+    """One marker per finding at its estimate, with its confidence interval as error bars and its words on hover."""
     estimates = [display.plotted(f.estimate) for f in rows]
     hover = [_label(f"{comparison_text(f)}, {segment_text(f.segment)}: {format_estimate(f, level=level)}; "
                     f"{f.severity}, {f.status}") for f in rows]
-    trace = {
+    return {
         "type": "scatter",
         "x": estimates,
         "y": list(range(len(rows))),
@@ -294,42 +311,43 @@ def forest_figure(
         "hovertext": hover,
         "hoverinfo": "text",
     }
-    layout = _layout(
-        display, height=100 + 30 * len(rows), left=16,
-        xaxis={"title": {"text": display.axis_title}, "zeroline": False, "gridcolor": "#eaecf0"},
-        yaxis={"tickvals": list(range(len(rows))), "ticktext": labels(LABEL_CHARS), "range": [-0.7, len(rows) - 0.3],
-               "showgrid": False, "zeroline": False, "automargin": True},
-    )
-    four_fifths = (thresholds or {}).get("adverse_impact_ratio")
-    annotations = []
-    if focus.metric == "adverse_impact_ratio" and four_fifths is not None:
-        layout["shapes"].append({
-            "type": "line", "xref": "x", "yref": "paper", "x0": four_fifths, "x1": four_fifths, "y0": 0, "y1": 1,
-            "line": {"color": COLOUR_MEDIUM, "width": 1, "dash": "dot"},
-        })
-        annotations = [{
-            "x": four_fifths, "xref": "x", "y": 1, "yref": "paper", "yanchor": "bottom", "showarrow": False,
-            "text": f"four-fifths rule ({four_fifths:g})", "font": {"size": 11, "color": COLOUR_MEDIUM},
-        }]
-        layout["annotations"] = annotations
-        layout["margin"]["t"] = 28
-    narrow = {
+
+
+def _four_fifths_line(layout: dict[str, Any], four_fifths: float | None) -> list[dict[str, Any]]:
+    """Draw the configured four-fifths line on a discount-rate chart (into `layout`); its label, as annotations."""
+    if four_fifths is None:
+        return []
+    layout["shapes"].append({
+        "type": "line", "xref": "x", "yref": "paper", "x0": four_fifths, "x1": four_fifths, "y0": 0, "y1": 1,
+        "line": {"color": COLOUR_MEDIUM, "width": 1, "dash": "dot"},
+    })
+    annotations = [{
+        "x": four_fifths, "xref": "x", "y": 1, "yref": "paper", "yanchor": "bottom", "showarrow": False,
+        "text": f"four-fifths rule ({four_fifths:g})", "font": {"size": 11, "color": COLOUR_MEDIUM},
+    }]
+    layout["annotations"] = annotations
+    layout["margin"]["t"] = 28
+    return annotations
+
+
+def _narrow_layout(layout: dict[str, Any], display: MetricDisplay, annotations: list[dict[str, Any]], labels: list[str]
+                   ) -> dict[str, Any]:
+    """The wide layout for a narrow chart: each row's label written above its marker instead of beside it."""
+    n_rows = len(labels)
+    return {
         **layout,
-        "height": 96 + NARROW_ROW_PX * len(rows),
+        "height": 96 + NARROW_ROW_PX * n_rows,
         "margin": {**layout["margin"], "l": 8, "r": 16, "b": 72},
         "xaxis": {**layout["xaxis"], "title": {"text": _wrap(display.axis_title, NARROW_TITLE_CHARS)}},
         "yaxis": {**{k: v for k, v in layout["yaxis"].items() if k not in ("tickvals", "ticktext")},
-                  "showticklabels": False, "automargin": False, "range": [-0.6, len(rows) - 0.25]},
+                  "showticklabels": False, "automargin": False, "range": [-0.6, n_rows - 0.25]},
         "annotations": [*annotations, *(
             {"x": 0, "xref": "paper", "xanchor": "left", "y": index, "yref": "y", "yanchor": "bottom", "yshift": 7,
              "text": label, "showarrow": False, "align": "left", "font": {"size": 11},
              "bgcolor": "rgba(255,255,255,0.85)"}
-            for index, label in enumerate(labels(NARROW_LABEL_CHARS))
+            for index, label in enumerate(labels)
         )],
     }
-    longest = max(len(_shorten(text, LABEL_CHARS)) for text in texts)
-    below = longest * LABEL_CHAR_PX + layout["margin"]["l"] + layout["margin"]["r"] + MIN_PLOT_PX
-    return {"data": [trace], "layout": layout, "narrow": {"below": below, "layout": narrow}}
 
 
 def _wrap(text: str, width: int) -> str:

@@ -25,7 +25,7 @@ import jinja2
 
 from audits.catalogue import CHECKS_BY_NAME
 from audits.causes import RULES as GROUPING_RULES
-from audits.findings import ALL_CHECKS, CONSISTENCY_CHECKS, AuditResult, Cause, CheckRun, Finding
+from audits.findings import ALL_CHECKS, CONSISTENCY_CHECKS, AuditResult, Cause, CheckRun, DataQuality, Finding
 from reports.evidence import CoverageView, Where, list_price_text, where_to_look
 from reports.figures import forest_figure, forest_rows, format_estimate, plotly_js, script_json, trend_figure
 from reports.methodology import (
@@ -136,10 +136,29 @@ def render_index(entries: Sequence[Mapping[str, Any]], out_path: Path, *, report
 
 
 def _report_context(result: AuditResult) -> dict[str, Any]:
+    """What reports/templates/report.html.j2 reads: the run, then its findings, data quality and method."""
+    level = confidence_level(result.method)
+    findings = _findings_context(result, level)
+    since, changes = since_previous(result.since_previous, scope=result.run.scope)
+    return {
+        "result": result,
+        "run": result.run,
+        "level": level,
+        "verdict": verdict(result, n_causes=len(findings["causes"])),
+        "period": period(result),
+        "since": since,
+        "since_changes": changes,
+        "outcomes": result.outcome_counts(),
+        **findings,
+        **_data_quality_context(result.data_quality),
+        **_method_context(result.method, result.checks),
+    }
+
+
+def _findings_context(result: AuditResult, level: float) -> dict[str, Any]:
+    """The causes, each led by its finding's details; the breaches no cause holds; the findings table."""
     method = result.method
-    thresholds = method.get("thresholds") or {}
-    level = confidence_level(method)
-    min_customers = thresholds.get("min_group_customers")
+    min_customers = (method.get("thresholds") or {}).get("min_group_customers")
     suppressed_text = (
         f"suppressed (fewer than {min_customers} customers)" if min_customers is not None
         else "suppressed (too few customers to show)"
@@ -171,34 +190,36 @@ def _report_context(result: AuditResult) -> dict[str, Any]:
             lead=drill(lead, anchors[cause.id], cause) if lead is not None else None,
             related=[by_id[i] for i in cause.finding_ids if i in by_id and (lead is None or i != lead.id)],
         ))
-    intro, rules = grouping_rules()
-    since, changes = since_previous(result.since_previous, scope=result.run.scope)
-    dq = result.data_quality
-    expectations = sorted(dq.expectations, key=lambda e: (bool(e.get("success")), str(e.get("expectation"))))
-    checks_ran = {c.check: c for c in result.checks}
     return {
-        "result": result,
-        "run": result.run,
-        "level": level,
-        "verdict": verdict(result, n_causes=len(causes)),
-        "period": period(result),
-        "since": since,
-        "since_changes": changes,
-        "outcomes": result.outcome_counts(),
         "causes": cause_views,
         "resolved": [c for c in result.causes if c.status == "resolved"],
         "noted": [drill(f, f"noted-{n}", None) for n, f in enumerate(noted, 1)],
-        "checks_run": [(c, check_title(c.check), check_outcomes(c)) for c in result.checks],
         "rows": rows,
         "page_size": TABLE_PAGE_SIZE,
         "filters": filters(rows),
         "low_coverage_rows": sum(1 for r in rows if r.coverage and r.coverage.low),
+    }
+
+
+def _data_quality_context(dq: DataQuality) -> dict[str, Any]:
+    """The ingest's batches and Great Expectations' results, failures first."""
+    return {
         "dq": dq,
-        "expectations": expectations,
+        "expectations": sorted(dq.expectations, key=lambda e: (bool(e.get("success")), str(e.get("expectation")))),
         "expectations_failed": sum(1 for e in dq.expectations if not e.get("success")),
         "expectations_have_batch": any("batch" in e for e in dq.expectations),
         "batch_columns": list(dict.fromkeys(k for b in dq.batches for k in b)),
-        "thresholds": thresholds_table(thresholds),
+    }
+
+
+def _method_context(method: dict[str, Any], checks: Sequence[CheckRun]) -> dict[str, Any]:
+    """How the audit was done: the checks (each one's words and whether it ran), thresholds, statistics and
+    how groups were formed."""
+    checks_ran = {c.check: c for c in checks}
+    intro, rules = grouping_rules()
+    return {
+        "checks_run": [(c, check_title(c.check), check_outcomes(c)) for c in checks],
+        "thresholds": thresholds_table(method.get("thresholds") or {}),
         "method_lists": [(label, method_text(method[key])) for key, label in METHOD_LISTS if key in method],
         "method_other": [(k, method_text(v)) for k, v in method.items()
                          if k != "thresholds" and k not in dict(METHOD_LISTS)],
