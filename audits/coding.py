@@ -128,16 +128,8 @@ def code_lines(
          measured=idents(MEASURED_COLUMNS), order=order)
 
     for combo, group_set in list(sets.items()):
-        sql = load_sql("audit/group_codes").render(source=Ident(CODED_LINES), key=Ident(group_set.key))
-        found = [row[0] for row in con.execute(sql).fetchall()]
-        labels = {}
-        for code in found:
-            parts, rest = [], code
-            for column in reversed(combo):
-                rest, index = divmod(rest, len(levels[column]))
-                parts.append(levels[column][index])
-            labels[code] = tuple(reversed(parts))
-        sets[combo] = GroupSet(group_set.key, combo, labels, group_set.radix)
+        sets[combo] = GroupSet(group_set.key, combo, _labels(con, group_set.key, [levels[c] for c in combo]),
+                               group_set.radix)
 
     n_customers, n_cells, n_fe = con.execute(
         "select (select count(*) from pp_customers), (select count(*) from pp_cells), "
@@ -147,6 +139,20 @@ def code_lines(
     return Coding(sets=sets, segments=segments,
                   controls=tuple((c, control_key(j), len(control_levels[c])) for j, c in enumerate(controls)),
                   n_customers=int(n_customers), n_cells=int(n_cells), n_fe=int(n_fe))
+
+
+def _labels(con: duckdb.DuckDBPyConnection, key: str, levels: list[list[str]]) -> dict[int, tuple[str, ...]]:
+    """Each code of grouping column `key` found in `coded_lines` -> its columns' values (`levels`: each
+    column's, in code order): the mixed-radix number read back digit by digit."""
+    labels = {}
+    sql = load_sql("audit/group_codes").render(source=Ident(CODED_LINES), key=Ident(key))
+    for (code,) in con.execute(sql).fetchall():
+        parts, rest = [], code
+        for values in reversed(levels):
+            rest, index = divmod(rest, len(values))
+            parts.append(values[index])
+        labels[code] = tuple(reversed(parts))
+    return labels
 
 
 def _run(con: duckdb.DuckDBPyConnection, name: str, values: dict[str, Any], **identifiers: Any) -> None:
