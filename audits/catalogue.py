@@ -24,8 +24,13 @@ Kind = Literal["consistency", "disparity"]
 # difference: the difference itself (group minus reference).
 Contrast = Literal["outcome", "rate", "difference"]
 Display = Literal["percent_change", "ratio", "points", "share"]
+# how each contrast's metric can be displayed (the wording and the charts read it so)
+DISPLAYS: dict[str, tuple[str, ...]] = {"outcome": ("percent_change",), "rate": ("ratio",),
+                                        "difference": ("points", "share")}
 Adverse = Literal["higher", "lower"]
 CATALOGUE = Path(__file__).resolve().parent.parent / "sql" / "checks" / "catalogue.toml"
+# what a disparity check's `finding` sentence may name (audits/wording.py fills them in)
+FINDING_PLACEHOLDERS = ("Who", "who", "against", "cell", "segment", "threshold", "ratio", "difference")
 
 # What each column the checks may need means, for the reasons given when the data lacks it.
 COLUMN_MEANINGS: dict[str, str] = {
@@ -64,6 +69,13 @@ class Check:
     # consistency: per rule (metric, what a breach is, the rule stated; {cell}, {max_discount} filled in)
     rules: tuple[tuple[str, str, str], ...] = ()
     next_step: str = ""  # what to check next, given a flagged finding ({who}, {evidence})
+    # disparity, rate and difference contrasts: a finding's sentence (outcome checks share the outcome's,
+    # audits/wording.py): {Who} or {who} the group, {against} its reference, {cell} what makes lines
+    # comparable, {segment}, {threshold} the practical threshold, and {ratio} (rate: the ratio, two
+    # decimals) or {difference} (difference: the difference in words, from `compared`)
+    finding: str = ""
+    # difference contrast: the words for a group above the reference, below it, and the same
+    compared: tuple[str, ...] = ()
     # disparity: the check whose SQL file measures this one's lines, when both measure the same (the
     # comparison differs, not the measurement); empty: its own file
     measured_as: str = ""
@@ -72,6 +84,21 @@ class Check:
         for field, choices in (("kind", Kind), ("contrast", Contrast), ("display", Display), ("adverse", Adverse)):
             if getattr(self, field) not in get_args(choices):
                 raise ValueError(f"{field} must be one of {', '.join(get_args(choices))}, got {getattr(self, field)!r}")
+        if self.kind == "disparity" and self.display not in DISPLAYS[self.contrast]:
+            raise ValueError(f"a {self.contrast} contrast is displayed as {' or '.join(DISPLAYS[self.contrast])}, "
+                             f"not {self.display!r}")
+        if self.kind == "disparity" and self.contrast != "outcome" and not self.finding:
+            raise ValueError(f"a {self.contrast} contrast needs 'finding', the sentence of a finding")
+        try:
+            self.finding.format(**dict.fromkeys(FINDING_PLACEHOLDERS, ""))
+        except KeyError as err:
+            known = ", ".join(f"{{{name}}}" for name in FINDING_PLACEHOLDERS)
+            raise ValueError(f"finding: {{{err.args[0]}}} is not one of {known}") from None
+        except (IndexError, ValueError) as err:  # a positional {} or an unclosed brace
+            raise ValueError(f"finding: {err}") from None
+        if self.contrast == "difference" and self.kind == "disparity" and len(self.compared) != 3:
+            raise ValueError("a difference contrast needs 'compared': the words for above, below and the same "
+                             "as the reference")
 
     def metric_for(self, scale: str = "ratio") -> str:
         """The metric of this check's findings when the outcome is compared on `scale` (ratio or points)."""

@@ -43,19 +43,6 @@ def summarize(finding: Finding, config: Config, *, total: int | None = None) -> 
                 else f"{finding.estimate:+.2f} points")
         return (f"Across the {finding.attribute} bands, the {noun} changed by {step} per band {like_for_like}"
                 f"{segment}; {sure}.")
-    if finding.metric == "price_ratio":
-        change = finding.estimate - 1
-        if abs(change) < 0.0005:
-            paid = f"the same {noun} as" if noun != "price" else "the same as"
-        elif noun == "price":
-            paid = f"{abs(change):.1%} {'more' if change > 0 else 'less'} than"
-        else:
-            paid = f"{abs(change):.1%} {'higher' if change > 0 else 'lower'} {noun} than"
-        adjusted = ""
-        if finding.adjusted_estimate is not None:
-            adjusted = (f"; adjusting for each factor separately instead (regression) gives "
-                        f"{_signed_pct(finding.adjusted_estimate - 1)}")
-        return f"{_cap(who)} paid {paid} {against} {like_for_like}{segment}; {sure}{adjusted}."
     if finding.metric == "points_diff":
         adjusted = ""
         if finding.adjusted_estimate is not None:
@@ -68,19 +55,35 @@ def summarize(finding: Finding, config: Config, *, total: int | None = None) -> 
             had = (f"had {article} {noun} {abs(finding.estimate):.2f} points "
                    f"{'higher' if finding.estimate > 0 else 'lower'} than")
         return f"{_cap(who)} {had} {against} {like_for_like}{segment}; {sure}{adjusted}."
-    if finding.metric == "adverse_impact_ratio":
-        return (f"{_cap(who)} received discounts {finding.estimate:.2f} times as often as {against} "
-                f"{like_for_like}{segment} (the four-fifths rule flags below {config.adverse_impact_ratio:.2f}); "
-                f"{sure}.")
-    if finding.metric == "dearer_ratio":
-        return (f"{_cap(who)} were charged the dearer of the prices in their cell {finding.estimate:.2f} times as "
-                f"often as {against} {like_for_like}{segment} (flagged above {config.max_dearer_ratio:.2f}); {sure}.")
-    if finding.metric == "discount_pct_diff":
-        points = finding.estimate * 100
-        depth = ("as deep as" if abs(points) < 0.05 else
-                 f"{abs(points):.1f} percentage points {'deeper' if points > 0 else 'shallower'} than")
-        return f"When discounted, {who} got discounts {depth} {against} {like_for_like}{segment}; {sure}."
-    return f"{_cap(who)}: {finding.metric} = {finding.estimate:.4g} against {against}{segment}; {sure}."
+    if CHECKS_BY_NAME[finding.check].contrast == "outcome":  # on the ratio scale: price_ratio
+        change = finding.estimate - 1
+        if abs(change) < 0.0005:
+            paid = f"the same {noun} as" if noun != "price" else "the same as"
+        elif noun == "price":
+            paid = f"{abs(change):.1%} {'more' if change > 0 else 'less'} than"
+        else:
+            paid = f"{abs(change):.1%} {'higher' if change > 0 else 'lower'} {noun} than"
+        adjusted = ""
+        if finding.adjusted_estimate is not None:
+            adjusted = (f"; adjusting for each factor separately instead (regression) gives "
+                        f"{_signed_pct(finding.adjusted_estimate - 1)}")
+        return f"{_cap(who)} paid {paid} {against} {like_for_like}{segment}; {sure}{adjusted}."
+    return f"{_check_sentence(finding, config, who=who, against=against, segment=segment)}; {sure}."
+
+
+def _check_sentence(finding: Finding, config: Config, *, who: str, against: str, segment: str) -> str:
+    """A rate or difference finding's sentence, as its catalogue entry words it (`finding`, `compared`)."""
+    check = CHECKS_BY_NAME[finding.check]
+    estimate = finding.estimate
+    difference = ""
+    if check.contrast == "difference":
+        above, below, same = check.compared
+        points = estimate * 100  # shares compared: their difference in percentage points
+        difference = same if abs(points) < 0.05 else (
+            f"{abs(points):.1f} percentage points {above if points > 0 else below}")
+    return check.finding.format(Who=_cap(who), who=who, against=against, cell=cell_words(config), segment=segment,
+                                threshold=f"{config.setting(check.threshold):.2f}" if check.threshold else "",
+                                ratio=f"{estimate:.2f}", difference=difference)
 
 
 def cell_words(config: Config) -> str:
@@ -104,11 +107,12 @@ def _components(finding: Finding) -> str:
     """Intersections: how the group compares with what its component attributes predict together."""
     if finding.excess_estimate is None:
         return ""
-    if finding.metric == "price_ratio":
+    scale = _scale(finding)
+    if scale == "percent":
         excess = _signed_pct(finding.excess_estimate - 1)
-    elif finding.metric == "discount_pct_diff":
+    elif scale == "percentage points":
         excess = f"{finding.excess_estimate * 100 + 0.0:+.1f} points".replace("-0.0", "+0.0")
-    elif finding.metric == "points_diff":
+    elif scale == "points":
         excess = f"{finding.excess_estimate:+.2f} points"
     else:
         excess = f"{finding.excess_estimate:.2f} times the predicted rate"
@@ -158,19 +162,32 @@ def _segment(finding: Finding) -> str:
     return " (" + ", ".join(f"{k} {v}" for k, v in finding.segment.items()) + ")"
 
 
+def _scale(finding: Finding) -> str:
+    """How a disparity finding's numbers read: "percent" (an outcome's ratio: +5.0%), "points" (an outcome
+    compared in points: +0.12 points), "percentage points" (a difference of shares: +4.2 points) or
+    "ratio" (a rate ratio: 0.64)."""
+    if finding.metric.endswith("points_diff"):  # the outcome on the points scale, and its trend
+        return "points"
+    check = CHECKS_BY_NAME[finding.check]
+    if check.contrast == "outcome":
+        return "percent"
+    return "percentage points" if check.contrast == "difference" else "ratio"  # displayed as points or a share
+
+
 def _certainty(finding: Finding, config: Config) -> str:
     low, high = finding.ci_low, finding.ci_high
     level = f"{config.confidence:.0%} confidence interval"
-    if finding.metric.endswith("price_ratio") and low is not None and high is not None:
-        interval = f"{level} {_signed_pct(low - 1)} to {_signed_pct(high - 1)}"
-    elif finding.metric == "discount_pct_diff" and low is not None and high is not None:
-        interval = f"{level} {low * 100:+.1f} to {high * 100:+.1f} points"
-    elif finding.metric.endswith("points_diff") and low is not None and high is not None:
-        interval = f"{level} {low:+.2f} to {high:+.2f} points"
-    elif low is not None and high is not None:
-        interval = f"{level} {low:.2f} to {high:.2f}"
-    else:
+    scale = _scale(finding)
+    if low is None or high is None:
         interval = "no confidence interval"
+    elif scale == "percent":
+        interval = f"{level} {_signed_pct(low - 1)} to {_signed_pct(high - 1)}"
+    elif scale == "percentage points":
+        interval = f"{level} {low * 100:+.1f} to {high * 100:+.1f} points"
+    elif scale == "points":
+        interval = f"{level} {low:+.2f} to {high:+.2f} points"
+    else:
+        interval = f"{level} {low:.2f} to {high:.2f}"
     q = finding.q_value
     if finding.outcome == "not_assessed":
         return f"{interval}; {finding.reason}"

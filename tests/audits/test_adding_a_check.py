@@ -4,7 +4,7 @@ A copy of the code gets a new disparity check, full-price incidence (how often a
 list price, against its reference in the same cells), as exactly two additions: `sql/checks/
 full_price_incidence.sql` and its `[[check]]` entry. Nothing else is touched. A market with the sample's
 planted effects is then audited by that copy in a process of its own: the check runs, is judged and
-worded, finds the planted effect (customers aged 65+ get coupons half as often, so they pay full price
+worded as its entry says, finds the planted effect (customers aged 65+ get coupons half as often, so they pay full price
 more often) and appears in the report.
 """
 
@@ -57,6 +57,7 @@ axis_title = "full-price-rate ratio, group / reference (1 = same rate)"
 threshold = "thresholds.max_dearer_ratio"
 adverse = "higher"
 next_step = "review who is left out of coupons and promotions: {who}: {evidence}"
+finding = "{Who} paid the full list price {ratio} times as often as {against} for {cell}{segment} (flagged above {threshold})"
 '''
 
 # run by the copy of the code, in a process of its own: the catalogue is read once, when audits is imported
@@ -102,6 +103,10 @@ def test_a_check_added_as_one_sql_file_and_one_entry_runs_is_judged_and_reported
     assert findings and {f["metric"] for f in findings} == {"full_price_ratio"}
     planted = next(f for f in findings if f["attribute"] == "age_band" and f["group"] == "65+" and not f["segment"])
     assert planted["ci_low"] > 1  # coupons half as often: the full price more often, and surely so
+    # worded as the entry says (with how sure it is, as every finding), not as a metric and a number
+    assert planted["summary"].startswith(f"Customers with age_band = 65+ paid the full list price "
+                                         f"{planted['estimate']:.2f} times as often as all other customers for the "
+                                         "same product on the same day and channel (flagged above 1.25); 95% ")
     report = out["report"]
     assert "Full-price incidence" in report
     assert "Compares how often a group paid the full list price" in report

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from audits.catalogue import CATALOGUE, CHECKS, CHECKS_BY_NAME, load_checks
+from audits.catalogue import CATALOGUE, CHECKS, CHECKS_BY_NAME, Check, load_checks
 from audits.sqlfiles import SQL_DIR, Fragment, Ident, SqlFileError, idents, load_sql, parse_sql
 
 
@@ -54,6 +54,23 @@ def test_a_catalogue_entry_is_checked_when_it_loads(tmp_path, extra, message):
     else:
         with pytest.raises(ValueError, match=re.escape(f"{path}: {message}")):
             load_checks(path)
+
+
+def test_a_rate_or_difference_check_words_its_findings():
+    """A disparity check compared as a rate or a difference says its findings' sentence; the words of a
+    difference say which way; a placeholder the wording does not fill in, or a display that does not fit
+    the contrast, fails when the entry loads."""
+    entry = {"name": "x", "kind": "disparity", "title": "X", "explanation": "x", "basis": "x", "metric": "x_ratio"}
+    with pytest.raises(ValueError, match="a rate contrast needs 'finding'"):
+        Check(**entry, contrast="rate", display="ratio")
+    with pytest.raises(ValueError, match=re.escape("finding: {price} is not one of {Who}, {who}, {against}")):
+        Check(**entry, contrast="rate", display="ratio", finding="{Who} paid {price}")
+    with pytest.raises(ValueError, match="a difference contrast needs 'compared'"):
+        Check(**entry, contrast="difference", display="points", finding="{Who} got {difference} {against}",
+              compared=("more", "less"))
+    with pytest.raises(ValueError, match="a rate contrast is displayed as ratio, not 'points'"):
+        Check(**entry, contrast="rate", display="points", finding="{Who} {ratio}")
+    assert Check(**entry, finding="").contrast == "outcome"  # outcome checks share the outcome's sentence
 
 
 def test_parameters_are_declared_and_used():
