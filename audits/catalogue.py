@@ -64,6 +64,9 @@ class Check:
     display: Display = "percent_change"
     axis_title: str = ""
     threshold: str | None = None  # the settings key of its practical threshold
+    # what the rule behind the threshold is called, for the line a rate check's charts draw at it
+    # ("four-fifths rule (0.8)"); empty: the line says which side flags ("flags above 1.25")
+    threshold_name: str = ""
     adverse: Adverse = "higher"  # which direction of the metric harms the group
     adjusted: bool = False  # also report the regression-adjusted estimate
     # consistency: per rule (metric, what a breach is, the rule stated; {cell}, {max_discount} filled in)

@@ -19,8 +19,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
-from audits.catalogue import CHECKS, RULES, no_difference
+from audits.catalogue import CHECKS, CHECKS_BY_NAME, RULES, no_difference
 from audits.findings import Finding, HistoryPoint
+from audits.settings import SETTINGS_BY_KEY
 
 DisplayKind = Literal["percent_change", "ratio", "points", "difference", "share", "raw"]
 
@@ -283,8 +284,8 @@ def forest_figure(
         yaxis={"tickvals": list(range(len(rows))), "ticktext": labels(LABEL_CHARS), "range": [-0.7, len(rows) - 0.3],
                "showgrid": False, "zeroline": False, "automargin": True},
     )
-    four_fifths = (thresholds or {}).get("adverse_impact_ratio")
-    annotations = _four_fifths_line(layout, four_fifths) if focus.metric == "adverse_impact_ratio" else []
+    line = _threshold(focus, thresholds or {})
+    annotations = _threshold_line(layout, *line) if line is not None else []
     narrow = _narrow_layout(layout, display, annotations, labels(NARROW_LABEL_CHARS))
     longest = max(len(_shorten(text, LABEL_CHARS)) for text in texts)
     below = longest * LABEL_CHAR_PX + layout["margin"]["l"] + layout["margin"]["r"] + MIN_PLOT_PX
@@ -313,17 +314,29 @@ def _forest_trace(rows: Sequence[Finding], display: MetricDisplay, level: str) -
     }
 
 
-def _four_fifths_line(layout: dict[str, Any], four_fifths: float | None) -> list[dict[str, Any]]:
-    """Draw the configured four-fifths line on a discount-rate chart (into `layout`); its label, as annotations."""
-    if four_fifths is None:
-        return []
+def _threshold(focus: Finding, thresholds: Mapping[str, float]) -> tuple[float, str] | None:
+    """A rate check's practical threshold, as the run recorded it, and its line's label ("four-fifths rule
+    (0.8)", or "flags above 1.25"); None for other checks, or when the run recorded no such threshold."""
+    check = CHECKS_BY_NAME.get(focus.check)
+    if check is None or check.display != "ratio" or not check.threshold:
+        return None
+    value = thresholds.get(SETTINGS_BY_KEY[check.threshold].name)
+    if value is None:
+        return None
+    if check.threshold_name:
+        return value, f"{check.threshold_name} ({value:g})"
+    return value, f"flags {'below' if check.adverse == 'lower' else 'above'} {value:g}"
+
+
+def _threshold_line(layout: dict[str, Any], value: float, label: str) -> list[dict[str, Any]]:
+    """Draw the threshold's line on the chart (into `layout`); its label, as annotations."""
     layout["shapes"].append({
-        "type": "line", "xref": "x", "yref": "paper", "x0": four_fifths, "x1": four_fifths, "y0": 0, "y1": 1,
+        "type": "line", "xref": "x", "yref": "paper", "x0": value, "x1": value, "y0": 0, "y1": 1,
         "line": {"color": COLOUR_MEDIUM, "width": 1, "dash": "dot"},
     })
     annotations = [{
-        "x": four_fifths, "xref": "x", "y": 1, "yref": "paper", "yanchor": "bottom", "showarrow": False,
-        "text": f"four-fifths rule ({four_fifths:g})", "font": {"size": 11, "color": COLOUR_MEDIUM},
+        "x": value, "xref": "x", "y": 1, "yref": "paper", "yanchor": "bottom", "showarrow": False,
+        "text": label, "font": {"size": 11, "color": COLOUR_MEDIUM},
     }]
     layout["annotations"] = annotations
     layout["margin"]["t"] = 28

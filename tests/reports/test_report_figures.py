@@ -108,6 +108,23 @@ def test_forest_draws_four_fifths_line_from_recorded_threshold(sample: SimpleNam
     assert [s["x0"] for s in figure["layout"]["shapes"]] == [1.0, 0.8]
 
 
+def test_forest_draws_each_rate_checks_threshold_as_its_catalogue_entry_names_it(sample: SimpleNamespace) -> None:
+    """Every rate check's chart has its practical threshold's line: the four-fifths rule by name, dearer_price's
+    saying which side flags; a check of another display, or a run that recorded no threshold, draws none."""
+    recorded = {"adverse_impact_ratio": 0.8, "max_dearer_ratio": 1.25, "min_price_gap": 0.02}
+    dearer = sample.replace(sample.MEDIUM_INCIDENCE, check="dearer_price", metric="dearer_ratio", estimate=1.4,
+                            ci_low=1.3, ci_high=1.5)
+    lines = {}
+    for found in (sample.MEDIUM_INCIDENCE, dearer, sample.HIGH_GAP):
+        figure = forest_figure([found], focus=found, thresholds=recorded)
+        lines[found.check] = ([s["x0"] for s in figure["layout"]["shapes"]][1:],
+                              [a["text"] for a in figure["layout"].get("annotations", [])])
+    assert lines == {"discount_incidence": ([0.8], ["four-fifths rule (0.8)"]),
+                     "dearer_price": ([1.25], ["flags above 1.25"]),
+                     "price_gap": ([], [])}
+    assert forest_figure([dearer], focus=dearer)["layout"]["shapes"][1:] == []
+
+
 def test_forest_labels_escape_markup(sample: SimpleNamespace) -> None:
     figure = forest_figure([sample.HOSTILE], focus=sample.HOSTILE)
     assert figure is not None
