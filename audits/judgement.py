@@ -155,9 +155,10 @@ def _excess_fields(t: RawTest, config: Config) -> dict[str, float | None]:
         return {}
     low, high = t.excess.interval(config.confidence)
     values = [t.excess.beta, low, high]
-    if t.metric == "price_ratio":
+    contrast = CHECKS_BY_NAME[t.check].contrast
+    if contrast == "outcome" and t.metric != "points_diff":  # the outcome's log on the ratio scale: a ratio
         values = [exp_or_inf(v) for v in values]
-    elif CHECKS_BY_NAME[t.check].contrast == "rate":
+    elif contrast == "rate":
         # the group's rate as a ratio of the rate its components predict: r / (r - excess)
         rate = (t.reference_mean or 0.0) + (t.difference.beta if t.difference else 0.0)
         values = [rate / (rate - v) if rate > 0 and rate - v > 0 else None for v in values]
