@@ -52,6 +52,7 @@ import numpy as np
 
 from audits.contrast_fit import fit, pass_one
 from audits.contrast_model import Executor, Model, PartitionSums, PassState, Slots, TestSums, count_key, line_codes
+from audits.sqlfiles import Ident, idents, load_sql
 from audits.warehouse import threads
 
 # Lines per partition of customers (a range of customer indexes) streamed out of DuckDB and summed at
@@ -86,7 +87,7 @@ def fit_pass(
         raise ValueError("a pass takes at most one segment column")
     state = PassState(unit_key, fe_key, Slots.build(segments), models, controls, leverage_adjusted, n_units, n_fe)
     # fetchall: a result left pending (fetchone) would block the executor's own use of the connection
-    n_lines, max_customer = con.execute(f"select count(*), coalesce(max(ci), -1) from {relation}").fetchall()[0]
+    n_lines, max_customer = con.execute(load_sql("audit/pass_size").render(relation=Ident(relation))).fetchall()[0]
     state.n_customers = int(max_customer) + 1
     partitions = max(1, math.ceil(n_lines / LINES_PER_PARTITION))
     if reuse is not None and (reuse.unit_key, reuse.fe_key, reuse.n_units, reuse.slots.segment_keys) == (
@@ -158,7 +159,8 @@ def _stream(con: duckdb.DuckDBPyConnection, relation: str, state: PassState, par
     coded_lines is stored sorted by customer and segment codes, so each range reads only its own row
     groups and comes in the order pass 2 sums it (`partition_sums` sorts what does not).
     """
-    query = f"select {', '.join(state.columns(first_pass=first_pass))} from {relation} where ci >= $low and ci < $high"
+    query = load_sql("audit/pass_lines").render(columns=idents(state.columns(first_pass=first_pass)),
+                                                 relation=Ident(relation))
     for partition in range(partitions):
         low = partition * state.n_customers // partitions
         high = (partition + 1) * state.n_customers // partitions
