@@ -119,6 +119,7 @@ class _Units(NamedTuple):
     segment_of: np.ndarray  # model unit x segment column: its value (-1: none)
     q_sum: np.ndarray  # model unit x covariate: the covariates summed over the unit's lines
     q_of_cell: np.ndarray | None  # adjusted: cell x control dummy (constant within a cell); else None
+    cell_totals: tuple[np.ndarray, np.ndarray] | None  # adjusted: each cell's lines and sum of y; else None
 
 
 class _Covariates(NamedTuple):
@@ -181,9 +182,9 @@ def _model_units(state: PassState, model: Model, cells: UnitCodes) -> _Units:
     width = model.lineset.width
     if model.kind != "adjusted":
         q_sum = _by_unit(cells, width) @ model.components if model.kind == "excess" else np.zeros((state.n_units, 0))
-        return _Units(np.arange(state.n_units), cells, state.segment_of_unit, q_sum, None)
+        return _Units(np.arange(state.n_units), cells, state.segment_of_unit, q_sum, None, None)
     fe_of_cell = state.fe_of_unit
-    cell_lines, _ = cells.totals()
+    cell_lines, cell_y = cells.totals()
     # a fixed effect's segment values are its cells' (nested: every cell of it has the same); a cell
     # without lines in this pass has neither, and must not write its defaults over fixed effect 0's
     segment_of = np.full((state.n_fe, state.segment_of_unit.shape[1]), -1, np.int64)
@@ -191,7 +192,8 @@ def _model_units(state: PassState, model: Model, cells: UnitCodes) -> _Units:
     segment_of[fe_of_cell[has_lines]] = state.segment_of_unit[has_lines]
     q_of_cell = _control_dummies(state)
     q_sum = _summing(fe_of_cell, state.n_fe) @ (q_of_cell * cell_lines[:, None])  # fixed effect x covariate
-    return _Units(fe_of_cell, cells.summed_to(fe_of_cell, state.n_fe, width), segment_of, q_sum, q_of_cell)
+    return _Units(fe_of_cell, cells.summed_to(fe_of_cell, state.n_fe, width), segment_of, q_sum, q_of_cell,
+                  (cell_lines, cell_y))
 
 
 def _covariate_sums(state: PassState, model: Model, cells: UnitCodes, units: _Units, N: np.ndarray, SY: np.ndarray,
@@ -200,7 +202,7 @@ def _covariate_sums(state: PassState, model: Model, cells: UnitCodes, units: _Un
     n_slots, width, pairs = state.n_slots, model.lineset.width, units.pairs
     if units.q_of_cell is not None:  # the controls' dummies are constant within a cell: sum over cells
         q_of_cell = units.q_of_cell
-        cell_lines, cell_y = cells.totals()
+        cell_lines, cell_y = units.cell_totals
         cell_slot_of = _slot_of(state.segment_of_unit, state.slots.offsets)
         sqq_raw = _slot_products(q_of_cell * cell_lines[:, None], q_of_cell, cell_slot_of, n_slots)
         sqy_raw = _slot_sums(q_of_cell * cell_y[:, None], cell_slot_of, n_slots)
